@@ -1,0 +1,350 @@
+"""Project-local PostgreSQL and Mosquitto on free ports inside a data directory.
+
+Used by ``civic services``, the demo and the test suite, so a fresh Debian machine needs nothing
+but this repository: missing Debian packages are installed when running as root, otherwise the
+error says exactly what to install. PostgreSQL refuses to run as root, so as root its cluster is
+owned by and run as the ``postgres`` system user that Debian's package creates.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+DEBIAN_PACKAGES = ("postgresql", "mosquitto", "mosquitto-clients")
+DATABASE_NAME = "civic"
+DATABASE_USER = "civic"
+START_TIMEOUT_S = 30.0
+
+
+class ServicesError(Exception):
+    """A local service could not be installed, started or reached."""
+
+
+@dataclass
+class ServicesState:
+    """What ``up`` started, persisted as JSON so later commands find the ports."""
+
+    pg_port: int | None = None
+    mqtt_port: int | None = None
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://{DATABASE_USER}@127.0.0.1:{self.pg_port}/{DATABASE_NAME}"
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def postgres_bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if candidates:
+        return Path(candidates[0]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def timescaledb_available(bindir: Path) -> bool:
+    """True when the timescaledb extension is installed for this PostgreSQL build."""
+    try:
+        sharedir = subprocess.run(
+            [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        version = bindir.parent.name
+        sharedir = f"/usr/share/postgresql/{version}"
+    return Path(sharedir, "extension", "timescaledb.control").exists()
+
+
+def ensure_installed() -> None:
+    """Install PostgreSQL and Mosquitto from Debian's packages when they are missing."""
+    missing = []
+    if postgres_bindir() is None:
+        missing.append("postgresql")
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        missing += ["mosquitto", "mosquitto-clients"]
+    if not missing:
+        return
+    if not _is_root():
+        raise ServicesError(
+            "missing packages; install them with: sudo apt-get install -y " + " ".join(missing)
+        )
+    log.info("installing Debian packages: %s", " ".join(missing))
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(found).exists():
+        raise ServicesError("mosquitto not found; install it with: apt-get install -y mosquitto")
+    return found
+
+
+class LocalServices:
+    """PostgreSQL + Mosquitto owned by this project, living under ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.state_file = self.data_dir / "services.json"
+        self.pg_dir = self.data_dir / "pg"
+        self.mqtt_dir = self.data_dir / "mqtt"
+
+    # --- state -----------------------------------------------------------------------------
+    def load_state(self) -> ServicesState:
+        if self.state_file.exists():
+            return ServicesState(**json.loads(self.state_file.read_text()))
+        return ServicesState()
+
+    def _save_state(self, state: ServicesState) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(state)))
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def up(self) -> ServicesState:
+        ensure_installed()
+        state = self.load_state()
+        state.pg_port = self._postgres_up(state.pg_port)
+        state.mqtt_port = self._mosquitto_up(state.mqtt_port)
+        self._save_state(state)
+        return state
+
+    def down(self) -> None:
+        self.stop_postgres()
+        self.stop_mosquitto()
+
+    def status(self) -> dict[str, object]:
+        state = self.load_state()
+        pg_up = state.pg_port is not None and port_open(state.pg_port)
+        mqtt_up = state.mqtt_port is not None and port_open(state.mqtt_port)
+        return {
+            "postgresql": {"running": pg_up, "url": state.database_url if pg_up else None},
+            "mosquitto": {"running": mqtt_up, "url": state.mqtt_url if mqtt_up else None},
+            "data_dir": str(self.data_dir),
+        }
+
+    # --- PostgreSQL ------------------------------------------------------------------------
+    def _as_postgres_user(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if _is_root() else argv
+
+    def _run_pg(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self._as_postgres_user(argv), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ServicesError(f"{' '.join(argv[:2])} failed: {result.stderr.strip()}")
+        return result
+
+    def _postgres_up(self, port: int | None) -> int:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise ServicesError("PostgreSQL not found; install it with: apt-get install postgresql")
+        pid_file = self.pg_dir / "postmaster.pid"
+        if port is not None and pid_file.exists() and port_open(port):
+            return port
+        if not (self.pg_dir / "PG_VERSION").exists():
+            self._init_cluster(bindir)
+        if port is None or port_open(port):
+            port = free_port()
+        log.info("starting PostgreSQL on 127.0.0.1:%d (data %s)", port, self.pg_dir)
+        self._run_pg(
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT_S)),
+                "-D",
+                str(self.pg_dir),
+                "-l",
+                str(self.pg_dir / "server.log"),
+                "-o",
+                f"-p {port}",
+            ]
+        )
+        self._create_database(port)
+        return port
+
+    def _init_cluster(self, bindir: Path) -> None:
+        self.pg_dir.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            shutil.chown(self.pg_dir, "postgres", "postgres")
+            self.pg_dir.chmod(0o700)
+        self._run_pg(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pg_dir),
+                "-U",
+                DATABASE_USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ]
+        )
+        settings = [
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.pg_dir}'",
+            "max_connections = 200",
+            "shared_buffers = '256MB'",
+            "max_wal_size = '2GB'",
+            "timezone = 'UTC'",
+        ]
+        if timescaledb_available(bindir):
+            settings += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+        with (self.pg_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# civic services\n" + "\n".join(settings) + "\n")
+
+    def _create_database(self, port: int) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with psycopg.connect(
+                    f"postgresql://{DATABASE_USER}@127.0.0.1:{port}/postgres", autocommit=True
+                ) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServicesError(f"PostgreSQL did not accept connections: {exc}") from exc
+                time.sleep(0.2)
+
+    def stop_postgres(self) -> None:
+        bindir = postgres_bindir()
+        if bindir is None or not (self.pg_dir / "postmaster.pid").exists():
+            return
+        log.info("stopping PostgreSQL (data %s)", self.pg_dir)
+        self._run_pg([str(bindir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pg_dir)])
+
+    def start_postgres(self) -> None:
+        state = self.load_state()
+        state.pg_port = self._postgres_up(state.pg_port)
+        self._save_state(state)
+
+    # --- Mosquitto -------------------------------------------------------------------------
+    @property
+    def _mqtt_pid_file(self) -> Path:
+        return self.mqtt_dir / "mosquitto.pid"
+
+    def _mosquitto_pid(self) -> int | None:
+        try:
+            pid = int(self._mqtt_pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def _mosquitto_up(self, port: int | None) -> int:
+        if port is not None and self._mosquitto_pid() and port_open(port):
+            return port
+        if port is None or port_open(port):
+            port = free_port()
+        self.mqtt_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.mqtt_dir / "mosquitto.conf"
+        conf.write_text(self._mosquitto_conf(port))
+        log.info("starting Mosquitto on 127.0.0.1:%d (data %s)", port, self.mqtt_dir)
+        subprocess.run([mosquitto_binary(), "-c", str(conf), "-d"], check=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open(port):
+            if time.monotonic() > deadline:
+                raise ServicesError(f"Mosquitto did not listen on {port}; see {self.mqtt_dir}/log")
+            time.sleep(0.05)
+        return port
+
+    def _mosquitto_conf(self, port: int) -> str:
+        lines = [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            # Persistent sessions survive a broker restart: queued QoS 1 telemetry for an
+            # offline ingestor is written to disk (and at every clean shutdown).
+            "persistence true",
+            f"persistence_location {self.mqtt_dir}/",
+            "autosave_interval 10",
+            # No-loss needs unbounded queues for persistent sessions: the defaults (1000
+            # messages) drop telemetry while ingest is paused by a database outage.
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "set_tcp_nodelay true",
+            f"pid_file {self._mqtt_pid_file}",
+            f"log_dest file {self.mqtt_dir}/mosquitto.log",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if _is_root():
+            # Otherwise it drops to the 'mosquitto' user, who cannot write our data dir.
+            lines.append("user root")
+        return "\n".join(lines) + "\n"
+
+    def stop_mosquitto(self) -> None:
+        pid = self._mosquitto_pid()
+        if pid is None:
+            return
+        log.info("stopping Mosquitto (pid %d)", pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self._mosquitto_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_mosquitto(self) -> None:
+        state = self.load_state()
+        state.mqtt_port = self._mosquitto_up(state.mqtt_port)
+        self._save_state(state)
+
+
+def resolve_urls(database_url: str | None, mqtt_url: str | None, data_dir: Path) -> tuple[str, str]:
+    """Explicit URLs win; otherwise the local services recorded in ``data_dir``."""
+    if database_url and mqtt_url:
+        return database_url, mqtt_url
+    state = LocalServices(data_dir).load_state()
+    if (not database_url and state.pg_port is None) or (not mqtt_url and state.mqtt_port is None):
+        raise ServicesError(
+            "no database/broker configured: run `civic services up` "
+            "or set CIVIC_DATABASE_URL and CIVIC_MQTT_URL"
+        )
+    return database_url or state.database_url, mqtt_url or state.mqtt_url
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp", ""):
+        raise ServicesError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port)")
+    return parts.hostname or "127.0.0.1", parts.port or 1883

@@ -1,0 +1,40 @@
+"""Firmware contract v1: topics, message schemas and the telemetry decoder.
+
+The contract between device firmware and the platform. Imports nothing else of ours.
+See ``CONTRACT.md`` beside this file.
+"""
+
+from firmware_contracts.decode import MAX_FUTURE_SKEW, decode_telemetry
+from firmware_contracts.errors import ContractError, Reason
+from firmware_contracts.messages import (
+    MAX_BATCH_READINGS,
+    METRICS,
+    CommandAckV1,
+    CommandV1,
+    Reading,
+    StatusV1,
+    TelemetryBatchV1,
+    TelemetryV1,
+    parse_rfc3339,
+)
+from firmware_contracts.topics import DEFAULT_PREFIX, Channel, ParsedTopic, TopicLayout
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "MAX_BATCH_READINGS",
+    "MAX_FUTURE_SKEW",
+    "METRICS",
+    "Channel",
+    "CommandAckV1",
+    "CommandV1",
+    "ContractError",
+    "ParsedTopic",
+    "Reading",
+    "Reason",
+    "StatusV1",
+    "TelemetryBatchV1",
+    "TelemetryV1",
+    "TopicLayout",
+    "decode_telemetry",
+    "parse_rfc3339",
+]

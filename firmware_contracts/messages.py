@@ -1,0 +1,135 @@
+"""Wire models of contract v1 (pydantic: the published JSON Schemas are generated from them)
+and the domain value every later stage sees, :class:`Reading`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_BATCH_READINGS = 500
+
+# Physical ranges; a value outside is a broken sensor or encoder, rejected as out_of_range.
+FillPct = Annotated[float, Field(ge=-5, le=110, description="bin fill level, % of capacity")]
+TempC = Annotated[float, Field(ge=-40, le=85, description="temperature, °C (SenML Cel)")]
+BatteryV = Annotated[float, Field(ge=0, le=5, description="battery voltage, V")]
+RhPct = Annotated[float, Field(ge=0, le=100, description="relative humidity, % (SenML %RH)")]
+Co2Ppm = Annotated[float, Field(ge=0, le=40000, description="CO2, ppm")]
+TiltDeg = Annotated[float, Field(ge=0, le=180, description="tilt from upright, degrees")]
+RssiDbm = Annotated[float, Field(ge=-200, le=0, description="radio signal strength, dBm")]
+Seq = Annotated[int, Field(ge=0, le=2**32 - 1, description="per-device message counter")]
+
+METRICS = ("fill_pct", "temp_c", "battery_v", "rh_pct", "co2_ppm", "tilt_deg", "rssi_dbm")
+
+
+def parse_rfc3339(value: object) -> datetime:
+    """RFC 3339 timestamp with an explicit offset, normalised to UTC."""
+    if not isinstance(value, str):
+        raise ValueError("ts must be an RFC 3339 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"ts {value!r} is not RFC 3339") from exc
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise ValueError(f"ts {value!r} needs a date, a 'T' and a UTC offset such as 'Z'")
+    return parsed.astimezone(UTC)
+
+
+class _Metrics(BaseModel):
+    # Unknown fields are ignored so newer firmware can add fields without breaking ingest.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    seq: Seq
+    ts: datetime
+    fill_pct: FillPct | None = None
+    temp_c: TempC | None = None
+    battery_v: BatteryV | None = None
+    rh_pct: RhPct | None = None
+    co2_ppm: Co2Ppm | None = None
+    tilt_deg: TiltDeg | None = None
+    rssi_dbm: RssiDbm | None = None
+
+    _ts = field_validator("ts", mode="before")(parse_rfc3339)
+
+    @model_validator(mode="after")
+    def _has_a_metric(self) -> _Metrics:
+        if all(getattr(self, name) is None for name in METRICS):
+            raise ValueError("a reading needs at least one metric: " + ", ".join(METRICS))
+        return self
+
+
+class TelemetryV1(_Metrics):
+    """One reading: ``{"v":1,"device_id":...,"seq":...,"ts":...,<metrics>}``."""
+
+    v: Literal[1]
+    device_id: str = Field(min_length=1, max_length=64)
+
+
+class BatchItemV1(_Metrics):
+    """One buffered reading inside a batch (the device_id is the batch's)."""
+
+
+class TelemetryBatchV1(BaseModel):
+    """Readings a device buffered while offline: ``{"v":1,"device_id":...,"readings":[...]}``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    v: Literal[1]
+    device_id: str = Field(min_length=1, max_length=64)
+    readings: list[BatchItemV1] = Field(min_length=1, max_length=MAX_BATCH_READINGS)
+
+
+class StatusV1(BaseModel):
+    """Retained device status; the last will publishes ``{"state":"offline"}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: Literal["online", "offline"]
+    fw: str | None = None
+
+
+class CommandV1(BaseModel):
+    """Platform → device command envelope (e.g. remote frost-protection heating)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64, description="command id, echoed in the ack")
+    name: str = Field(min_length=1, max_length=64, examples=["set_heating_setpoint"])
+    args: dict[str, Any] = Field(default_factory=dict)
+    issued_at: datetime
+    expires_at: datetime = Field(description="a device must not act on it after this time")
+
+
+class CommandAckV1(BaseModel):
+    """Device → platform answer to a command."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    status: Literal["accepted", "done", "rejected", "expired"]
+    detail: str | None = None
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated sensor reading, in UTC. Metrics a device does not have are None."""
+
+    device_id: str
+    ts: datetime
+    seq: int | None = None
+    fill_pct: float | None = None
+    temp_c: float | None = None
+    battery_v: float | None = None
+    rh_pct: float | None = None
+    co2_ppm: float | None = None
+    tilt_deg: float | None = None
+    rssi_dbm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None:
+            raise ValueError("Reading.ts must be timezone-aware (UTC)")
