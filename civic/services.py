@@ -189,11 +189,19 @@ class LocalServices:
                 "-l",
                 str(self.pg_dir / "server.log"),
                 "-o",
-                f"-p {port}",
+                self._server_options(bindir, port),
             ]
         )
         self._create_database(port)
         return port
+
+    @staticmethod
+    def _server_options(bindir: Path, port: int) -> str:
+        options = f"-p {port}"
+        # Decided at each start, so installing the extension later needs only a restart.
+        if timescaledb_available(bindir) and not os.environ.get("CIVIC_NO_TIMESCALEDB"):
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+        return options
 
     def _init_cluster(self, bindir: Path) -> None:
         self.pg_dir.mkdir(parents=True, exist_ok=True)
@@ -222,8 +230,6 @@ class LocalServices:
             "max_wal_size = '2GB'",
             "timezone = 'UTC'",
         ]
-        if timescaledb_available(bindir):
-            settings += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
         with (self.pg_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# civic services\n" + "\n".join(settings) + "\n")
 
@@ -328,19 +334,6 @@ class LocalServices:
         state = self.load_state()
         state.mqtt_port = self._mosquitto_up(state.mqtt_port)
         self._save_state(state)
-
-
-def resolve_urls(database_url: str | None, mqtt_url: str | None, data_dir: Path) -> tuple[str, str]:
-    """Explicit URLs win; otherwise the local services recorded in ``data_dir``."""
-    if database_url and mqtt_url:
-        return database_url, mqtt_url
-    state = LocalServices(data_dir).load_state()
-    if (not database_url and state.pg_port is None) or (not mqtt_url and state.mqtt_port is None):
-        raise ServicesError(
-            "no database/broker configured: run `civic services up` "
-            "or set CIVIC_DATABASE_URL and CIVIC_MQTT_URL"
-        )
-    return database_url or state.database_url, mqtt_url or state.mqtt_url
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:

@@ -23,3 +23,31 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The configured database, or the project-local one from ``civic services up``."""
+    from civic.services import LocalServices, ServicesError
+
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    state = LocalServices(settings.data_dir).load_state()
+    if state.pg_port is None:
+        raise ServicesError(
+            "no database configured: run `civic services up` or set CIVIC_DATABASE_URL"
+        )
+    return state.database_url
+
+
+def mqtt_url(settings: Settings | None = None) -> str:
+    """The configured broker, or the project-local one from ``civic services up``."""
+    from civic.services import LocalServices, ServicesError
+
+    settings = settings or get_settings()
+    if settings.mqtt_url:
+        return settings.mqtt_url
+    state = LocalServices(settings.data_dir).load_state()
+    if state.mqtt_port is None:
+        raise ServicesError("no broker configured: run `civic services up` or set CIVIC_MQTT_URL")
+    return state.mqtt_url

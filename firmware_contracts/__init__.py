@@ -4,7 +4,7 @@ The contract between device firmware and the platform. Imports nothing else of o
 See ``CONTRACT.md`` beside this file.
 """
 
-from firmware_contracts.decode import MAX_FUTURE_SKEW, decode_telemetry
+from firmware_contracts.decode import MAX_FUTURE_SKEW, decode_telemetry, validate_record
 from firmware_contracts.errors import ContractError, Reason
 from firmware_contracts.messages import (
     MAX_BATCH_READINGS,
@@ -37,4 +37,5 @@ __all__ = [
     "TopicLayout",
     "decode_telemetry",
     "parse_rfc3339",
+    "validate_record",
 ]

@@ -16,6 +16,7 @@ from firmware_contracts.errors import ContractError, Reason
 from firmware_contracts.messages import (
     METRICS,
     BatchItemV1,
+    HistoricalRecordV1,
     Reading,
     TelemetryBatchV1,
     TelemetryV1,
@@ -102,21 +103,30 @@ def decode_telemetry(
     except ValidationError as exc:
         raise ContractError(*_first_error(exc)) from exc
 
-    latest_allowed = now + MAX_FUTURE_SKEW
-    readings = []
-    for item in items:
-        if item.ts > latest_allowed:
-            raise ContractError(
-                Reason.FUTURE_TS,
-                f"ts {item.ts.isoformat()} is more than 5 minutes after {now.isoformat()}",
-            )
-        readings.append(
-            Reading(
-                device_id=parsed.device_id,
-                ts=item.ts,
-                seq=item.seq,
-                **{name: getattr(item, name) for name in METRICS},
-            )
-        )
+    readings = [_to_reading(parsed.device_id, item, now) for item in items]
     readings.sort(key=lambda r: r.ts)
     return readings
+
+
+def _to_reading(device_id: str, item: BatchItemV1 | TelemetryV1 | HistoricalRecordV1,
+                now: datetime) -> Reading:
+    if item.ts > now + MAX_FUTURE_SKEW:
+        raise ContractError(
+            Reason.FUTURE_TS,
+            f"ts {item.ts.isoformat()} is more than 5 minutes after {now.isoformat()}",
+        )
+    return Reading(
+        device_id=device_id,
+        ts=item.ts,
+        seq=item.seq,
+        **{name: getattr(item, name) for name in METRICS},
+    )
+
+
+def validate_record(device_id: str, record: dict[str, Any], *, now: datetime) -> Reading:
+    """One reading from another source (e.g. a history CSV) under the same rules."""
+    try:
+        item = HistoricalRecordV1.model_validate(record)
+    except ValidationError as exc:
+        raise ContractError(*_first_error(exc)) from exc
+    return _to_reading(device_id, item, now)

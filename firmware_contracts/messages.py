@@ -71,6 +71,12 @@ class BatchItemV1(_Metrics):
     """One buffered reading inside a batch (the device_id is the batch's)."""
 
 
+class HistoricalRecordV1(_Metrics):
+    """A reading imported from an old system: the same rules, but ``seq`` may be absent."""
+
+    seq: Seq | None = None  # type: ignore[assignment]
+
+
 class TelemetryBatchV1(BaseModel):
     """Readings a device buffered while offline: ``{"v":1,"device_id":...,"readings":[...]}``."""
 

@@ -1,0 +1,299 @@
+"""Store subcommands: ``db``, ``devices``, ``readings``, ``export``, ``deadletters``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from civic.cli import CliError
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def register(subparsers: "Subparsers") -> None:
+    db = subparsers.add_parser("db", help="database schema: migrate, info, maintain")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    migrate = db_sub.add_parser("migrate", help="apply pending SQL migrations (idempotent)")
+    migrate.add_argument(
+        "--mode", choices=["timescaledb", "native"],
+        help="force the storage mode on a new database (default: timescaledb when installed)",
+    )
+    migrate.set_defaults(func=run_migrate)
+    db_sub.add_parser("info", help="storage mode, migrations, counts").set_defaults(func=run_info)
+    maintain = db_sub.add_parser(
+        "maintain", help="create partitions ahead and drop those past retention (native mode)"
+    )
+    maintain.add_argument("--retention-days", type=int, default=730)
+    maintain.set_defaults(func=run_maintain)
+
+    devices = subparsers.add_parser("devices", help="device/asset registry")
+    dev_sub = devices.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    dev_import = dev_sub.add_parser(
+        "import",
+        help="load or update devices from CSV",
+        description=(
+            "CSV header: device_id,kind,lat,lon,uprn,address,patch,void,waste_stream,capacity_l,"
+            "threshold_pct (empty cells where a column does not apply; extra columns kept). "
+            "Any bad row: nothing is imported and every bad line is listed."
+        ),
+    )
+    dev_import.add_argument("file")
+    dev_import.set_defaults(func=run_devices_import)
+    dev_list = dev_sub.add_parser("list", help="list registered devices")
+    dev_list.add_argument("--kind", choices=["bin", "env"])
+    dev_list.add_argument("--format", choices=["json", "table"], default="table")
+    dev_list.set_defaults(func=run_devices_list)
+
+    readings = subparsers.add_parser("readings", help="bulk history import")
+    rd_sub = readings.add_subparsers(dest="readings_command", metavar="ACTION", required=True)
+    rd_import = rd_sub.add_parser(
+        "import",
+        help="load history from CSV (device_id,ts,<metric columns>)",
+        description=(
+            "Rows are validated like live telemetry. Any bad row: nothing is imported and every "
+            "bad line is listed, unless --skip-invalid (bad rows then go to the dead letters)."
+        ),
+    )
+    rd_import.add_argument("file")
+    rd_import.add_argument("--skip-invalid", action="store_true")
+    rd_import.set_defaults(func=run_readings_import)
+
+    export = subparsers.add_parser("export", help="time-based extracts")
+    ex_sub = export.add_subparsers(dest="export_command", metavar="WHAT", required=True)
+    ex_readings = ex_sub.add_parser(
+        "readings",
+        help="everything recorded in a time window",
+        description="Times: RFC 3339, a date, or an age such as 24h or 7d.",
+    )
+    ex_readings.add_argument("--since", required=True)
+    ex_readings.add_argument("--until")
+    ex_readings.add_argument("--device")
+    ex_readings.add_argument(
+        "--by", choices=["ts", "received"], default="ts",
+        help="window on reading time (default) or arrival time (catches late data)",
+    )
+    ex_readings.add_argument("--format", choices=["csv", "json"], default="csv")
+    ex_readings.add_argument("--output", "-o", help="file to write (default: standard output)")
+    ex_readings.set_defaults(func=run_export_readings)
+
+    dead = subparsers.add_parser("deadletters", help="list rejected messages with reasons")
+    dead.add_argument("--since")
+    dead.add_argument("--reason")
+    dead.add_argument("--limit", type=int)
+    dead.add_argument("--format", choices=["json", "table"], default="table")
+    dead.set_defaults(func=run_deadletters)
+
+
+def _url() -> str:
+    from civic.services import ServicesError
+    from civic.settings import database_url
+
+    try:
+        return database_url()
+    except ServicesError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _connect() -> Any:
+    from store.db import StoreError, connect
+
+    try:
+        return connect(_url())
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _when(text: str | None) -> datetime | None:
+    from civic.timeparse import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _open(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    if not Path(path).is_file():
+        raise CliError(f"no such file: {path}")
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return str(value)
+
+
+def iso_utc(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from store.db import StoreError, StoreMode, migrate
+
+    try:
+        mode, applied = migrate(_url(), mode=StoreMode(args.mode) if args.mode else None)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"mode: {mode}; applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from store.db import StoreError, info
+
+    try:
+        print(json.dumps(info(_url()), indent=2, default=_json_default))
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def run_maintain(args: argparse.Namespace) -> int:
+    with _connect() as conn:
+        created = conn.execute(
+            "SELECT civic_ensure_partitions(now(), now() + interval '4 weeks') AS n"
+        ).fetchone()["n"]
+        dropped = conn.execute(
+            "SELECT civic_drop_partitions_before(now() - make_interval(days => %s)) AS n",
+            (args.retention_days,),
+        ).fetchone()["n"]
+    print(f"partitions created: {created}; dropped past {args.retention_days} days: {dropped}")
+    return 0
+
+
+def run_devices_import(args: argparse.Namespace) -> int:
+    from store.registry import RegistryImportError, parse_devices_csv, upsert_devices
+
+    with _open(args.file) as stream:
+        try:
+            devices = parse_devices_csv(stream)
+        except RegistryImportError as exc:
+            for error in exc.errors:
+                print(f"{args.file}: {error}", file=sys.stderr)
+            raise CliError(str(exc)) from exc
+    with _connect() as conn:
+        inserted, updated = upsert_devices(conn, devices)
+    print(f"devices: {inserted} added, {updated} updated")
+    return 0
+
+
+def run_devices_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from store.registry import load_devices
+
+    with _connect() as conn:
+        devices = [asdict(d) for d in load_devices(conn, args.kind)]
+    if args.format == "json":
+        print(json.dumps(devices, indent=2))
+    else:
+        _print_table(devices, ["device_id", "kind", "lat", "lon", "uprn", "patch", "void",
+                               "waste_stream", "threshold_pct"])
+    return 0
+
+
+def run_readings_import(args: argparse.Namespace) -> int:
+    from store.history_import import import_readings_csv
+
+    def progress(rows: int) -> None:
+        print(f"  {rows:,} rows read", file=sys.stderr)
+
+    with _open(args.file) as stream, _connect() as conn:
+        try:
+            report = import_readings_csv(
+                conn, stream, skip_invalid=args.skip_invalid, progress=progress
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    for error in report.errors or []:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    if report.errors and not args.skip_invalid:
+        raise CliError(f"{len(report.errors)} bad row(s); nothing imported")
+    print(
+        f"rows: {report.rows}; stored: {report.stored}; duplicates: {report.duplicates}; "
+        f"dead-lettered: {report.deadlettered}"
+    )
+    return 0
+
+
+def run_export_readings(args: argparse.Namespace) -> int:
+    from store.readings import EXPORT_COLUMNS, iter_readings
+
+    since, until = _when(args.since), _when(args.until)
+    assert since is not None
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    count = 0
+    try:
+        with _connect() as conn:
+            rows = iter_readings(conn, since=since, until=until, device_id=args.device, by=args.by)
+            if args.format == "csv":
+                writer = csv.writer(out)
+                writer.writerow(EXPORT_COLUMNS)
+                for row in rows:
+                    writer.writerow(_csv_cell(row[c]) for c in EXPORT_COLUMNS)
+                    count += 1
+            else:
+                count = _write_json_array(out, rows)
+    finally:
+        if args.output:
+            out.close()
+    print(f"exported {count} readings", file=sys.stderr)
+    return 0
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return value
+
+
+def _write_json_array(out: TextIO, rows: Iterable[dict[str, Any]]) -> int:
+    """Stream a JSON array without holding it in memory."""
+    count = 0
+    out.write("[")
+    for row in rows:
+        out.write(("," if count else "") + "\n" + json.dumps(row, default=_json_default))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def run_deadletters(args: argparse.Namespace) -> int:
+    from store.deadletters import iter_deadletters
+
+    with _connect() as conn:
+        rows = iter_deadletters(conn, since=_when(args.since), reason=args.reason,
+                                limit=args.limit)
+        if args.format == "json":
+            _write_json_array(sys.stdout, rows)
+        else:
+            _print_table(list(rows), ["id", "received_at", "reason", "topic", "detail", "payload"])
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48) -> None:
+    def cell(value: object) -> str:
+        text = _csv_cell(value)
+        text = str(text).replace("\n", " ")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"({len(rows)} rows)")
