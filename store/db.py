@@ -33,7 +33,9 @@ class Migration:
     sql: str
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[dict[str, object]]:
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, object]]:
+    """Autocommit by default: every write goes through an explicit ``conn.transaction()``,
+    which then really commits (inside an implicit transaction it would only be a savepoint)."""
     try:
         return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
     except psycopg.OperationalError as exc:

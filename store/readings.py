@@ -99,6 +99,7 @@ def write_batch(
     *,
     received_at: datetime,
     partitions: PartitionGuard,
+    statuses: Sequence[DeviceStatus] = (),
 ) -> WriteResult:
     """Store one batch in one transaction. Returns only after COMMIT succeeded."""
     with conn.transaction(), conn.cursor() as cur:
@@ -110,6 +111,7 @@ def write_batch(
             copy_to_stage(cur, readings)
             stored = merge_stage(cur, received_at)
         copy_deadletters(cur, deadletters)
+        upsert_statuses(cur, statuses)
     return WriteResult(stored, len(readings) - stored, len(deadletters))
 
 
@@ -135,7 +137,7 @@ def iter_readings(
         f" AND (%(device)s::text IS NULL OR r.device_id = %(device)s)"
         f" ORDER BY {column}, r.device_id"
     )
-    with conn.cursor(name="export_readings") as cur:
+    with conn.transaction(), conn.cursor(name="export_readings") as cur:
         cur.itersize = 5000
         cur.execute(query, {"since": since, "until": until, "device": device_id})
         yield from cur
@@ -148,3 +150,23 @@ class ImportReport:
     duplicates: int = 0
     errors: list[str] | None = None
     deadlettered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    device_id: str
+    state: str
+    fw: str | None
+    payload: str  # the JSON the device sent
+
+
+def upsert_statuses(cur: psycopg.Cursor[Any], statuses: Sequence[DeviceStatus]) -> None:
+    if statuses:
+        cur.executemany(
+            "INSERT INTO device_status (device_id, state, fw, payload, updated_at)"
+            " VALUES (%s, %s, %s, %s, now())"
+            " ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,"
+            " fw = coalesce(EXCLUDED.fw, device_status.fw), payload = EXCLUDED.payload,"
+            " updated_at = now()",
+            [(s.device_id, s.state, s.fw, s.payload) for s in statuses],
+        )

@@ -1,0 +1,171 @@
+"""Physical models of simulated devices: pure, stepped by the caller's clock.
+
+Bins fill through the day at per-bin rates with weekday patterns and are emptied by a weekly
+round (or by a planned route, via :meth:`BinModel.collect`). Homes follow outdoor temperature,
+heating schedules and moisture from showers and cooking; indoor RH comes from absolute
+humidity, so a cold home is a damp home, as in real housing stock.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Relative filling by weekday (Mon..Sun): weekends and Mondays are heavier on streets.
+WEEKDAY_FACTOR = (1.15, 0.95, 0.9, 0.95, 1.05, 1.25, 1.2)
+# Relative filling by hour: almost nothing overnight, peaks late morning and early evening.
+HOURLY_FACTOR = (
+    0.1, 0.05, 0.05, 0.05, 0.1, 0.2, 0.5, 1.0, 1.4, 1.5, 1.6, 1.7,
+    1.7, 1.6, 1.5, 1.5, 1.6, 1.8, 1.7, 1.4, 1.1, 0.8, 0.5, 0.2,
+)
+STREAM_RATE_PCT_PER_DAY = {"general": 16.0, "recycling": 11.0, "garden": 8.0}
+OUTDOOR_MEAN_C, OUTDOOR_SWING_C = 6.5, 3.0  # a UK November
+OUTDOOR_RH_PCT = 85.0
+
+
+def outdoor_temp_c(ts: datetime, offset_c: float = 0.0) -> float:
+    hours = ts.hour + ts.minute / 60
+    # Coldest around 05:00, warmest around 15:00.
+    return OUTDOOR_MEAN_C + offset_c + OUTDOOR_SWING_C * math.sin((hours - 9) / 24 * 2 * math.pi)
+
+
+def saturation_ah_g_m3(temp_c: float) -> float:
+    """Water vapour density at saturation (Magnus form), g/m³."""
+    return 6.112 * math.exp(17.67 * temp_c / (temp_c + 243.5)) * 100 * 2.1674 / (273.15 + temp_c)
+
+
+@dataclass
+class BinModel:
+    device_id: str
+    stream: str
+    rng: random.Random
+    fill_pct: float = 0.0
+    rate_pct_per_day: float = 12.0
+    collection_weekday: int = 0  # the fixed weekly round's day (0 = Monday)
+    collection_hour: float = 9.0
+    battery_v: float = 3.6
+    noise_pct: float = 1.5
+    last_ts: datetime | None = None
+    last_collected_on: int | None = None  # ordinal of the day of the last weekly round
+    weekly_round: bool = True
+
+    @classmethod
+    def create(cls, device_id: str, stream: str, rng: random.Random) -> BinModel:
+        base = STREAM_RATE_PCT_PER_DAY.get(stream, 12.0)
+        return cls(
+            device_id=device_id,
+            stream=stream,
+            rng=rng,
+            fill_pct=rng.uniform(0, 60),
+            rate_pct_per_day=base * rng.lognormvariate(0, 0.45),
+            collection_weekday=rng.randrange(5),
+            collection_hour=rng.uniform(7.5, 14.5),
+            battery_v=rng.uniform(3.3, 3.65),
+        )
+
+    def collect(self) -> None:
+        """A crew empties the bin."""
+        self.fill_pct = self.rng.uniform(0, 3)
+
+    def advance(self, ts: datetime) -> None:
+        if self.last_ts is not None and ts > self.last_ts:
+            hours = (ts - self.last_ts).total_seconds() / 3600
+            factor = WEEKDAY_FACTOR[ts.weekday()] * HOURLY_FACTOR[ts.hour]
+            self.fill_pct = min(self.fill_pct + self.rate_pct_per_day / 24 * hours * factor, 108.0)
+            self.battery_v = max(self.battery_v - 0.00002 * hours, 2.5)
+        day = ts.toordinal()
+        if (
+            self.weekly_round
+            and ts.weekday() == self.collection_weekday
+            and ts.hour + ts.minute / 60 >= self.collection_hour
+            and self.last_collected_on != day
+        ):
+            self.collect()
+            self.last_collected_on = day
+        self.last_ts = ts
+
+    def reading(self, ts: datetime) -> dict[str, float]:
+        self.advance(ts)
+        measured = self.fill_pct + self.rng.gauss(0, self.noise_pct)
+        return {
+            "fill_pct": round(min(max(measured, -5.0), 110.0), 1),
+            "temp_c": round(outdoor_temp_c(ts, 1.5) + self.rng.gauss(0, 0.3), 1),
+            "battery_v": round(self.battery_v, 3),
+            "tilt_deg": round(abs(self.rng.gauss(2, 1)), 1),
+        }
+
+
+@dataclass
+class HomeModel:
+    device_id: str
+    void: bool
+    rng: random.Random
+    temp_c: float = 18.0
+    excess_ah_g_m3: float = 3.0  # moisture the household adds over outdoor air
+    setpoint_c: float | None = 20.0  # None: heating off
+    heating_hours: tuple[tuple[int, int], ...] = ((6, 9), (17, 22))
+    shower_hour: float = 7.0
+    has_co2: bool = False
+    battery_v: float = 3.1
+    time_constant_h: float = 8.0  # how fast the fabric follows outdoor temperature
+    last_ts: datetime | None = None
+    events: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, device_id: str, void: bool, rng: random.Random) -> HomeModel:
+        damp = rng.random() < 0.15  # poorly ventilated homes, the ones officers must hear of
+        return cls(
+            device_id=device_id,
+            void=void,
+            rng=rng,
+            temp_c=rng.uniform(12, 16) if void else rng.uniform(17, 21),
+            excess_ah_g_m3=(0.3 if void else rng.uniform(5.0, 6.5) if damp else rng.uniform(1.5, 3.5)),
+            setpoint_c=None if void else rng.uniform(18.5, 21.5),
+            shower_hour=rng.uniform(6.5, 8.5),
+            has_co2=rng.random() < 0.3,
+            battery_v=rng.uniform(2.9, 3.2),
+        )
+
+    def set_heating(self, setpoint_c: float | None) -> None:
+        """Remote heating control (e.g. frost protection for a void home)."""
+        self.setpoint_c = setpoint_c
+        # Remote setpoints hold all day, unlike an occupied home's timed schedule.
+        self.heating_hours = ((0, 24),) if self.void else self.heating_hours
+
+    def _heating_on(self, ts: datetime) -> bool:
+        return self.setpoint_c is not None and any(a <= ts.hour < b for a, b in self.heating_hours)
+
+    def advance(self, ts: datetime) -> None:
+        if self.last_ts is not None and ts > self.last_ts:
+            hours = (ts - self.last_ts).total_seconds() / 3600
+            if self._heating_on(ts):
+                target, tau = float(self.setpoint_c or 0.0), 0.7
+            else:
+                target, tau = outdoor_temp_c(ts) + (2.0 if self.void else 5.0), self.time_constant_h
+            self.temp_c += (target - self.temp_c) * (1 - math.exp(-hours / tau))
+            self.battery_v = max(self.battery_v - 0.00001 * hours, 2.0)
+        self.last_ts = ts
+
+    def reading(self, ts: datetime) -> dict[str, float]:
+        self.advance(ts)
+        hour = ts.hour + ts.minute / 60
+        excess = self.excess_ah_g_m3
+        if not self.void:
+            since_shower = hour - self.shower_hour
+            if 0 <= since_shower < 1.5:  # a shower: a sharp moisture spike that clears
+                excess += 7.0 * math.exp(-since_shower / 0.4)
+            if 17.5 <= hour < 19.0:  # cooking
+                excess += 2.0
+        outdoor_ah = saturation_ah_g_m3(outdoor_temp_c(ts)) * OUTDOOR_RH_PCT / 100
+        rh = 100 * (outdoor_ah + excess) / saturation_ah_g_m3(self.temp_c)
+        values = {
+            "temp_c": round(self.temp_c + self.rng.gauss(0, 0.1), 2),
+            "rh_pct": round(min(max(rh + self.rng.gauss(0, 0.8), 0.0), 100.0), 1),
+            "battery_v": round(self.battery_v, 3),
+        }
+        if self.has_co2:
+            occupied_now = not self.void and (hour < 8.5 or hour > 17)
+            values["co2_ppm"] = round(430 + (700 if occupied_now else 80) + self.rng.gauss(0, 30))
+        return values

@@ -1,0 +1,122 @@
+"""``civic ingest``: subscribe, validate, batch-write, acknowledge after commit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from ingest.worker import BATCH_SIZE, FLUSH_INTERVAL_S, SHARE_GROUP
+
+if TYPE_CHECKING:
+    from ingest.worker import IngestConfig
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "ingest",
+        help="subscribe to device telemetry and store it",
+        description=(
+            "Subscribes on an MQTT v5 shared subscription (so several workers split the load), "
+            "validates every message against firmware contract v1, writes batches with COPY and "
+            "acknowledges each message only after its rows are committed. Rejected messages go "
+            "to the dead letters with a reason code."
+        ),
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--client-id", default=f"civic-ingest-{socket.gethostname()}",
+                        help="MQTT client id prefix; keep it stable so sessions resume")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--flush-ms", type=float, default=FLUSH_INTERVAL_S * 1000)
+    parser.add_argument("--share-group", default=SHARE_GROUP,
+                        help="shared subscription group ('' for a plain subscription)")
+    parser.add_argument("--stats", action="store_true",
+                        help="print a JSON line of counters every --stats-interval seconds")
+    parser.add_argument("--stats-interval", type=float, default=10.0)
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics on this port (+1 per extra worker)")
+    parser.add_argument("--idle-exit", type=float, metavar="S",
+                        help="exit after S seconds without messages (batch jobs, tests)")
+    parser.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace, index: int) -> IngestConfig:
+    from civic.services import parse_mqtt_url
+    from civic.settings import database_url, get_settings, mqtt_url
+    from ingest.worker import IngestConfig
+
+    settings = get_settings()
+    host, port = parse_mqtt_url(mqtt_url(settings))
+    return IngestConfig(
+        database_url=database_url(settings),
+        mqtt_host=host,
+        mqtt_port=port,
+        client_id=f"{args.client_id}-{index}",
+        topic_prefix=settings.topic_prefix,
+        share_group=args.share_group or None,
+        batch_size=args.batch_size,
+        flush_interval_s=args.flush_ms / 1000,
+    )
+
+
+def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> None:
+    from prometheus_client import start_http_server
+
+    from ingest.metrics import IngestMetrics
+    from ingest.worker import IngestWorker
+
+    metrics = IngestMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port + index, addr="127.0.0.1", registry=metrics.registry)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report() -> None:
+        while not stop.wait(args.stats_interval):
+            print(json.dumps({"worker": index, **metrics.snapshot()}), flush=True)
+
+    if args.stats:
+        threading.Thread(target=report, daemon=True).start()
+    IngestWorker(config, metrics).run(stop, idle_exit_s=args.idle_exit)
+    if args.stats:
+        print(json.dumps({"worker": index, "final": True, **metrics.snapshot()}), flush=True)
+
+
+def _worker_main(args: argparse.Namespace, index: int) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    run_worker(_config(args, index), args, index)
+
+
+def run(args: argparse.Namespace) -> int:
+    from civic.cli import CliError
+    from civic.services import ServicesError
+
+    try:
+        configs = [_config(args, i) for i in range(args.workers)]
+    except ServicesError as exc:
+        raise CliError(str(exc)) from exc
+    if args.workers == 1:
+        run_worker(configs[0], args, 0)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(args, i)) for i in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+            proc.join()
+    return max((p.exitcode or 0) for p in procs)
