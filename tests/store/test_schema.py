@@ -1,0 +1,122 @@
+"""Migrations and the query surface in both storage modes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from firmware_contracts import Reading
+from store.db import StoreMode, connect, current_mode, info, migrate
+from store.readings import PartitionGuard, prepare_session, write_batch
+
+from .helpers import register_devices
+
+
+def _reading(device_id: str, ts: datetime, **metrics: float) -> Reading:
+    return Reading(device_id=device_id, ts=ts, seq=1, **metrics)
+
+
+def test_migrate_is_idempotent(any_mode_database_url: str) -> None:
+    mode, applied = migrate(any_mode_database_url)
+    assert applied == []
+    assert info(any_mode_database_url)["mode"] == mode.value
+
+
+def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
+    url = any_mode_database_url
+    register_devices(url, ["bin-1", "bin-2"])
+    base = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)  # long before the partitions made ahead
+    readings = [_reading("bin-1", base + timedelta(minutes=15 * i), fill_pct=10.0 + i)
+                for i in range(8)]
+    readings.append(_reading("bin-2", base, fill_pct=50.0))
+    with connect(url) as conn:
+        prepare_session(conn)
+        first = write_batch(conn, readings, [], received_at=datetime.now(UTC),
+                            partitions=PartitionGuard())
+        again = write_batch(conn, readings[:3], [], received_at=datetime.now(UTC),
+                            partitions=PartitionGuard())
+        hourly = conn.execute(
+            "SELECT bucket, n, fill_pct_avg, fill_pct_max FROM readings_hourly"
+            " WHERE device_id = 'bin-1' ORDER BY bucket"
+        ).fetchall()
+    assert (first.stored, first.duplicates) == (9, 0)
+    assert (again.stored, again.duplicates) == (0, 3)
+    assert [(r["n"], r["fill_pct_avg"], r["fill_pct_max"]) for r in hourly] == [
+        (4, 11.5, 13.0), (4, 15.5, 17.0)
+    ]
+    assert hourly[0]["bucket"] == base
+
+
+def test_native_partitions_are_created_for_any_week(services, any_mode_database_url: str) -> None:
+    url = any_mode_database_url
+    with connect(url) as conn:
+        if current_mode(conn) is not StoreMode.NATIVE:
+            pytest.skip("native partitioning only")
+        register_devices(url, ["env-1"])
+        prepare_session(conn)
+        ts = datetime(2019, 6, 5, tzinfo=UTC)
+        write_batch(conn, [_reading("env-1", ts, rh_pct=60.0)], [],
+                    received_at=datetime.now(UTC), partitions=PartitionGuard())
+        part = conn.execute(
+            "SELECT tableoid::regclass::text AS part FROM readings WHERE device_id = 'env-1'"
+        ).fetchone()
+        dropped = conn.execute("SELECT civic_drop_partitions_before('2020-01-01') AS n").fetchone()
+        left = conn.execute("SELECT count(*) AS n FROM readings").fetchone()
+    assert part["part"] == "readings_p20190603"  # the Monday of that week
+    assert dropped["n"] == 1
+    assert left["n"] == 0
+
+
+@pytest.mark.timescaledb
+def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> None:
+    with connect(timescale_database_url) as conn:
+        hypertable = conn.execute(
+            "SELECT compression_enabled FROM timescaledb_information.hypertables"
+            " WHERE hypertable_name = 'readings'"
+        ).fetchone()
+        jobs = {r["proc_name"] for r in conn.execute(
+            "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN"
+            " ('readings', 'readings_hourly')")}
+        cagg = conn.execute(
+            "SELECT materialized_only FROM timescaledb_information.continuous_aggregates"
+            " WHERE view_name = 'readings_hourly'"
+        ).fetchone()
+    assert hypertable is not None and hypertable["compression_enabled"]
+    assert jobs == {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"}
+    assert cagg is not None and cagg["materialized_only"] is False
+
+
+@pytest.mark.timescaledb
+def test_timescaledb_compressed_chunks_still_dedup(timescale_database_url: str) -> None:
+    url = timescale_database_url
+    register_devices(url, ["bin-9"])
+    ts = datetime(2025, 1, 7, 8, 0, tzinfo=UTC)
+    with connect(url) as conn:
+        prepare_session(conn)
+        write_batch(conn, [_reading("bin-9", ts, fill_pct=5.0)], [],
+                    received_at=datetime.now(UTC), partitions=PartitionGuard())
+        conn.execute("SELECT compress_chunk(c) FROM show_chunks('readings') c")
+        late = write_batch(conn, [_reading("bin-9", ts, fill_pct=5.0),
+                                  _reading("bin-9", ts + timedelta(hours=1), fill_pct=6.0)], [],
+                           received_at=datetime.now(UTC), partitions=PartitionGuard())
+        total = conn.execute("SELECT count(*) AS n FROM readings").fetchone()
+    assert (late.stored, late.duplicates) == (1, 1)
+    assert total["n"] == 2
+
+
+def test_mode_cannot_change_after_first_migration(any_mode_database_url: str) -> None:
+    with connect(any_mode_database_url) as conn:
+        mode = current_mode(conn)
+    other = StoreMode.NATIVE if mode is StoreMode.TIMESCALEDB else StoreMode.TIMESCALEDB
+    with pytest.raises(Exception, match="already in"):
+        migrate(any_mode_database_url, mode=other)
+
+
+def test_bad_url_is_a_clear_error() -> None:
+    from store.db import StoreError
+
+    with pytest.raises(StoreError, match="cannot connect"):
+        connect("postgresql://nobody@127.0.0.1:1/none")
+    assert psycopg  # imported for the error types above
