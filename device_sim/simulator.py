@@ -55,6 +55,7 @@ class SimConfig:
     seed: int = 1
     topic_prefix: str = "civic"
     client_id: str = "civic-sim"
+    record_keys: bool = False  # remember every (device_id, ts) sent, for exact comparisons
 
     def __post_init__(self) -> None:
         for name in ("malformed_pct", "duplicate_pct", "late_pct", "offline_pct"):
@@ -78,6 +79,7 @@ class SimReport:
     published: int = 0
     acked: int = 0
     wall_s: float = 0.0
+    keys: set[tuple[str, str]] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +165,9 @@ class Simulator:
     def _send_valid(self, device: _Device, doc: dict[str, Any], readings: int) -> None:
         payload = json.dumps(doc, separators=(",", ":"))
         topic = self.layout.telemetry(device.device_id)
+        if self.config.record_keys:
+            items = doc.get("readings", [doc])
+            self.report.keys.update((device.device_id, item["ts"]) for item in items)
         self._publish(topic, payload)
         self.report.messages[device.kind] += 1
         self.report.readings[device.kind] += readings

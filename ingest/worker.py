@@ -31,7 +31,7 @@ from firmware_contracts import (
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.subscriber import InboundMessage, Subscriber
-from store.db import connect
+from store.db import StoreError, connect
 from store.deadletters import DeadLetter
 from store.readings import DeviceStatus, PartitionGuard, prepare_session, write_batch
 from store.registry import known_device_ids
@@ -240,6 +240,8 @@ class IngestWorker:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, StoreError):  # connect() failed
+        exc = exc.__cause__ or exc
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return True
     # Admin shutdown / server restarting surface as these SQLSTATE classes (57P, 08).

@@ -1,0 +1,134 @@
+from datetime import timedelta
+
+import pytest
+
+from alerts import Detector, Home, HomeRuleSettings, Severity, Transition
+from alerts.rules import Adf2006Settings
+from tests.alerts.helpers import HOME_DEVICE, T0, ons, series, transitions
+
+OCCUPIED = Home(uprn="100000000010")
+VOID = Home(uprn="100000000011", void=True)
+
+
+def run(home, rows, *, step=timedelta(minutes=15), settings=None):
+    detector = Detector.for_home(home, HOME_DEVICE, settings)
+    return detector.feed(series(rows, step=step))
+
+
+def test_adf2006_fires_after_two_hours_above_70_in_12_hours():
+    rows = [{"temp_c": 21.0, "rh_pct": 60.0}] * 8 + [{"temp_c": 21.0, "rh_pct": 74.0}] * 12
+    events = run(OCCUPIED, rows)
+    on = [e for e in events if e.condition == "damp_adf2006"]
+    assert [e.transition for e in on] == [Transition.ON]
+    # 9 samples above 70 % are 2 h 15 min > 2 h; 8 would be exactly 2 h, not "more than".
+    assert on[0].at == T0 + timedelta(minutes=15 * 16)
+    assert on[0].since == T0 + timedelta(minutes=15 * 7)
+    assert on[0].evidence_map["hours_above_limit"] == pytest.approx(2.25)
+    assert on[0].starts_statutory_clock
+
+
+def test_adf2006_one_spike_of_90_does_not_fire_but_an_hour_and_a_quarter_does():
+    spike = [{"temp_c": 21.0, "rh_pct": 55.0}] * 4 + [{"temp_c": 21.0, "rh_pct": 95.0}] * 4
+    assert "damp_adf2006" not in ons(run(OCCUPIED, spike + [{"temp_c": 21.0, "rh_pct": 55.0}] * 8))
+    longer = spike + [{"temp_c": 21.0, "rh_pct": 95.0}] * 2
+    events = run(OCCUPIED, longer)
+    on = [e for e in events if e.condition == "damp_adf2006"]
+    assert on and on[0].severity is Severity.URGENT
+
+
+def test_adf2006_does_not_clear_on_a_reading_after_a_long_silence():
+    wet = series([{"temp_c": 21.0, "rh_pct": 80.0}] * 20)
+    detector = Detector.for_home(OCCUPIED, HOME_DEVICE)
+    events = detector.feed(wet)
+    assert transitions(events, "damp_adf2006")[0][0] == "on"
+    later = series([{"temp_c": 21.0, "rh_pct": 50.0}] * 3, start=wet[-1].ts + timedelta(days=2))
+    events = detector.feed(later)
+    # The window holds under an hour of data: too little to call the room dry.
+    assert transitions(events, "damp_adf2006") == []
+    events = detector.feed(
+        series([{"temp_c": 21.0, "rh_pct": 50.0}] * 40, start=later[-1].ts + timedelta(minutes=15))
+    )
+    assert [t for t, _ in transitions(events, "damp_adf2006")] == ["off"]
+
+
+def test_adf2006_settings_are_validated():
+    with pytest.raises(ValueError, match="high_limit_pct"):
+        Adf2006Settings(limit_pct=95.0)
+
+
+def test_adf2010_judges_a_window_only_with_enough_data():
+    day_wet = [{"temp_c": 21.0, "rh_pct": 88.0}] * 4 * 20  # 20 h: 83 % of a day
+    events = run(OCCUPIED, day_wet)
+    on = [e for e in events if e.condition == "damp_adf2010" and e.transition is Transition.ON]
+    assert len(on) == 1
+    assert on[0].at >= T0 + timedelta(hours=18)  # 75 % of the day covered
+    assert on[0].evidence_map["day_mean_rh_pct"] > 85
+
+
+def test_cold_home_only_for_occupied_and_void_rules_only_for_void():
+    cold = [{"temp_c": 10.0, "rh_pct": 50.0}] * 4 * 30
+    occupied = ons(run(OCCUPIED, cold))
+    void = ons(run(VOID, cold))
+    assert "cold_home" in occupied
+    assert "void_heating_off" not in occupied
+    assert "void_heating_off" in void
+    assert "cold_home" not in void
+
+
+def test_void_frost_needs_two_readings_and_escalates_near_zero():
+    rows = [{"temp_c": 8.0}] * 4 + [{"temp_c": 4.0}] + [{"temp_c": 8.0}] * 4
+    assert "void_frost" not in ons(run(VOID, rows))
+    rows = [{"temp_c": 8.0}] * 4 + [{"temp_c": 4.0}] * 3 + [{"temp_c": 0.5}] * 2
+    events = [e for e in run(VOID, rows) if e.condition == "void_frost"]
+    assert [e.transition for e in events] == [Transition.ON, Transition.UPDATE]
+    assert events[0].since == T0 + timedelta(hours=1)
+    assert events[1].severity is Severity.EMERGENCY
+    assert not events[0].starts_statutory_clock  # void homes: no tenancy clock
+
+
+def test_condensation_needs_two_hours_near_dew_point():
+    humid = {"temp_c": 18.0, "rh_pct": 88.0}  # margin about -1.1 C at a 3 C colder surface
+    dry = {"temp_c": 18.0, "rh_pct": 50.0}
+    assert "condensation_risk" not in ons(run(OCCUPIED, [dry] * 4 + [humid] * 7 + [dry] * 8))
+    events = run(OCCUPIED, [dry] * 4 + [humid] * 9)
+    on = [e for e in events if e.condition == "condensation_risk"]
+    assert on and on[0].at - on[0].since == timedelta(hours=2)
+
+
+def test_leak_needs_a_fast_rise_that_persists_at_steady_temperature():
+    base = [{"temp_c": 20.0, "rh_pct": 50.0}] * 8
+    rise = [{"temp_c": 20.0, "rh_pct": 50.0 + 8 * i} for i in range(1, 5)]
+    stays = [{"temp_c": 20.1, "rh_pct": 82.0}] * 14
+    assert "suspected_leak" in ons(run(OCCUPIED, base + rise + stays))
+    shower = [{"temp_c": 20.0 + 0.6 * i, "rh_pct": 50.0 + 8 * i} for i in range(1, 5)]
+    decays = [{"temp_c": 21.0, "rh_pct": 82.0 - 6 * i} for i in range(1, 6)] + base
+    assert "suspected_leak" not in ons(run(OCCUPIED, base + shower + decays))
+    brief = base + rise + [{"temp_c": 20.0, "rh_pct": 82.0}] * 4 + base
+    assert "suspected_leak" not in ons(run(OCCUPIED, brief))
+
+
+def test_co2_rule_clears_only_after_a_day_of_fresh_air():
+    stuffy = [{"co2_ppm": 1800.0}] * 8
+    fresh = [{"co2_ppm": 700.0}] * (4 * 25)
+    events = run(OCCUPIED, [{"co2_ppm": 600.0}] * 4 + stuffy + fresh)
+    states = [t for t, _ in transitions(events, "poor_ventilation")]
+    assert states == ["on", "off"]
+    off_at = transitions(events, "poor_ventilation")[1][1]
+    assert off_at - T0 >= timedelta(hours=24)
+
+
+def test_mould_index_alert_carries_formula_and_inputs():
+    wet = [{"temp_c": 20.0, "rh_pct": 97.0}] * (24 * 40)
+    events = run(OCCUPIED, wet, step=timedelta(hours=1))
+    on = next(e for e in events if e.condition == "mould_index")
+    evidence = on.evidence_map
+    assert evidence["mould_index"] >= 1.0
+    assert "RH_crit" in str(evidence["formula"])
+    assert evidence["sensitivity"] == "sensitive"
+    assert "VTT mould index" in on.reason
+
+
+def test_disabled_rules_are_left_out():
+    settings = HomeRuleSettings(disabled=frozenset({"cold_home"}))
+    rows = [{"temp_c": 10.0, "rh_pct": 50.0}] * 4 * 30
+    assert "cold_home" not in ons(run(OCCUPIED, rows, settings=settings))

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from device_sim import generate_estate
+from store.db import connect
+from store.registry import parse_device_row, upsert_devices
+
+
+def register_estate(url: str, bins: int, homes: int, seed: int = 1) -> list[dict[str, str]]:
+    estate = generate_estate(bins, homes, seed=seed)
+    with connect(url) as conn:
+        upsert_devices(conn, [parse_device_row(row) for row in estate])
+    return estate
+
+
+def count(url: str, sql: str) -> int:
+    with connect(url) as conn:
+        return int(next(iter(conn.execute(sql).fetchone().values())))
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Background(threading.Thread):
+    """Runs a callable in a thread and re-raises its exception on join."""
+
+    def __init__(self, target: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    def join_checked(self, timeout: float) -> object:
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError("background task did not finish")
+        if self.error:
+            raise self.error
+        return self.result

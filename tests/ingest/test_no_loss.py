@@ -1,0 +1,85 @@
+"""Crashes and restarts lose no acknowledged reading and store none twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from device_sim import SimConfig, Simulator
+from store.db import connect
+
+from .helpers import Background, count, register_estate, wait_for
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start_ingest(database_url: str, mqtt, client_id: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CIVIC_DATABASE_URL": database_url,
+        "CIVIC_MQTT_URL": mqtt.url,
+        "CIVIC_TOPIC_PREFIX": mqtt.prefix,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "civic.cli", "ingest", "--client-id", client_id,
+         "--flush-ms", "50"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+    )
+
+
+def _stored_keys(url: str) -> set[tuple[str, str]]:
+    with connect(url) as conn:
+        rows = conn.execute("SELECT device_id, ts FROM readings").fetchall()
+    return {(r["device_id"], r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+            for r in rows}
+
+
+def test_ingest_killed_and_broker_restarted_mid_stream(
+    services, database_url: str, mqtt, tmp_path: Path
+) -> None:
+    if services.local is None:
+        pytest.skip("needs the project-local broker to restart it")
+    estate = register_estate(database_url, bins=150, homes=50)
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "ingest.log"
+    ingest = _start_ingest(database_url, mqtt, client_id, log)
+    config = SimConfig(
+        bins=150, homes=50, interval_s=300, duration_s=12 * 3600, speed=10**6,
+        max_rate=1500, duplicate_pct=1, seed=11, topic_prefix=mqtt.prefix,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}", record_keys=True,
+    )
+    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port)
+    runner = Background(sim.run)
+    try:
+        time.sleep(2)  # ingest subscribed: its persistent session now queues for it
+        runner.start()
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM readings") > 500, 30,
+                 "ingest to store some readings")
+        ingest.send_signal(signal.SIGKILL)  # a crash: no flush, no clean disconnect
+        ingest.wait(10)
+        time.sleep(1)
+        ingest = _start_ingest(database_url, mqtt, client_id, log)
+        wait_for(lambda: sim.report.published > 4000, 30, "more publishing")
+        services.local.stop_mosquitto()  # broker restart mid-stream
+        time.sleep(1)
+        services.local.start_mosquitto()
+        report = runner.join_checked(180)
+        assert report.acked == report.published
+
+        expected = report.keys
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
+                 90, f"all {len(expected)} readings to be stored")
+        time.sleep(1)  # anything extra would show up now
+        assert _stored_keys(database_url) == expected
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(30)
+    assert "mqtt connected" in log.read_text()
