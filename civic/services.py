@@ -287,8 +287,12 @@ class LocalServices:
         conf = self.mqtt_dir / "mosquitto.conf"
         conf.write_text(self._mosquitto_conf(port))
         log.info("starting Mosquitto on 127.0.0.1:%d (data %s)", port, self.mqtt_dir)
-        subprocess.run([mosquitto_binary(), "-c", str(conf), "-d"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [mosquitto_binary(), "-c", str(conf), "-d"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_open(port):
             if time.monotonic() > deadline:

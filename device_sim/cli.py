@@ -23,11 +23,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--homes", type=int, default=300)
     parser.add_argument("--interval", default="60s", help="reporting interval per device")
     parser.add_argument("--duration", default="10m", help="simulated time span")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="simulated seconds per real second (e.g. 3600: an hour a second)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second (e.g. 3600: an hour a second)",
+    )
     parser.add_argument("--start", help="simulated start time (RFC 3339 or an age like 7d)")
-    parser.add_argument("--estate", type=Path,
-                        help="registry CSV of devices to simulate (default: the demo estate)")
+    parser.add_argument(
+        "--estate", type=Path, help="registry CSV of devices to simulate (default: the demo estate)"
+    )
     parser.add_argument("--malformed-pct", type=float, default=0.0)
     parser.add_argument("--duplicate-pct", type=float, default=0.0)
     parser.add_argument("--late-pct", type=float, default=0.0)
@@ -50,13 +55,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         host, port = parse_mqtt_url(mqtt_url(settings))
         config = SimConfig(
-            bins=args.bins, homes=args.homes,
+            bins=args.bins,
+            homes=args.homes,
             interval_s=parse_duration(args.interval).total_seconds(),
             duration_s=parse_duration(args.duration).total_seconds(),
-            speed=args.speed, start=parse_when(args.start) if args.start else None,
-            malformed_pct=args.malformed_pct, duplicate_pct=args.duplicate_pct,
-            late_pct=args.late_pct, offline_pct=args.offline_pct, max_rate=args.rate,
-            seed=args.seed, topic_prefix=settings.topic_prefix, client_id=args.client_id,
+            speed=args.speed,
+            start=parse_when(args.start) if args.start else None,
+            malformed_pct=args.malformed_pct,
+            duplicate_pct=args.duplicate_pct,
+            late_pct=args.late_pct,
+            offline_pct=args.offline_pct,
+            max_rate=args.rate,
+            seed=args.seed,
+            topic_prefix=settings.topic_prefix,
+            client_id=args.client_id,
         )
     except (ValueError, ServicesError) as exc:
         raise CliError(str(exc)) from exc
@@ -68,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
         estate = generate_estate(args.bins, args.homes, seed=args.seed)
 
     def progress(report: SimReport, done: float) -> None:
-        print(f"  {done:6.1%} simulated, {report.published:,} published, "
-              f"{report.acked:,} acknowledged", file=sys.stderr)
+        print(
+            f"  {done:6.1%} simulated, {report.published:,} published, "
+            f"{report.acked:,} acknowledged",
+            file=sys.stderr,
+        )
 
     sim = Simulator(config, estate, host=host, port=port, progress=progress)
     report = sim.run().as_dict()
-    print(f"sent {report['published']:,} messages in {report['wall_s']}s "
-          f"({report['rate_msg_s']} msg/s)", file=sys.stderr)
+    print(
+        f"sent {report['published']:,} messages in {report['wall_s']}s "
+        f"({report['rate_msg_s']} msg/s)",
+        file=sys.stderr,
+    )
     print(json.dumps(report))
     return 0 if report["acked"] >= report["published"] else 1

@@ -16,16 +16,40 @@ TOWN = "Leicester"
 TOWN_CENTRE = (52.6369, -1.1398)  # Leicester Clock Tower
 TOWN_RADIUS_KM = 4.0
 STREETS = (
-    "High Street", "London Road", "Narborough Road", "Belgrave Gate", "Humberstone Road",
-    "Aylestone Road", "Welford Road", "Fosse Road North", "Hinckley Road", "Melton Road",
-    "Uppingham Road", "Evington Road", "Saffron Lane", "Abbey Lane", "Groby Road",
+    "High Street",
+    "London Road",
+    "Narborough Road",
+    "Belgrave Gate",
+    "Humberstone Road",
+    "Aylestone Road",
+    "Welford Road",
+    "Fosse Road North",
+    "Hinckley Road",
+    "Melton Road",
+    "Uppingham Road",
+    "Evington Road",
+    "Saffron Lane",
+    "Abbey Lane",
+    "Groby Road",
 )
 PATCHES = ("north", "east", "south", "west", "central", "riverside")
-WASTE_STREAMS = (("general", 0.5), ("recycling", 0.35), ("garden", 0.15))
+WASTE_STREAMS: tuple[str, ...] = ("general", "recycling", "garden")
+WASTE_STREAM_WEIGHTS: tuple[float, ...] = (0.5, 0.35, 0.15)
 BIN_CAPACITIES_L = (240, 360, 660, 1100)
 VOID_SHARE = 0.1  # about one council home in ten is empty between tenancies
-COLUMNS = ("device_id", "kind", "lat", "lon", "uprn", "address", "patch", "void",
-           "waste_stream", "capacity_l", "threshold_pct")
+COLUMNS = (
+    "device_id",
+    "kind",
+    "lat",
+    "lon",
+    "uprn",
+    "address",
+    "patch",
+    "void",
+    "waste_stream",
+    "capacity_l",
+    "threshold_pct",
+)
 
 
 def _point(rng: random.Random) -> tuple[float, float]:
@@ -33,7 +57,9 @@ def _point(rng: random.Random) -> tuple[float, float]:
     distance_km = TOWN_RADIUS_KM * math.sqrt(rng.random())
     bearing = rng.uniform(0, 2 * math.pi)
     lat = TOWN_CENTRE[0] + distance_km / 111.0 * math.cos(bearing)
-    lon = TOWN_CENTRE[1] + distance_km / (111.0 * math.cos(math.radians(TOWN_CENTRE[0]))) * math.sin(bearing)
+    lon = TOWN_CENTRE[1] + distance_km / (
+        111.0 * math.cos(math.radians(TOWN_CENTRE[0]))
+    ) * math.sin(bearing)
     return round(lat, 6), round(lon, 6)
 
 
@@ -42,30 +68,48 @@ def _patch(lat: float, lon: float) -> str:
     if math.hypot(d_lat, d_lon) < 0.008:
         return "central"
     angle = math.degrees(math.atan2(d_lat, d_lon)) % 360
-    return ("east", "north", "north", "west", "riverside", "south", "south", "east")[int(angle // 45)]
+    return ("east", "north", "north", "west", "riverside", "south", "south", "east")[
+        int(angle // 45)
+    ]
 
 
 def generate_estate(bins: int, homes: int, seed: int = 1) -> list[dict[str, str]]:
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
-    streams, weights = zip(*WASTE_STREAMS, strict=True)
     for i in range(bins):
         lat, lon = _point(rng)
-        rows.append({
-            "device_id": f"bin-{i + 1:06d}", "kind": "bin", "lat": str(lat), "lon": str(lon),
-            "uprn": "", "address": "", "patch": _patch(lat, lon), "void": "",
-            "waste_stream": rng.choices(streams, weights)[0],
-            "capacity_l": str(rng.choice(BIN_CAPACITIES_L)), "threshold_pct": "80",
-        })
+        rows.append(
+            {
+                "device_id": f"bin-{i + 1:06d}",
+                "kind": "bin",
+                "lat": str(lat),
+                "lon": str(lon),
+                "uprn": "",
+                "address": "",
+                "patch": _patch(lat, lon),
+                "void": "",
+                "waste_stream": rng.choices(WASTE_STREAMS, WASTE_STREAM_WEIGHTS)[0],
+                "capacity_l": str(rng.choice(BIN_CAPACITIES_L)),
+                "threshold_pct": "80",
+            }
+        )
     for i in range(homes):
         lat, lon = _point(rng)
-        rows.append({
-            "device_id": f"env-{i + 1:06d}", "kind": "env", "lat": str(lat), "lon": str(lon),
-            "uprn": str(100_030_000_000 + seed * 100_000 + i),
-            "address": f"{rng.randint(1, 240)} {rng.choice(STREETS)}, {TOWN}",
-            "patch": _patch(lat, lon), "void": "true" if rng.random() < VOID_SHARE else "false",
-            "waste_stream": "", "capacity_l": "", "threshold_pct": "",
-        })
+        rows.append(
+            {
+                "device_id": f"env-{i + 1:06d}",
+                "kind": "env",
+                "lat": str(lat),
+                "lon": str(lon),
+                "uprn": str(100_030_000_000 + seed * 100_000 + i),
+                "address": f"{rng.randint(1, 240)} {rng.choice(STREETS)}, {TOWN}",
+                "patch": _patch(lat, lon),
+                "void": "true" if rng.random() < VOID_SHARE else "false",
+                "waste_stream": "",
+                "capacity_l": "",
+                "threshold_pct": "",
+            }
+        )
     return rows
 
 

@@ -17,8 +17,30 @@ from datetime import datetime
 WEEKDAY_FACTOR = (1.15, 0.95, 0.9, 0.95, 1.05, 1.25, 1.2)
 # Relative filling by hour: almost nothing overnight, peaks late morning and early evening.
 HOURLY_FACTOR = (
-    0.1, 0.05, 0.05, 0.05, 0.1, 0.2, 0.5, 1.0, 1.4, 1.5, 1.6, 1.7,
-    1.7, 1.6, 1.5, 1.5, 1.6, 1.8, 1.7, 1.4, 1.1, 0.8, 0.5, 0.2,
+    0.1,
+    0.05,
+    0.05,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    1.4,
+    1.5,
+    1.6,
+    1.7,
+    1.7,
+    1.6,
+    1.5,
+    1.5,
+    1.6,
+    1.8,
+    1.7,
+    1.4,
+    1.1,
+    0.8,
+    0.5,
+    0.2,
 )
 STREAM_RATE_PCT_PER_DAY = {"general": 16.0, "recycling": 11.0, "garden": 8.0}
 OUTDOOR_MEAN_C, OUTDOOR_SWING_C = 6.5, 3.0  # a UK November
@@ -121,7 +143,9 @@ class HomeModel:
             void=void,
             rng=rng,
             temp_c=rng.uniform(12, 16) if void else rng.uniform(17, 21),
-            excess_ah_g_m3=(0.3 if void else rng.uniform(5.0, 6.5) if damp else rng.uniform(1.5, 3.5)),
+            excess_ah_g_m3=(
+                0.3 if void else rng.uniform(5.0, 6.5) if damp else rng.uniform(1.5, 3.5)
+            ),
             setpoint_c=None if void else rng.uniform(18.5, 21.5),
             shower_hour=rng.uniform(6.5, 8.5),
             has_co2=rng.random() < 0.3,

@@ -35,7 +35,12 @@ log = logging.getLogger(__name__)
 MAX_INFLIGHT = 2_000  # unacknowledged publishes in flight; higher hides broker round trips
 DRAIN_TIMEOUT_S = 120.0
 MALFORMED_KINDS = (
-    "invalid_json", "schema", "out_of_range", "unsupported_version", "topic_mismatch", "future_ts",
+    "invalid_json",
+    "schema",
+    "out_of_range",
+    "unsupported_version",
+    "topic_mismatch",
+    "future_ts",
 )
 
 
@@ -117,8 +122,15 @@ def _iso(ts: datetime) -> str:
 
 
 class Simulator:
-    def __init__(self, config: SimConfig, estate: list[dict[str, str]], *, host: str, port: int,
-                 progress: Callable[[SimReport, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        estate: list[dict[str, str]],
+        *,
+        host: str,
+        port: int,
+        progress: Callable[[SimReport, float], None] | None = None,
+    ) -> None:
         self.config = config
         self.layout = TopicLayout(config.topic_prefix)
         self.rng = random.Random(config.seed)
@@ -132,12 +144,17 @@ class Simulator:
             device_rng = random.Random(f"{config.seed}:{row['device_id']}")
             model: BinModel | HomeModel
             if row["kind"] == "bin":
-                model = BinModel.create(row["device_id"], row.get("waste_stream") or "general",
-                                        device_rng)
+                model = BinModel.create(
+                    row["device_id"], row.get("waste_stream") or "general", device_rng
+                )
             else:
                 model = HomeModel.create(row["device_id"], row.get("void") == "true", device_rng)
-            device = _Device(row["device_id"], row["kind"], model,
-                             phase_s=device_rng.uniform(0, config.interval_s))
+            device = _Device(
+                row["device_id"],
+                row["kind"],
+                model,
+                phase_s=device_rng.uniform(0, config.interval_s),
+            )
             if device_rng.random() * 100 < config.offline_pct:
                 device.outage_at_s = device_rng.uniform(0, config.duration_s * 0.8)
                 device.outage_s = config.interval_s * device_rng.randint(5, 30)
@@ -192,7 +209,8 @@ class Simulator:
         elif kind == "topic_mismatch":
             bad = json.dumps({**doc, "device_id": device.device_id + "-x"})
         else:
-            bad = json.dumps({**doc, "ts": _iso(now + timedelta(days=1))})
+            # A day past the wall clock, whatever the simulated time: always in the future.
+            bad = json.dumps({**doc, "ts": _iso(max(now, datetime.now(UTC)) + timedelta(days=1))})
         self._publish(topic, bad)
         self.report.messages[device.kind] += 1
         self.report.malformed[kind] += 1
@@ -208,17 +226,22 @@ class Simulator:
         cfg = self.config
         stop = stop or threading.Event()
         wall_now = datetime.now(UTC)
-        start = cfg.start or (wall_now - timedelta(seconds=cfg.duration_s) if cfg.speed > 1
-                              else wall_now)
-        props = Properties(PacketTypes.CONNECT)
+        start = cfg.start or (
+            wall_now - timedelta(seconds=cfg.duration_s) if cfg.speed > 1 else wall_now
+        )
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
-        self.client.connect(self._host, self._port, keepalive=60, clean_start=False,
-                            properties=props)
+        self.client.connect(
+            self._host, self._port, keepalive=60, clean_start=False, properties=props
+        )
         self.client.loop_start()
         wall_start = time.monotonic()
         for device in self.devices:
-            self._publish(self.layout.status(device.device_id),
-                          json.dumps({"state": "online", "fw": "sim-1.0"}), retain=True)
+            self._publish(
+                self.layout.status(device.device_id),
+                json.dumps({"state": "online", "fw": "sim-1.0"}),
+                retain=True,
+            )
         self._start = start
         late_queue: list[tuple[datetime, int, _Device, dict[str, Any]]] = []
         last_progress = wall_start
@@ -287,8 +310,11 @@ class Simulator:
         self.report.batched_readings += len(device.buffer)
         device.buffer = []
         device.offline_until = None
-        self._publish(self.layout.status(device.device_id),
-                      json.dumps({"state": "online", "fw": "sim-1.0"}), retain=True)
+        self._publish(
+            self.layout.status(device.device_id),
+            json.dumps({"state": "online", "fw": "sim-1.0"}),
+            retain=True,
+        )
 
     def _flush_late(self, late_queue: list[Any], now: datetime) -> None:
         while late_queue and late_queue[0][0] <= now:
@@ -301,5 +327,6 @@ class Simulator:
         while self.report.acked < self.report.published and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.report.acked < self.report.published:
-            log.warning("broker acknowledged %d of %d publishes", self.report.acked,
-                        self.report.published)
+            log.warning(
+                "broker acknowledged %d of %d publishes", self.report.acked, self.report.published
+            )

@@ -43,7 +43,7 @@ def run_check(args: argparse.Namespace) -> int:
         path = Path(args.file)
         if not path.is_file():
             raise CliError(f"no such file: {path}")
-        lines = path.open(encoding="utf-8")  # type: ignore[assignment]
+        lines = path.open(encoding="utf-8")
     rejected = 0
     for result in check_lines(lines, layout=layout):
         rejected += not result["ok"]

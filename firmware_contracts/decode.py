@@ -108,8 +108,9 @@ def decode_telemetry(
     return readings
 
 
-def _to_reading(device_id: str, item: BatchItemV1 | TelemetryV1 | HistoricalRecordV1,
-                now: datetime) -> Reading:
+def _to_reading(
+    device_id: str, item: BatchItemV1 | TelemetryV1 | HistoricalRecordV1, now: datetime
+) -> Reading:
     if item.ts > now + MAX_FUTURE_SKEW:
         raise ContractError(
             Reason.FUTURE_TS,

@@ -32,19 +32,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--client-id", default=f"civic-ingest-{socket.gethostname()}",
-                        help="MQTT client id prefix; keep it stable so sessions resume")
+    parser.add_argument(
+        "--client-id",
+        default=f"civic-ingest-{socket.gethostname()}",
+        help="MQTT client id prefix; keep it stable so sessions resume",
+    )
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--flush-ms", type=float, default=FLUSH_INTERVAL_S * 1000)
-    parser.add_argument("--share-group", default=SHARE_GROUP,
-                        help="shared subscription group ('' for a plain subscription)")
-    parser.add_argument("--stats", action="store_true",
-                        help="print a JSON line of counters every --stats-interval seconds")
+    parser.add_argument(
+        "--share-group",
+        default=SHARE_GROUP,
+        help="shared subscription group ('' for a plain subscription)",
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="print a JSON line of counters every --stats-interval seconds",
+    )
     parser.add_argument("--stats-interval", type=float, default=10.0)
-    parser.add_argument("--metrics-port", type=int,
-                        help="serve Prometheus metrics on this port (+1 per extra worker)")
-    parser.add_argument("--idle-exit", type=float, metavar="S",
-                        help="exit after S seconds without messages (batch jobs, tests)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (+1 per extra worker)",
+    )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="S",
+        help="exit after S seconds without messages (batch jobs, tests)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -92,8 +108,11 @@ def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> No
 
 
 def _worker_main(args: argparse.Namespace, index: int) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
     run_worker(_config(args, index), args, index)
 
 

@@ -19,24 +19,36 @@ class IngestMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.received = Counter("civic_ingest_messages_received", "MQTT messages received", registry=r)
-        self.readings_stored = Counter("civic_ingest_readings_stored", "readings committed", registry=r)
+        self.received = Counter(
+            "civic_ingest_messages_received", "MQTT messages received", registry=r
+        )
+        self.readings_stored = Counter(
+            "civic_ingest_readings_stored", "readings committed", registry=r
+        )
         self.duplicates = Counter(
-            "civic_ingest_readings_duplicate", "readings already stored (redelivery, retries)",
+            "civic_ingest_readings_duplicate",
+            "readings already stored (redelivery, retries)",
             registry=r,
         )
         self.rejected = Counter(
-            "civic_ingest_messages_rejected", "messages dead-lettered, by reason", ["reason"],
+            "civic_ingest_messages_rejected",
+            "messages dead-lettered, by reason",
+            ["reason"],
             registry=r,
         )
         self.batches = Counter("civic_ingest_batches", "batches committed", registry=r)
-        self.db_errors = Counter("civic_ingest_db_errors", "failed batch writes (retried)", registry=r)
+        self.db_errors = Counter(
+            "civic_ingest_db_errors", "failed batch writes (retried)", registry=r
+        )
         self.batch_latency = Histogram(
-            "civic_ingest_batch_latency_seconds", "first message received -> batch committed",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            "civic_ingest_batch_latency_seconds",
+            "first message received -> batch committed",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.lag = Gauge(
-            "civic_ingest_lag_seconds", "commit time minus newest reading ts in the last batch",
+            "civic_ingest_lag_seconds",
+            "commit time minus newest reading ts in the last batch",
             registry=r,
         )
         self.queue_depth = Gauge(

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Subscriber:
         return self._generation
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(
@@ -106,10 +107,13 @@ class Subscriber:
         self._generation += 1
         log.info(
             "mqtt connected host=%s port=%d session_present=%s generation=%d",
-            self._host, self._port, flags.session_present, self._generation,
+            self._host,
+            self._port,
+            flags.session_present,
+            self._generation,
         )
         # Re-subscribing on a resumed session is harmless and covers a broker that lost it.
-        client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self.topics])
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
         self.connected.set()
 
     def _on_disconnect(
@@ -121,7 +125,11 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         inbound = InboundMessage(
-            message.topic, message.payload, message.mid, message.qos, self._generation,
+            message.topic,
+            bytes(message.payload),
+            message.mid,
+            message.qos,
+            self._generation,
             time.monotonic(),
         )
         while True:

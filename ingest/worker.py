@@ -7,6 +7,7 @@ and counted as duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -141,14 +142,12 @@ class IngestWorker:
 
     def _drop_db(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            except psycopg.Error:
-                pass
         self._conn = None
 
     def _load_registry(self) -> set[str]:
-        return self._with_db_retry(lambda conn: known_device_ids(conn)) or set()
+        return self._with_db_retry(known_device_ids) or set()
 
     def _with_db_retry(self, action: Any, stop: threading.Event | None = None) -> Any:
         """Run ``action(conn)`` until it succeeds; back off while the database is down."""
@@ -162,7 +161,9 @@ class IngestWorker:
                 self.metrics.db_errors.inc()
                 log.warning(
                     "database unavailable error=%r held_unacked=%d retry_in_s=%.1f",
-                    str(exc).strip()[:200], self.inbox.qsize(), delay,
+                    str(exc).strip()[:200],
+                    self.inbox.qsize(),
+                    delay,
                 )
                 self._drop_db()
                 if stop is not None and stop.wait(delay):
@@ -182,8 +183,11 @@ class IngestWorker:
         while len(batch) < self.config.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self.inbox.get(timeout=max(remaining, 0)) if remaining > 0
-                             else self.inbox.get_nowait())
+                batch.append(
+                    self.inbox.get(timeout=max(remaining, 0))
+                    if remaining > 0
+                    else self.inbox.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
@@ -194,8 +198,12 @@ class IngestWorker:
 
         def write(conn: psycopg.Connection[Any]) -> Any:
             return write_batch(
-                conn, decoded.readings, decoded.deadletters,
-                received_at=now, partitions=self._partitions, statuses=decoded.statuses,
+                conn,
+                decoded.readings,
+                decoded.deadletters,
+                received_at=now,
+                partitions=self._partitions,
+                statuses=decoded.statuses,
             )
 
         result = self._with_db_retry(write, stop)
@@ -220,8 +228,11 @@ class IngestWorker:
         """Ingest until ``stop`` is set (or nothing arrived for ``idle_exit_s``)."""
         self._with_db_retry(lambda conn: None, stop)
         self.subscriber.start()
-        log.info("ingest started client_id=%s topics=%s", self.config.client_id,
-                 ",".join(self.config.topics()))
+        log.info(
+            "ingest started client_id=%s topics=%s",
+            self.config.client_id,
+            ",".join(self.config.topics()),
+        )
         last_message = time.monotonic()
         try:
             while not stop.is_set():

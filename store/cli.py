@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def register(subparsers: "Subparsers") -> None:
+def register(subparsers: Subparsers) -> None:
     db = subparsers.add_parser("db", help="database schema: migrate, info, maintain")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending SQL migrations (idempotent)")
     migrate.add_argument(
-        "--mode", choices=["timescaledb", "native"],
+        "--mode",
+        choices=["timescaledb", "native"],
         help="force the storage mode on a new database (default: timescaledb when installed)",
     )
     migrate.set_defaults(func=run_migrate)
@@ -76,7 +77,9 @@ def register(subparsers: "Subparsers") -> None:
     ex_readings.add_argument("--until")
     ex_readings.add_argument("--device")
     ex_readings.add_argument(
-        "--by", choices=["ts", "received"], default="ts",
+        "--by",
+        choices=["ts", "received"],
+        default="ts",
         help="window on reading time (default) or arrival time (catches late data)",
     )
     ex_readings.add_argument("--format", choices=["csv", "json"], default="csv")
@@ -126,7 +129,7 @@ def _open(path: str) -> TextIO:
         return sys.stdin
     if not Path(path).is_file():
         raise CliError(f"no such file: {path}")
-    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _json_default(value: object) -> str:
@@ -199,8 +202,20 @@ def run_devices_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(devices, indent=2))
     else:
-        _print_table(devices, ["device_id", "kind", "lat", "lon", "uprn", "patch", "void",
-                               "waste_stream", "threshold_pct"])
+        _print_table(
+            devices,
+            [
+                "device_id",
+                "kind",
+                "lat",
+                "lon",
+                "uprn",
+                "patch",
+                "void",
+                "waste_stream",
+                "threshold_pct",
+            ],
+        )
     return 0
 
 
@@ -276,8 +291,7 @@ def run_deadletters(args: argparse.Namespace) -> int:
     from store.deadletters import iter_deadletters
 
     with _connect() as conn:
-        rows = iter_deadletters(conn, since=_when(args.since), reason=args.reason,
-                                limit=args.limit)
+        rows = iter_deadletters(conn, since=_when(args.since), reason=args.reason, limit=args.limit)
         if args.format == "json":
             _write_json_array(sys.stdout, rows)
         else:

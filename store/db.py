@@ -96,8 +96,10 @@ def migrate(url: str, *, mode: StoreMode | None = None) -> tuple[StoreMode, list
                 raise StoreError(f"database is already in {existing} mode, not {mode}")
             if mode is StoreMode.TIMESCALEDB and not timescaledb_usable(conn):
                 raise StoreError("timescaledb is not installed/preloaded on this server")
-            mode = existing or mode or (
-                StoreMode.TIMESCALEDB if timescaledb_usable(conn) else StoreMode.NATIVE
+            mode = (
+                existing
+                or mode
+                or (StoreMode.TIMESCALEDB if timescaledb_usable(conn) else StoreMode.NATIVE)
             )
             applied = {
                 str(r["version"])

@@ -74,8 +74,9 @@ def _import(
             except ContractError as exc:
                 errors.append(f"line {reader.line_num}: {exc.reason.value}: {exc.detail}")
                 letters.append(
-                    DeadLetter(now, exc.reason.value, exc.detail, json.dumps(row).encode(),
-                               source="import")
+                    DeadLetter(
+                        now, exc.reason.value, exc.detail, json.dumps(row).encode(), source="import"
+                    )
                 )
             if len(chunk) >= CHUNK_ROWS:
                 partitions.ensure(cur, chunk)
@@ -85,7 +86,7 @@ def _import(
                     progress(report.rows)
         if errors and not skip_invalid:
             report.errors = errors
-            raise _Rollback(report)
+            raise _RollbackError(report)
         partitions.ensure(cur, chunk)
         copy_to_stage(cur, chunk)
         report.stored = merge_stage(cur, now)
@@ -96,7 +97,7 @@ def _import(
     return report
 
 
-class _Rollback(Exception):
+class _RollbackError(Exception):
     def __init__(self, report: ImportReport) -> None:
         super().__init__("import rolled back")
         self.report = report
@@ -111,5 +112,5 @@ def import_readings_csv(
     """
     try:
         return _import(conn, stream, **kwargs)
-    except _Rollback as rollback:
+    except _RollbackError as rollback:
         return rollback.report

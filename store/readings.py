@@ -51,8 +51,16 @@ def copy_to_stage(cur: psycopg.Cursor[Any], readings: Sequence[Reading]) -> None
         for r in readings:
             copy.write_row(
                 (
-                    r.device_id, r.ts, r.seq, r.fill_pct, r.temp_c, r.battery_v,
-                    r.rh_pct, r.co2_ppm, r.tilt_deg, r.rssi_dbm,
+                    r.device_id,
+                    r.ts,
+                    r.seq,
+                    r.fill_pct,
+                    r.temp_c,
+                    r.battery_v,
+                    r.rh_pct,
+                    r.co2_ppm,
+                    r.tilt_deg,
+                    r.rssi_dbm,
                 )
             )
 
@@ -86,9 +94,7 @@ class PartitionGuard:
         weeks = {week_start(r.ts) for r in readings} - self._weeks
         if not weeks:
             return
-        cur.execute(
-            "SELECT civic_ensure_partitions(%s, %s)", (min(weeks), max(weeks) + _WEEK / 2)
-        )
+        cur.execute("SELECT civic_ensure_partitions(%s, %s)", (min(weeks), max(weeks) + _WEEK / 2))
         self._weeks |= weeks
 
 

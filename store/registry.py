@@ -155,7 +155,10 @@ def parse_devices_csv(stream: TextIO) -> list[Device]:
             continue
         if device.device_id in first_line:
             errors.append(
-                RowError(line, f"device_id {device.device_id} repeats line {first_line[device.device_id]}")
+                RowError(
+                    line,
+                    f"device_id {device.device_id} repeats line {first_line[device.device_id]}",
+                )
             )
             continue
         first_line[device.device_id] = line
@@ -186,8 +189,18 @@ def upsert_devices(conn: psycopg.Connection[Any], devices: Iterable[Device]) -> 
             cur.execute(
                 _UPSERT,
                 (
-                    d.device_id, d.kind, d.lat, d.lon, d.uprn, d.address, d.patch, d.void,
-                    d.waste_stream, d.capacity_l, d.threshold_pct, json.dumps(d.extra),
+                    d.device_id,
+                    d.kind,
+                    d.lat,
+                    d.lon,
+                    d.uprn,
+                    d.address,
+                    d.patch,
+                    d.void,
+                    d.waste_stream,
+                    d.capacity_l,
+                    d.threshold_pct,
+                    json.dumps(d.extra),
                 ),
             )
             row = cur.fetchone()
@@ -198,8 +211,10 @@ def upsert_devices(conn: psycopg.Connection[Any], devices: Iterable[Device]) -> 
 
 
 def known_device_ids(conn: psycopg.Connection[Any]) -> set[str]:
-    return {str(r["device_id"] if isinstance(r, dict) else r[0])
-            for r in conn.execute("SELECT device_id FROM devices")}
+    return {
+        str(r["device_id"] if isinstance(r, dict) else r[0])
+        for r in conn.execute("SELECT device_id FROM devices")
+    }
 
 
 def load_devices(conn: psycopg.Connection[Any], kind: str | None = None) -> list[Device]:

@@ -81,8 +81,9 @@ def test_contract_check_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(json.loads(x)["ok"] for x in capsys.readouterr().out.splitlines())
 
 
-def test_contract_check_reports_bad_envelope_lines(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_contract_check_reports_bad_envelope_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('not json\n{"topic": 1, "payload": "{}"}\n\n')
     assert main(["contract", "check", str(path)]) == 1

@@ -41,7 +41,7 @@ class Background(threading.Thread):
     def run(self) -> None:
         try:
             self.result = self._target_fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             self.error = exc
 
     def join_checked(self, timeout: float) -> object:

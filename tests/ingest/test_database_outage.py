@@ -21,9 +21,13 @@ def test_ingest_survives_database_restart(services, database_url: str, mqtt) -> 
         pytest.skip("needs the project-local PostgreSQL to restart it")
     estate = register_estate(database_url, bins=80, homes=20)
     config = IngestConfig(
-        database_url=database_url, mqtt_host=mqtt.host, mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}", topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05, inbox_size=500,  # small: the bound must hold under backlog
+        database_url=database_url,
+        mqtt_host=mqtt.host,
+        mqtt_port=mqtt.port,
+        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        topic_prefix=mqtt.prefix,
+        flush_interval_s=0.05,
+        inbox_size=500,  # small: the bound must hold under backlog
     )
     worker = IngestWorker(config, IngestMetrics())
     stop = threading.Event()
@@ -31,8 +35,15 @@ def test_ingest_survives_database_restart(services, database_url: str, mqtt) -> 
     ingest.start()
     assert worker.subscriber.connected.wait(10)
     sim_config = SimConfig(
-        bins=80, homes=20, interval_s=300, duration_s=12 * 3600, speed=10**6, max_rate=800,
-        seed=3, topic_prefix=mqtt.prefix, client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        bins=80,
+        homes=20,
+        interval_s=300,
+        duration_s=12 * 3600,
+        speed=10**6,
+        max_rate=800,
+        seed=3,
+        topic_prefix=mqtt.prefix,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
     )
     sim = Simulator(sim_config, estate, host=mqtt.host, port=mqtt.port)
     runner = Background(sim.run)
@@ -45,7 +56,8 @@ def test_ingest_survives_database_restart(services, database_url: str, mqtt) -> 
         services.local.start_postgres()
         report = runner.join_checked(120)
         wait_for(
-            lambda: worker.metrics.snapshot()["stored"] >= sum(report.readings.values()), 90,
+            lambda: worker.metrics.snapshot()["stored"] >= sum(report.readings.values()),
+            90,
             "every reading stored after the outage",
         )
     finally:

@@ -8,8 +8,8 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.publish as publish
 import pytest
+from paho.mqtt import publish
 
 from device_sim import SimConfig, Simulator
 from ingest import IngestConfig, IngestMetrics, IngestWorker
@@ -20,11 +20,17 @@ from .helpers import Background, count, register_estate, wait_for
 pytestmark = pytest.mark.slow
 
 
-def _worker(database_url: str, mqtt, **overrides) -> tuple[IngestWorker, threading.Event, Background]:
+def _worker(
+    database_url: str, mqtt, **overrides
+) -> tuple[IngestWorker, threading.Event, Background]:
     config = IngestConfig(
-        database_url=database_url, mqtt_host=mqtt.host, mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}", topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05, **overrides,
+        database_url=database_url,
+        mqtt_host=mqtt.host,
+        mqtt_port=mqtt.port,
+        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        topic_prefix=mqtt.prefix,
+        flush_interval_s=0.05,
+        **overrides,
     )
     worker = IngestWorker(config, IngestMetrics())
     stop = threading.Event()
@@ -38,17 +44,31 @@ def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) 
     estate = register_estate(database_url, bins=60, homes=20)
     worker, stop, thread = _worker(database_url, mqtt)
     config = SimConfig(
-        bins=60, homes=20, interval_s=300, duration_s=6 * 3600, speed=10**6,
-        malformed_pct=4, duplicate_pct=4, late_pct=4, offline_pct=20, seed=7,
-        topic_prefix=mqtt.prefix, client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        bins=60,
+        homes=20,
+        interval_s=300,
+        duration_s=6 * 3600,
+        speed=10**6,
+        malformed_pct=4,
+        duplicate_pct=4,
+        late_pct=4,
+        offline_pct=20,
+        seed=7,
+        topic_prefix=mqtt.prefix,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
     )
     report = Simulator(config, estate, host=mqtt.host, port=mqtt.port).run()
     assert report.acked == report.published
-    assert report.duplicates > 0 and report.late > 0 and report.offline_batches > 0
+    assert report.duplicates > 0
+    assert report.late > 0
+    assert report.offline_batches > 0
     assert sum(report.malformed.values()) > 0
 
-    wait_for(lambda: worker.metrics.snapshot()["received"] >= report.published, 60,
-             "ingest to receive everything published")
+    wait_for(
+        lambda: worker.metrics.snapshot()["received"] >= report.published,
+        60,
+        "ingest to receive everything published",
+    )
     stop.set()
     thread.join_checked(30)
 
@@ -71,8 +91,13 @@ def test_unregistered_device_is_dead_lettered(database_url: str, mqtt) -> None:
     ts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     for device_id in ("bin-000001", "bin-999999"):
         payload = {"v": 1, "device_id": device_id, "seq": 1, "ts": ts, "fill_pct": 50}
-        publish.single(f"{mqtt.prefix}/v1/devices/{device_id}/telemetry", json.dumps(payload),
-                       qos=1, hostname=mqtt.host, port=mqtt.port)
+        publish.single(
+            f"{mqtt.prefix}/v1/devices/{device_id}/telemetry",
+            json.dumps(payload),
+            qos=1,
+            hostname=mqtt.host,
+            port=mqtt.port,
+        )
     wait_for(lambda: worker.metrics.snapshot()["received"] >= 2, 30, "two messages")
     stop.set()
     thread.join_checked(30)

@@ -29,17 +29,21 @@ def _start_ingest(database_url: str, mqtt, client_id: str, log: Path) -> subproc
         "CIVIC_TOPIC_PREFIX": mqtt.prefix,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "civic.cli", "ingest", "--client-id", client_id,
-         "--flush-ms", "50"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+        [sys.executable, "-m", "civic.cli", "ingest", "--client-id", client_id, "--flush-ms", "50"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
     )
 
 
 def _stored_keys(url: str) -> set[tuple[str, str]]:
     with connect(url) as conn:
         rows = conn.execute("SELECT device_id, ts FROM readings").fetchall()
-    return {(r["device_id"], r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-            for r in rows}
+    return {
+        (r["device_id"], r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        for r in rows
+    }
 
 
 def test_ingest_killed_and_broker_restarted_mid_stream(
@@ -52,17 +56,28 @@ def test_ingest_killed_and_broker_restarted_mid_stream(
     log = tmp_path / "ingest.log"
     ingest = _start_ingest(database_url, mqtt, client_id, log)
     config = SimConfig(
-        bins=150, homes=50, interval_s=300, duration_s=12 * 3600, speed=10**6,
-        max_rate=1500, duplicate_pct=1, seed=11, topic_prefix=mqtt.prefix,
-        client_id=f"sim-{uuid.uuid4().hex[:8]}", record_keys=True,
+        bins=150,
+        homes=50,
+        interval_s=300,
+        duration_s=12 * 3600,
+        speed=10**6,
+        max_rate=1500,
+        duplicate_pct=1,
+        seed=11,
+        topic_prefix=mqtt.prefix,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        record_keys=True,
     )
     sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port)
     runner = Background(sim.run)
     try:
         time.sleep(2)  # ingest subscribed: its persistent session now queues for it
         runner.start()
-        wait_for(lambda: count(database_url, "SELECT count(*) FROM readings") > 500, 30,
-                 "ingest to store some readings")
+        wait_for(
+            lambda: count(database_url, "SELECT count(*) FROM readings") > 500,
+            30,
+            "ingest to store some readings",
+        )
         ingest.send_signal(signal.SIGKILL)  # a crash: no flush, no clean disconnect
         ingest.wait(10)
         time.sleep(1)
@@ -75,8 +90,11 @@ def test_ingest_killed_and_broker_restarted_mid_stream(
         assert report.acked == report.published
 
         expected = report.keys
-        wait_for(lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
-                 90, f"all {len(expected)} readings to be stored")
+        wait_for(
+            lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
+            90,
+            f"all {len(expected)} readings to be stored",
+        )
         time.sleep(1)  # anything extra would show up now
         assert _stored_keys(database_url) == expected
     finally:

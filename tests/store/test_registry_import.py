@@ -40,7 +40,8 @@ def test_devices_import_then_update(civic_env, tmp_path: Path, capsys) -> None:
         rows = {r["device_id"]: r for r in conn.execute("SELECT * FROM devices")}
     assert rows["bin-1"]["threshold_pct"] == 70
     assert rows["bin-2"]["threshold_pct"] == 80  # the default when the cell is empty
-    assert rows["env-1"]["void"] is True and rows["env-1"]["uprn"] == "100030000001"
+    assert rows["env-1"]["void"] is True
+    assert rows["env-1"]["uprn"] == "100030000001"
     assert rows["env-1"]["extra"] == {"ward": "Castle"}
 
 
@@ -88,7 +89,8 @@ def test_readings_import_all_or_nothing(registered: str, tmp_path: Path, capsys)
     path = _write(tmp_path, "r.csv", rows)
     assert main(["readings", "import", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "line 4: out_of_range" in err and "line 5: unknown_device" in err
+    assert "line 4: out_of_range" in err
+    assert "line 5: unknown_device" in err
     assert _count(registered, "readings") == 0
 
     assert main(["readings", "import", "--skip-invalid", str(path)]) == 0
@@ -101,13 +103,28 @@ def test_readings_import_all_or_nothing(registered: str, tmp_path: Path, capsys)
 
 
 def test_export_readings_window_csv_and_json(registered: str, tmp_path: Path, capsys) -> None:
-    rows = ["device_id,ts,fill_pct,rh_pct,temp_c"] + [
-        f"bin-1,2026-01-05T{h:02d}:00:00Z,{h},," for h in range(10)
-    ] + ["env-1,2026-01-05T03:30:00Z,,70.5,14.2"]
+    rows = (
+        ["device_id,ts,fill_pct,rh_pct,temp_c"]
+        + [f"bin-1,2026-01-05T{h:02d}:00:00Z,{h},," for h in range(10)]
+        + ["env-1,2026-01-05T03:30:00Z,,70.5,14.2"]
+    )
     assert main(["readings", "import", str(_write(tmp_path, "r.csv", rows))]) == 0
     capsys.readouterr()
-    assert main(["export", "readings", "--since", "2026-01-05T02:00:00Z",
-                 "--until", "2026-01-05T05:00:00Z", "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "readings",
+                "--since",
+                "2026-01-05T02:00:00Z",
+                "--until",
+                "2026-01-05T05:00:00Z",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("device_id,ts,fill_pct,temp_c,battery_v,rh_pct")
     assert lines[1].startswith("bin-1,2026-01-05T02:00:00Z,2.0,")
@@ -115,10 +132,25 @@ def test_export_readings_window_csv_and_json(registered: str, tmp_path: Path, ca
     env_line = next(x for x in lines if x.startswith("env-1"))
     assert ",100030000001," in env_line  # every property export carries the UPRN
 
-    assert main(["export", "readings", "--since", "2026-01-05T00:00:00Z", "--device", "env-1",
-                 "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "readings",
+                "--since",
+                "2026-01-05T00:00:00Z",
+                "--device",
+                "env-1",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
-    assert data == [data[0]] and data[0]["rh_pct"] == 70.5 and data[0]["ts"] == "2026-01-05T03:30:00Z"
+    assert data == [data[0]]
+    assert data[0]["rh_pct"] == 70.5
+    assert data[0]["ts"] == "2026-01-05T03:30:00Z"
 
 
 def test_export_rejects_bad_time(registered: str, capsys) -> None:
@@ -127,10 +159,15 @@ def test_export_rejects_bad_time(registered: str, capsys) -> None:
 
 
 def test_deadletters_json_filter(registered: str, tmp_path: Path, capsys) -> None:
-    rows = ["device_id,ts,rh_pct", "env-1,2026-01-05T10:00:00Z,120", "env-1,2999-01-01T00:00:00Z,50"]
+    rows = [
+        "device_id,ts,rh_pct",
+        "env-1,2026-01-05T10:00:00Z,120",
+        "env-1,2999-01-01T00:00:00Z,50",
+    ]
     main(["readings", "import", "--skip-invalid", str(_write(tmp_path, "r.csv", rows))])
     capsys.readouterr()
     assert main(["deadletters", "--reason", "future_ts", "--format", "json"]) == 0
     letters = json.loads(capsys.readouterr().out)
     assert [d["reason"] for d in letters] == ["future_ts"]
-    assert letters[0]["source"] == "import" and "2999" in letters[0]["payload"]
+    assert letters[0]["source"] == "import"
+    assert "2999" in letters[0]["payload"]

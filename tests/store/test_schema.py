@@ -28,15 +28,18 @@ def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
     url = any_mode_database_url
     register_devices(url, ["bin-1", "bin-2"])
     base = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)  # long before the partitions made ahead
-    readings = [_reading("bin-1", base + timedelta(minutes=15 * i), fill_pct=10.0 + i)
-                for i in range(8)]
+    readings = [
+        _reading("bin-1", base + timedelta(minutes=15 * i), fill_pct=10.0 + i) for i in range(8)
+    ]
     readings.append(_reading("bin-2", base, fill_pct=50.0))
     with connect(url) as conn:
         prepare_session(conn)
-        first = write_batch(conn, readings, [], received_at=datetime.now(UTC),
-                            partitions=PartitionGuard())
-        again = write_batch(conn, readings[:3], [], received_at=datetime.now(UTC),
-                            partitions=PartitionGuard())
+        first = write_batch(
+            conn, readings, [], received_at=datetime.now(UTC), partitions=PartitionGuard()
+        )
+        again = write_batch(
+            conn, readings[:3], [], received_at=datetime.now(UTC), partitions=PartitionGuard()
+        )
         hourly = conn.execute(
             "SELECT bucket, n, fill_pct_avg, fill_pct_max FROM readings_hourly"
             " WHERE device_id = 'bin-1' ORDER BY bucket"
@@ -44,7 +47,8 @@ def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
     assert (first.stored, first.duplicates) == (9, 0)
     assert (again.stored, again.duplicates) == (0, 3)
     assert [(r["n"], r["fill_pct_avg"], r["fill_pct_max"]) for r in hourly] == [
-        (4, 11.5, 13.0), (4, 15.5, 17.0)
+        (4, 11.5, 13.0),
+        (4, 15.5, 17.0),
     ]
     assert hourly[0]["bucket"] == base
 
@@ -57,8 +61,13 @@ def test_native_partitions_are_created_for_any_week(services, any_mode_database_
         register_devices(url, ["env-1"])
         prepare_session(conn)
         ts = datetime(2019, 6, 5, tzinfo=UTC)
-        write_batch(conn, [_reading("env-1", ts, rh_pct=60.0)], [],
-                    received_at=datetime.now(UTC), partitions=PartitionGuard())
+        write_batch(
+            conn,
+            [_reading("env-1", ts, rh_pct=60.0)],
+            [],
+            received_at=datetime.now(UTC),
+            partitions=PartitionGuard(),
+        )
         part = conn.execute(
             "SELECT tableoid::regclass::text AS part FROM readings WHERE device_id = 'env-1'"
         ).fetchone()
@@ -76,16 +85,22 @@ def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> No
             "SELECT compression_enabled FROM timescaledb_information.hypertables"
             " WHERE hypertable_name = 'readings'"
         ).fetchone()
-        jobs = {r["proc_name"] for r in conn.execute(
-            "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN"
-            " ('readings', 'readings_hourly')")}
+        jobs = {
+            r["proc_name"]
+            for r in conn.execute(
+                "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN"
+                " ('readings', 'readings_hourly')"
+            )
+        }
         cagg = conn.execute(
             "SELECT materialized_only FROM timescaledb_information.continuous_aggregates"
             " WHERE view_name = 'readings_hourly'"
         ).fetchone()
-    assert hypertable is not None and hypertable["compression_enabled"]
+    assert hypertable is not None
+    assert hypertable["compression_enabled"]
     assert jobs == {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"}
-    assert cagg is not None and cagg["materialized_only"] is False
+    assert cagg is not None
+    assert cagg["materialized_only"] is False
 
 
 @pytest.mark.timescaledb
@@ -95,12 +110,24 @@ def test_timescaledb_compressed_chunks_still_dedup(timescale_database_url: str) 
     ts = datetime(2025, 1, 7, 8, 0, tzinfo=UTC)
     with connect(url) as conn:
         prepare_session(conn)
-        write_batch(conn, [_reading("bin-9", ts, fill_pct=5.0)], [],
-                    received_at=datetime.now(UTC), partitions=PartitionGuard())
+        write_batch(
+            conn,
+            [_reading("bin-9", ts, fill_pct=5.0)],
+            [],
+            received_at=datetime.now(UTC),
+            partitions=PartitionGuard(),
+        )
         conn.execute("SELECT compress_chunk(c) FROM show_chunks('readings') c")
-        late = write_batch(conn, [_reading("bin-9", ts, fill_pct=5.0),
-                                  _reading("bin-9", ts + timedelta(hours=1), fill_pct=6.0)], [],
-                           received_at=datetime.now(UTC), partitions=PartitionGuard())
+        late = write_batch(
+            conn,
+            [
+                _reading("bin-9", ts, fill_pct=5.0),
+                _reading("bin-9", ts + timedelta(hours=1), fill_pct=6.0),
+            ],
+            [],
+            received_at=datetime.now(UTC),
+            partitions=PartitionGuard(),
+        )
         total = conn.execute("SELECT count(*) AS n FROM readings").fetchone()
     assert (late.stored, late.duplicates) == (1, 1)
     assert total["n"] == 2
