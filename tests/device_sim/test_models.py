@@ -25,21 +25,18 @@ def test_bins_fill_by_day_and_are_emptied_by_the_weekly_round() -> None:
     fills = [v["fill_pct"] for _, v in series]
     drops = [i for i in range(1, len(fills)) if fills[i - 1] - fills[i] > 20]
     assert drops, "a weekly collection shows as a sharp drop"
-    model.noise_pct = 0.0
-    true_rise = {"night": 0.0, "day": 0.0}
-    previous = model.fill_pct
+    # It fills mostly by day: compare the true rise over night hours with late morning.
+    model.weekly_round = False
+    model.fill_pct = 0.0
+    rise = {"night": 0.0, "day": 0.0}
     for ts in (MONDAY + timedelta(days=9, minutes=15 * i) for i in range(96)):
-        model.reading(ts)
-        rise = model.fill_pct - previous
-        previous = model.fill_pct
-        if rise >= 0:
-            true_rise["night" if ts.hour < 5 else "day" if 9 <= ts.hour < 14 else "other"] = (
-                true_rise.get(
-                    "night" if ts.hour < 5 else "day" if 9 <= ts.hour < 14 else "other", 0
-                )
-                + rise
-            )
-    assert true_rise["day"] > 5 * true_rise["night"] > 0
+        before = model.fill_pct
+        model.advance(ts)
+        if ts.hour < 5:
+            rise["night"] += model.fill_pct - before
+        elif 9 <= ts.hour < 14:
+            rise["day"] += model.fill_pct - before
+    assert rise["day"] > 5 * rise["night"] > 0
 
 
 def test_collect_empties_a_bin() -> None:
