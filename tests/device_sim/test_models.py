@@ -27,6 +27,7 @@ def test_bins_fill_by_day_and_are_emptied_by_the_weekly_round() -> None:
     assert drops, "a weekly collection shows as a sharp drop"
     # It fills mostly by day: compare the true rise over night hours with late morning.
     model.weekly_round = False
+    model.advance(MONDAY + timedelta(days=9))
     model.fill_pct = 0.0
     rise = {"night": 0.0, "day": 0.0}
     for ts in (MONDAY + timedelta(days=9, minutes=15 * i) for i in range(96)):
