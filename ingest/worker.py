@@ -201,7 +201,6 @@ class IngestWorker:
                 conn,
                 decoded.readings,
                 decoded.deadletters,
-                received_at=now,
                 partitions=self._partitions,
                 statuses=decoded.statuses,
             )

@@ -89,7 +89,7 @@ def _import(
             raise _RollbackError(report)
         partitions.ensure(cur, chunk)
         copy_to_stage(cur, chunk)
-        report.stored = merge_stage(cur, now)
+        report.stored = merge_stage(cur)
         copy_deadletters(cur, letters)
     report.duplicates = report.rows - len(errors) - report.stored
     report.errors = errors

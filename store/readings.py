@@ -65,18 +65,20 @@ def copy_to_stage(cur: psycopg.Cursor[Any], readings: Sequence[Reading]) -> None
             )
 
 
-def merge_stage(cur: psycopg.Cursor[Any], received_at: datetime) -> int:
-    """Move staged rows into readings; the first copy of a (device_id, ts) wins."""
+def merge_stage(cur: psycopg.Cursor[Any]) -> int:
+    """Move staged rows into readings; the first copy of a (device_id, ts) wins.
+
+    ``received_at`` is stamped with the clock at insert time, moments before COMMIT, so
+    ``received_at - ts`` is the reading's end-to-end latency. The staging table empties itself
+    at commit (ON COMMIT DELETE ROWS).
+    """
     cur.execute(
         f"INSERT INTO readings ({', '.join(READING_COLUMNS)}, received_at)"
-        f" SELECT DISTINCT ON (device_id, ts) {', '.join(READING_COLUMNS)}, %s"
+        f" SELECT DISTINCT ON (device_id, ts) {', '.join(READING_COLUMNS)}, clock_timestamp()"
         f" FROM {_STAGE} ORDER BY device_id, ts, seq"
-        f" ON CONFLICT (device_id, ts) DO NOTHING",
-        (received_at,),
+        f" ON CONFLICT (device_id, ts) DO NOTHING"
     )
-    stored = cur.rowcount
-    cur.execute(f"TRUNCATE {_STAGE}")
-    return stored
+    return cur.rowcount
 
 
 class PartitionGuard:
@@ -103,7 +105,6 @@ def write_batch(
     readings: Sequence[Reading],
     deadletters: Sequence[DeadLetter],
     *,
-    received_at: datetime,
     partitions: PartitionGuard,
     statuses: Sequence[DeviceStatus] = (),
 ) -> WriteResult:
@@ -115,7 +116,7 @@ def write_batch(
         stored = 0
         if readings:
             copy_to_stage(cur, readings)
-            stored = merge_stage(cur, received_at)
+            stored = merge_stage(cur)
         copy_deadletters(cur, deadletters)
         upsert_statuses(cur, statuses)
     return WriteResult(stored, len(readings) - stored, len(deadletters))

@@ -1,5 +1,6 @@
 """Live (piece by piece, with idle time and restarts) and backfill (all at once) must agree."""
 
+import itertools
 import pickle
 from datetime import timedelta
 from functools import cache
@@ -38,7 +39,7 @@ def live(detector_factory, items, until, cuts, idle_fractions, restarts):
     detector = detector_factory()
     events = []
     bounds = [0, *cuts, len(items)]
-    for index, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         events += detector.feed(items[lo:hi])
         if hi < len(items):
             gap = items[hi].ts - items[hi - 1].ts

@@ -50,7 +50,8 @@ def test_fire_ignores_a_single_hot_reading_but_not_a_fast_rise():
     rows = [{"temp_c": 12.0}] * 4 + [{"temp_c": 30.0}, {"temp_c": 50.0}, {"temp_c": 58.0}]
     events = Detector.for_bin(BIN).feed(series(rows, step=quarter, device_id=BIN_DEVICE))
     fire = [e for e in events if e.condition == "bin_fire"]
-    assert len(fire) == 1 and fire[0].severity is Severity.EMERGENCY
+    assert len(fire) == 1
+    assert fire[0].severity is Severity.EMERGENCY
     assert fire[0].at == T0 + 6 * quarter  # confirmed by the second hot reading
 
 
@@ -125,7 +126,8 @@ def test_sequence_gaps_count_losses_not_resets_or_outages():
     seqs = [1, 2, 3, 5, 6, 8, 10, 11, 13, 14]  # 4 lost of 14
     events = detector.feed(series([{"seq": s, "temp_c": 20.0} for s in seqs]))
     on = [e for e in events if e.condition == "sequence_gaps"]
-    assert on and on[0].evidence_map["lost"] >= 3
+    assert on
+    assert on[0].evidence_map["lost"] >= 3
     detector = Detector.for_home(Home(uprn="1"), HOME_DEVICE)
     seqs = [65533, 65534, 65535, 0, 1, 2, 1, 2, 3, 40, 41, 42]  # wrap, reboot, outage
     events = detector.feed(series([{"seq": s, "temp_c": 20.0} for s in seqs]))

@@ -33,7 +33,8 @@ def test_adf2006_one_spike_of_90_does_not_fire_but_an_hour_and_a_quarter_does():
     longer = spike + [{"temp_c": 21.0, "rh_pct": 95.0}] * 2
     events = run(OCCUPIED, longer)
     on = [e for e in events if e.condition == "damp_adf2006"]
-    assert on and on[0].severity is Severity.URGENT
+    assert on
+    assert on[0].severity is Severity.URGENT
 
 
 def test_adf2006_does_not_clear_on_a_reading_after_a_long_silence():
@@ -92,7 +93,8 @@ def test_condensation_needs_two_hours_near_dew_point():
     assert "condensation_risk" not in ons(run(OCCUPIED, [dry] * 4 + [humid] * 7 + [dry] * 8))
     events = run(OCCUPIED, [dry] * 4 + [humid] * 9)
     on = [e for e in events if e.condition == "condensation_risk"]
-    assert on and on[0].at - on[0].since == timedelta(hours=2)
+    assert on
+    assert on[0].at - on[0].since == timedelta(hours=2)
 
 
 def test_leak_needs_a_fast_rise_that_persists_at_steady_temperature():

@@ -7,6 +7,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -38,25 +39,27 @@ def stub_seconds(a, b):
 
 
 class OsrmStub(BaseHTTPRequestHandler):
-    requests: list[str] = []
-    unreachable: set[tuple[int, int]] = set()
-    refuse = False
+    requests: ClassVar[list[str]] = []
+    unreachable: ClassVar[set[tuple[int, int]]] = set()
+    refuse: ClassVar[bool] = False
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
-        parsed = urllib.parse.urlparse(self.path)
+        parsed = urllib.parse.urlsplit(self.path)  # urlparse would eat ";params"
         prefix = "/table/v1/driving/"
         if not parsed.path.startswith(prefix) or type(self).refuse:
             self._reply(400, {"code": "InvalidQuery", "message": "refused"})
             return
         coords = [
             (float(lat), float(lon))
-            for lon, lat in (c.split(",") for c in parsed.path[len(prefix):].split(";"))
+            for lon, lat in (c.split(",") for c in parsed.path[len(prefix) :].split(";"))
         ]
         query = urllib.parse.parse_qs(parsed.query)
         assert query["annotations"] == ["duration,distance"]
         everyone = list(range(len(coords)))
-        sources = [int(i) for i in query["sources"][0].split(";")] if "sources" in query else everyone
+        sources = (
+            [int(i) for i in query["sources"][0].split(";")] if "sources" in query else everyone
+        )
         targets = (
             [int(i) for i in query["destinations"][0].split(";")]
             if "destinations" in query
@@ -67,7 +70,9 @@ class OsrmStub(BaseHTTPRequestHandler):
             row_t, row_d = [], []
             for t in targets:
                 seconds, metres = stub_seconds(coords[s], coords[t])
-                blocked = (POINTS.index(coords[s]), POINTS.index(coords[t])) in type(self).unreachable
+                blocked = (POINTS.index(coords[s]), POINTS.index(coords[t])) in type(
+                    self
+                ).unreachable
                 row_t.append(None if blocked else seconds)
                 row_d.append(None if blocked else metres)
             durations.append(row_t)

@@ -46,7 +46,8 @@ def test_capacity_forces_a_mid_route_tip_trip(ring_of_bins):
     assert route.tip_trips >= 2
     assert max(loads_after_each_bin(route, bins)) <= 1000.0
     kinds = [s.kind for s in route.stops]
-    assert kinds[0] == "depot" and kinds[-1] == "depot" and kinds[-2] == "tip"
+    assert kinds[0] == "depot"
+    assert kinds[-2:] == ["tip", "depot"]
 
 
 def test_volume_capacity_also_forces_tips(ring_of_bins):
@@ -57,7 +58,8 @@ def test_volume_capacity_also_forces_tips(ring_of_bins):
 
     assert plan.violations == ()
     route = plan.route_for("v1")
-    assert route is not None and len(route.bin_ids) == 4
+    assert route is not None
+    assert len(route.bin_ids) == 4
     assert route.tip_trips >= 2
     for stop in route.stops:
         assert stop.load_l <= 9000.0
@@ -68,14 +70,18 @@ def test_break_is_inserted_when_driving_exceeds_four_and_a_half_hours(ring_of_bi
     bins = ring_of_bins(8, 12_000.0, weight_kg=20.0)
     far_tip = DisposalSite("tip", *offset(0, 0), unload_s=600)
     request = make_request(
-        bins, [make_vehicle(shift=SHIFT_6_TO_18)], tips=(far_tip,), depots=(Site("depot", *offset(0, 0)),)
+        bins,
+        [make_vehicle(shift=SHIFT_6_TO_18)],
+        tips=(far_tip,),
+        depots=(Site("depot", *offset(0, 0)),),
     )
 
     plan = plan_routes(request, time_limit_s=2.0)
 
     assert plan.violations == ()
     route = plan.route_for("v1")
-    assert route is not None and len(route.bin_ids) == 8
+    assert route is not None
+    assert len(route.bin_ids) == 8
     breaks = [s for s in route.stops if s.kind == "break"]
     assert breaks, "a route with more than 4.5 h of driving needs a break"
     assert all(b.departure_s - b.start_s >= 45 * 60 for b in breaks)
@@ -120,7 +126,8 @@ def test_streams_only_go_on_their_own_vehicles(ring_of_bins):
     assert plan.violations == ()
     general_route = plan.route_for("general-1")
     recycling_route = plan.route_for("recycling-1")
-    assert general_route is not None and recycling_route is not None
+    assert general_route is not None
+    assert recycling_route is not None
     assert set(general_route.bin_ids) == {b.id for b in general}
     assert set(recycling_route.bin_ids) == {b.id for b in recycling}
 
@@ -160,11 +167,14 @@ def test_impossible_bins_are_unserved_with_reasons(ring_of_bins):
 
 
 def test_validator_agrees_with_an_independent_matrix(ring_of_bins):
-    request = make_request(ring_of_bins(8, 1500.0, weight_kg=700.0), [make_vehicle(capacity_kg=2000.0)])
+    request = make_request(
+        ring_of_bins(8, 1500.0, weight_kg=700.0), [make_vehicle(capacity_kg=2000.0)]
+    )
     plan = plan_routes(request, time_limit_s=1.0)
     # Recomputed from the request alone, with a fresh haversine matrix.
     assert validate_plan(request, plan) == []
-    assert plan.stats.model_build_s >= 0 and plan.stats.search_s > 0
+    assert plan.stats.model_build_s >= 0
+    assert plan.stats.search_s > 0
 
 
 @pytest.mark.parametrize(

@@ -115,8 +115,16 @@ def test_driving_without_a_break_is_caught():
         service = {"b0": 60, "b1": 60, "tip": 600}.get(stop_id, 0)
         kind = {"tip": "tip", "depot": "depot"}.get(stop_id, "bin")
         stops.append(
-            PlannedStop(stop_id, kind, *_latlon(request, stop_id), clock, clock, clock + service,
-                        load, 2 * load)
+            PlannedStop(
+                stop_id,
+                kind,
+                *_latlon(request, stop_id),
+                clock,
+                clock,
+                clock + service,
+                load,
+                2 * load,
+            )
         )
         load = 0.0 if kind == "tip" else load + 50.0
         clock += service
@@ -130,12 +138,25 @@ def test_driving_without_a_break_is_caught():
     rest_start = stops[at].departure_s
     shifted = [*stops[: at + 1]]
     shifted.append(
-        PlannedStop("break", "break", stops[at].lat, stops[at].lon, rest_start, rest_start,
-                    rest_start + 2700, 50, 100)
+        PlannedStop(
+            "break",
+            "break",
+            stops[at].lat,
+            stops[at].lon,
+            rest_start,
+            rest_start,
+            rest_start + 2700,
+            50,
+            100,
+        )
     )
     shifted += [
-        dataclasses.replace(s, arrival_s=s.arrival_s + 2700, start_s=s.start_s + 2700,
-                            departure_s=s.departure_s + 2700)
+        dataclasses.replace(
+            s,
+            arrival_s=s.arrival_s + 2700,
+            start_s=s.start_s + 2700,
+            departure_s=s.departure_s + 2700,
+        )
         for s in stops[at + 1 :]
     ]
     legal = Plan((Route("v1", tuple(shifted), 0, 0),), (), _stats())

@@ -34,12 +34,8 @@ def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
     readings.append(_reading("bin-2", base, fill_pct=50.0))
     with connect(url) as conn:
         prepare_session(conn)
-        first = write_batch(
-            conn, readings, [], received_at=datetime.now(UTC), partitions=PartitionGuard()
-        )
-        again = write_batch(
-            conn, readings[:3], [], received_at=datetime.now(UTC), partitions=PartitionGuard()
-        )
+        first = write_batch(conn, readings, [], partitions=PartitionGuard())
+        again = write_batch(conn, readings[:3], [], partitions=PartitionGuard())
         hourly = conn.execute(
             "SELECT bucket, n, fill_pct_avg, fill_pct_max FROM readings_hourly"
             " WHERE device_id = 'bin-1' ORDER BY bucket"
@@ -65,7 +61,6 @@ def test_native_partitions_are_created_for_any_week(services, any_mode_database_
             conn,
             [_reading("env-1", ts, rh_pct=60.0)],
             [],
-            received_at=datetime.now(UTC),
             partitions=PartitionGuard(),
         )
         part = conn.execute(
@@ -114,7 +109,6 @@ def test_timescaledb_compressed_chunks_still_dedup(timescale_database_url: str) 
             conn,
             [_reading("bin-9", ts, fill_pct=5.0)],
             [],
-            received_at=datetime.now(UTC),
             partitions=PartitionGuard(),
         )
         conn.execute("SELECT compress_chunk(c) FROM show_chunks('readings') c")
@@ -125,7 +119,6 @@ def test_timescaledb_compressed_chunks_still_dedup(timescale_database_url: str) 
                 _reading("bin-9", ts + timedelta(hours=1), fill_pct=6.0),
             ],
             [],
-            received_at=datetime.now(UTC),
             partitions=PartitionGuard(),
         )
         total = conn.execute("SELECT count(*) AS n FROM readings").fetchone()

@@ -77,7 +77,7 @@ def dew_point(temp_c: np.ndarray, rh_pct: np.ndarray) -> np.ndarray:
 
 def first_time_above(times, values, limit, window_h, allowed_h, step_h) -> datetime | None:
     """First time the clean signal spent more than ``allowed_h`` above ``limit`` in a window."""
-    per_window = int(round(window_h / step_h))
+    per_window = round(window_h / step_h)
     above = (np.asarray(values) > limit).astype(float)
     for i in range(len(times)):
         lo = max(0, i - per_window + 1)
@@ -88,7 +88,7 @@ def first_time_above(times, values, limit, window_h, allowed_h, step_h) -> datet
 
 
 def first_mean(times, values, window_h, predicate, step_h, min_coverage=0.75) -> datetime | None:
-    per_window = int(round(window_h / step_h))
+    per_window = round(window_h / step_h)
     values = np.asarray(values)
     for i in range(1, len(times)):
         lo = max(1, i - per_window + 1)
@@ -402,7 +402,8 @@ def dead_battery() -> Scenario:
     volts = np.where(h < cliff_h, 3.62 - 0.17 * h / cliff_h, 3.45 - 0.06 * (h - cliff_h) / 24)
     death = first(times, volts < 3.04)
     lossy_from = first(times, volts < 3.25)
-    assert death is not None and lossy_from is not None
+    assert death is not None
+    assert lossy_from is not None
     dips = np.where(RNG.random(len(h)) < 0.02, -0.2, 0.0)
     keep = [t < death for t in times]
 
@@ -470,7 +471,7 @@ def bin_fire() -> Scenario:
     # Sun on a black lid: it warms over an hour and a half to the high 30s, not burning.
     sun = np.clip((h - (4 * 24 + 11)) / 1.5, 0, 1) * np.clip((4 * 24 + 16 - h) / 1.5, 0, 1)
     temp = temp + 24 * sun
-    glitch = int(2 * 24 * 4 + 37)
+    glitch = 2 * 24 * 4 + 37
     temp[glitch] = 85.0  # one corrupt reading
     fire_h = 5 * 24 + 14
     since = h - fire_h
