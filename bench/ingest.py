@@ -1,0 +1,303 @@
+"""Ingest throughput and latency, end to end and against its ceilings, in one run.
+
+    .venv/bin/python -m bench.ingest [--rate 10000] [--seconds 20] [--devices 10000]
+
+Measures, on the project-local PostgreSQL and Mosquitto (started under .civic/bench):
+  1. raw COPY: readings/s through the same write path ingest uses (COPY + merge + commit);
+  2. raw subscribe: messages/s one Python paho subscriber receives and JSON-decodes at QoS 1;
+  3. end to end at the offered load, 1 worker and 2 workers (MQTT v5 shared subscription):
+     sustained readings/s publish → committed and p50/p99 latency (received_at - ts);
+  4. end to end flat out (publisher unpaced), 1 and 2 workers.
+The publisher runs in its own process on the same machine, as the issue specifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from civic.services import LocalServices  # noqa: E402
+from firmware_contracts import Reading  # noqa: E402
+from store.db import connect, migrate  # noqa: E402
+from store.readings import PartitionGuard, prepare_session, write_batch  # noqa: E402
+from store.registry import Device, upsert_devices  # noqa: E402
+
+
+PUBLISH_WINDOW = 400  # paho scans its whole in-flight table per PUBACK: keep it small
+
+
+def publisher(host: str, port: int, prefix: str, devices: int, rate: float | None,
+              seconds: float, result: mp.Queue, count: int | None = None,
+              first_device: int = 0) -> None:  # type: ignore[type-arg]
+    """Publish fresh readings (ts = now) round-robin over devices at ``rate`` msg/s, for
+    ``seconds`` or until ``count`` messages."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(PUBLISH_WINDOW)
+    client.max_queued_messages_set(0)
+    acked = [0]
+    client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
+    client.connect(host, port)
+    client.loop_start()
+    ids = [f"bin-{i:06d}" for i in range(first_device, first_device + devices)]
+    topics = [f"{prefix}/v1/devices/{d}/telemetry" for d in ids]
+    sent, seqs = 0, [0] * devices
+    start = time.monotonic()
+    end = start + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end or (count is not None and sent >= count):
+            break
+        due = int((now - start) * rate) + 1 if rate else sent + 50
+        # Bound the backlog so the offered load is what the broker really gets.
+        if sent - acked[0] >= 100:  # stay within paho's in-flight window (its queue is O(n))
+            time.sleep(0.001)
+            continue
+        if count is not None:
+            due = min(due, count)
+        while sent < due:
+            i = sent % devices
+            seqs[i] += 1
+            ts = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            client.publish(topics[i], f'{{"v":1,"device_id":"{ids[i]}","seq":{seqs[i]},'
+                                      f'"ts":"{ts}","fill_pct":{sent % 100},"battery_v":3.6}}',
+                           qos=1)
+            sent += 1
+        if rate:
+            time.sleep(0.001)
+    wall = time.monotonic() - start
+    deadline = time.monotonic() + 60
+    while acked[0] < sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+    result.put({"sent": sent, "publish_s": wall, "acked": acked[0]})
+
+
+def run_publishers(host: str, port: int, prefix: str, devices: int, *, rate: float | None,
+                   seconds: float, count: int | None = None, procs: int = 2) -> dict[str, float]:
+    """Several publisher processes (one paho client each) share the devices and the load."""
+    result: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    share = devices // procs
+    workers = [
+        mp.Process(target=publisher, args=(
+            host, port, prefix, share, rate / procs if rate else None, seconds, result,
+            count // procs if count else None, k * share))
+        for k in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    parts = [result.get(timeout=seconds + 300) for _ in workers]
+    for w in workers:
+        w.join()
+    sent = sum(p["sent"] for p in parts)
+    wall = max(p["publish_s"] for p in parts)
+    return {"sent": sent, "rate": sent / wall, "acked": sum(p["acked"] for p in parts)}
+
+
+def raw_subscribe_drain(host: str, port: int, devices: int, count: int) -> float:
+    """Ceiling: one paho subscriber, QoS 1 with auto-ack, json.loads per message, draining a
+    backlog queued on its persistent session (no publisher competing for the CPU)."""
+    prefix = f"raw{uuid.uuid4().hex[:6]}"
+    client_id = f"bench-sub-{prefix}"
+    result: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    ready = mp.Event()
+    probe = mp.Process(target=raw_subscriber,
+                       args=(host, port, client_id, prefix, 0, result, ready))
+    probe.start()  # creates the session and its subscription, then leaves
+    probe.join()
+    result.get()
+    run_publishers(host, port, prefix, devices, rate=None, seconds=600, count=count)
+    drain = mp.Process(target=raw_subscriber,
+                       args=(host, port, client_id, prefix, count, result, ready))
+    drain.start()
+    outcome = result.get(timeout=300)
+    drain.join()
+    return float(outcome["rate"])
+
+
+def raw_subscriber(host: str, port: int, client_id: str, prefix: str, expected: int,
+                   result: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg]
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=client_id, protocol=mqtt.MQTTv5)
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(c, u, msg) -> None:  # noqa: ANN001
+        json.loads(msg.payload)
+        if state["n"] == 0:
+            state["first"] = time.monotonic()
+        state["n"] += 1
+        state["last"] = time.monotonic()
+
+    subscribed = mp.Event()
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/v1/devices/+/telemetry", qos=1)
+    client.on_subscribe = lambda *a: (subscribed.set(), ready.set())
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    client.connect(host, port, clean_start=False, properties=props)
+    client.loop_start()
+    subscribed.wait(10)
+    deadline = time.monotonic() + 240
+    while state["n"] < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.disconnect()
+    client.loop_stop()
+    span = max(state["last"] - state["first"], 1e-9)
+    result.put({"received": state["n"], "rate": state["n"] / span})
+
+
+def measure_copy(url: str, devices: int, rows: int = 300_000, batch: int = 5000) -> float:
+    base = datetime.now(UTC) - timedelta(days=20)
+    readings = [Reading(f"bin-{i % devices:06d}", base + timedelta(milliseconds=i), seq=i,
+                        fill_pct=float(i % 100), battery_v=3.6) for i in range(rows)]
+    with connect(url) as conn:
+        prepare_session(conn)
+        guard = PartitionGuard()
+        write_batch(conn, readings[:batch], [], partitions=guard)  # warm: partition, caches
+        start = time.perf_counter()
+        for i in range(batch, rows, batch):
+            write_batch(conn, readings[i:i + batch], [], partitions=guard)
+        elapsed = time.perf_counter() - start
+        conn.execute("TRUNCATE readings")
+    return (rows - batch) / elapsed
+
+
+def _ingest(url: str, host: str, port: int, prefix: str, workers: int,
+            idle_exit: float) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CIVIC_DATABASE_URL": url, "CIVIC_MQTT_URL": f"mqtt://{host}:{port}",
+           "CIVIC_TOPIC_PREFIX": prefix}
+    return subprocess.Popen(
+        [sys.executable, "-m", "civic.cli", "ingest", "--workers", str(workers),
+         "--client-id", f"bench-{prefix}", "--idle-exit", str(idle_exit)],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _stored(url: str) -> dict[str, float]:
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM received_at - ts) AS latency,"
+            " extract(epoch FROM received_at) AS stored FROM readings"
+        ).fetchall()
+        conn.execute("TRUNCATE readings")
+    latencies = sorted(float(r["latency"]) for r in rows)
+    stored_at = sorted(float(r["stored"]) for r in rows)
+    # Sustained rate over the middle 80 % of rows, away from start-up and drain.
+    lo, hi = stored_at[len(stored_at) // 10], stored_at[len(stored_at) * 9 // 10]
+    return {
+        "stored": len(rows),
+        "sustained": len(stored_at) * 0.8 / max(hi - lo, 1e-9),
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def live(url: str, host: str, port: int, devices: int, rate: float, seconds: float,
+         workers: int) -> dict[str, object]:
+    """Ingest running while publishers offer ``rate`` msg/s of fresh readings."""
+    prefix = f"b{uuid.uuid4().hex[:8]}"
+    ingest = _ingest(url, host, port, prefix, workers, idle_exit=4)
+    time.sleep(2.5)  # subscribed
+    published = run_publishers(host, port, prefix, devices, rate=rate, seconds=seconds)
+    ingest.wait(timeout=600)
+    stored = _stored(url)
+    return {
+        "scenario": "live", "workers": workers, "offered_msg_s": rate,
+        "published": published["sent"], "achieved_publish_msg_s": round(published["rate"]),
+        "stored": stored["stored"], "readings_s": round(stored["sustained"]),
+        "p50_s": round(stored["p50"], 3), "p99_s": round(stored["p99"], 3),
+    }
+
+
+def backlog(url: str, host: str, port: int, devices: int, count: int,
+            workers: int) -> dict[str, object]:
+    """A burst after an outage: ``count`` readings queued on ingest's sessions, then drained."""
+    prefix = f"q{uuid.uuid4().hex[:8]}"
+    _ingest(url, host, port, prefix, workers, idle_exit=0.5).wait(timeout=60)  # sessions
+    published = run_publishers(host, port, prefix, devices, rate=None, seconds=600, count=count)
+    ingest = _ingest(url, host, port, prefix, workers, idle_exit=3)
+    ingest.wait(timeout=600)
+    stored = _stored(url)
+    return {
+        "scenario": "backlog", "workers": workers, "offered_msg_s": "queued",
+        "published": published["sent"], "achieved_publish_msg_s": round(published["rate"]),
+        "stored": stored["stored"], "readings_s": round(stored["sustained"]),
+        "p50_s": None, "p99_s": None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[10_000, 5_000],
+                        help="offered msg/s for the live runs")
+    parser.add_argument("--seconds", type=float, default=20, help="length of each live run")
+    parser.add_argument("--backlog", type=int, default=150_000, help="queued readings to drain")
+    parser.add_argument("--devices", type=int, default=10_000)
+    args = parser.parse_args()
+
+    local = LocalServices(ROOT / ".civic" / "bench")
+    state = local.up()
+    admin = state.database_url.rsplit("/", 1)[0] + "/postgres"
+    with connect(admin) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        conn.execute("CREATE DATABASE bench")
+    url = state.database_url.rsplit("/", 1)[0] + "/bench"
+    mode, _ = migrate(url)
+    host, port = "127.0.0.1", int(state.mqtt_port or 0)
+    with connect(url) as conn:
+        upsert_devices(conn, [Device(f"bin-{i:06d}", "bin", 52.6, -1.1, waste_stream="general",
+                                     capacity_l=240, threshold_pct=80)
+                              for i in range(args.devices)])
+    print(f"# command: python -m bench.ingest {' '.join(sys.argv[1:])}")
+    print(f"# storage mode: {mode}; {os.cpu_count()} cores; {args.devices} devices", flush=True)
+
+    copy_rate = measure_copy(url, args.devices)
+    print(f"raw COPY write path: {copy_rate:,.0f} readings/s", flush=True)
+    subscribe_rate = raw_subscribe_drain(host, port, args.devices, args.backlog)
+    print(f"raw subscribe (one paho client, QoS 1, json.loads): {subscribe_rate:,.0f} msg/s",
+          flush=True)
+
+    runs = []
+    for workers in (1, 2):
+        runs.append(backlog(url, host, port, args.devices, args.backlog, workers))
+        print(json.dumps(runs[-1]), flush=True)
+    for rate in args.rates:
+        for workers in (1, 2):
+            runs.append(live(url, host, port, args.devices, rate, args.seconds, workers))
+            print(json.dumps(runs[-1]), flush=True)
+
+    print("\n| scenario | workers | offered msg/s | achieved publish msg/s | stored | "
+          "readings/s | p50 s | p99 s | vs raw COPY | vs raw subscribe |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        print(f"| {r['scenario']} | {r['workers']} | {r['offered_msg_s']} | "
+              f"{r['achieved_publish_msg_s']} | {r['stored']} | {r['readings_s']} | "
+              f"{r['p50_s'] if r['p50_s'] is not None else '-'} | "
+              f"{r['p99_s'] if r['p99_s'] is not None else '-'} | "
+              f"{int(r['readings_s']) / copy_rate:.2f} | "  # type: ignore[call-overload]
+              f"{int(r['readings_s']) / subscribe_rate:.2f} |")  # type: ignore[call-overload]
+    print(f"\nceilings in this run: raw COPY {copy_rate:,.0f} readings/s; raw subscribe "
+          f"{subscribe_rate:,.0f} msg/s")
+
+
+if __name__ == "__main__":
+    main()
