@@ -30,6 +30,4 @@ def transitions(events: Iterable[ConditionEvent], condition: str) -> list[tuple[
 
 
 def ons(events: Iterable[ConditionEvent]) -> list[str]:
-    return [
-        e.condition for e in events if e.transition in (Transition.ON, Transition.OCCURRED)
-    ]
+    return [e.condition for e in events if e.transition in (Transition.ON, Transition.OCCURRED)]

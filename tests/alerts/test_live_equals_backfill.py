@@ -90,13 +90,16 @@ def build(rows, device_id, kind):
         ts += timedelta(minutes=minutes)
         seq += seq_step
         if kind == "home":
-            out.append(
-                Reading(device_id, ts, temp_c=temp, rh_pct=level, battery_v=volts, seq=seq)
-            )
+            out.append(Reading(device_id, ts, temp_c=temp, rh_pct=level, battery_v=volts, seq=seq))
         else:
             out.append(
                 Reading(
-                    device_id, ts, fill_pct=level, temp_c=temp, battery_v=volts, tilt_deg=tilt,
+                    device_id,
+                    ts,
+                    fill_pct=level,
+                    temp_c=temp,
+                    battery_v=volts,
+                    tilt_deg=tilt,
                     seq=seq,
                 )
             )
@@ -121,6 +124,4 @@ def test_random_streams_split_anywhere_give_the_same_events(rows, kind, data):
     items = build(rows, device_id, "bin" if kind == "bin" else "home")
     until = items[-1].ts + timedelta(hours=6)
     cuts, fractions, restarts = split_plan(data.draw, len(items))
-    assert live(factory, items, until, cuts, fractions, restarts) == backfill(
-        factory, items, until
-    )
+    assert live(factory, items, until, cuts, fractions, restarts) == backfill(factory, items, until)

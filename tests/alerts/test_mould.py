@@ -30,7 +30,9 @@ def reference_trh1(temps, rhs, k1_low, k1_high, a, b, c, rh_min, c_mat=1.0):
             k1 = k1_low if m[k] < 1 else k1_high
             tfr = 0
             k2 = max(1 - math.exp(2.3 * (m[k] - m_max)), 0)
-            dmdt = 1 / (7 * math.exp(-0.68 * math.log(t) - 13.9 * math.log(rh) + 66.02)) * k1 * k2 / 24
+            dmdt = (
+                1 / (7 * math.exp(-0.68 * math.log(t) - 13.9 * math.log(rh) + 66.02)) * k1 * k2 / 24
+            )
         else:
             tfr += 1
             rate = -0.032 / 24 if tfr <= 6 else (0 if tfr <= 24 else -0.016 / 24)
@@ -60,9 +62,9 @@ def test_kiln_dried_surface_grows_faster_and_spruce_slower():
     kiln = mould_step(
         MouldState(), 20.0, 95.0, 24.0, MouldSettings(surface=SurfaceQuality.KILN_DRIED)
     )[0].index
-    spruce = mould_step(MouldState(), 20.0, 95.0, 24.0, MouldSettings(species=TimberSpecies.SPRUCE))[
-        0
-    ].index
+    spruce = mould_step(
+        MouldState(), 20.0, 95.0, 24.0, MouldSettings(species=TimberSpecies.SPRUCE)
+    )[0].index
     assert kiln == pytest.approx(base * math.exp(0.33))
     assert spruce == pytest.approx(base * math.exp(-0.14))
 

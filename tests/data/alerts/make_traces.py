@@ -246,7 +246,9 @@ def bathroom_showers() -> Scenario:
             after = since >= length
             peak = RNG.uniform(92, 96)
             decay = np.exp(-np.clip(since - length, 0, None) / 0.42)
-            rh = np.where(during, peak, np.where(after, np.maximum(rh, rh + (peak - rh) * decay), rh))
+            rh = np.where(
+                during, peak, np.where(after, np.maximum(rh, rh + (peak - rh) * decay), rh)
+            )
             temp = temp + np.where(during, 1.5, np.where(after, 1.5 * decay, 0))
     rows = reading_rows(
         times,
@@ -422,7 +424,9 @@ def dead_battery() -> Scenario:
     )
     last_seen = max(row["ts"] for row in rows)
     expected = [
-        expect("battery_low", first(times, volts <= 3.3), 3, "clean voltage first at or below 3.3 V"),
+        expect(
+            "battery_low", first(times, volts <= 3.3), 3, "clean voltage first at or below 3.3 V"
+        ),
         expect(
             "sequence_gaps",
             lossy_from,
@@ -531,7 +535,12 @@ def bin_stuck() -> Scenario:
         "bin_stuck",
         "Recycling bin: fills and is emptied normally, then from day 3 12:00 the ultrasonic "
         "sensor repeats the same value while its 12 peers keep filling and emptying.",
-        {"kind": "bin", "device_id": "bin-stuck-06", "threshold_pct": 80, "waste_stream": "recycling"},
+        {
+            "kind": "bin",
+            "device_id": "bin-stuck-06",
+            "threshold_pct": 80,
+            "waste_stream": "recycling",
+        },
         "bin-stuck-06",
         step_min,
         rows,
@@ -563,7 +572,9 @@ def offline_during_hazard() -> Scenario:
         rh_pct=rh + noise(len(h), 1.2),
         battery_v=battery(len(h)),
     )
-    silent_from = max(row["ts"] for row in rows if (row["ts"] - START).total_seconds() < gap_from * 3600)
+    silent_from = max(
+        row["ts"] for row in rows if (row["ts"] - START).total_seconds() < gap_from * 3600
+    )
     return Scenario(
         "offline_during_hazard",
         "Occupied home, kitchen: the extractor fails on day 1.5 and RH sits near 75 %; the "
@@ -676,14 +687,21 @@ def bin_round() -> Scenario:
         "over on day 7 at 03:00 for five hours; a forecast on day 9 says 90 % within 20 h; "
         "emptied on day 11 with no record; collected again on day 12 while nearly empty. Noise "
         "includes single 0 % and 100 % echoes.",
-        {"kind": "bin", "device_id": "bin-round-09", "threshold_pct": 80, "waste_stream": "general"},
+        {
+            "kind": "bin",
+            "device_id": "bin-round-09",
+            "threshold_pct": 80,
+            "waste_stream": "general",
+        },
         "bin-round-09",
         step_min,
         rows,
         [
             expect("bin_overflow", overflow_clean, 2, "clean fill first at or above 80 %"),
             expect("bin_overflow", forecast_at, 0.5, "designed: forecast of 90 % within 20 h"),
-            expect("bin_knocked_over", START + timedelta(hours=knock_h), 2, "designed: tipped over"),
+            expect(
+                "bin_knocked_over", START + timedelta(hours=knock_h), 2, "designed: tipped over"
+            ),
             expect("unrecorded_emptying", unrecorded, 5, "designed: emptied without a record"),
             expect("wasted_collection", wasted, 0.1, "designed: collected at under 20 %"),
         ],

@@ -1,0 +1,88 @@
+"""Alert rules, one module per concept; each rule is a small state machine with settings."""
+
+from alerts.rules._base import Debounce, Rule, RuleContext, WindowIntegral
+from alerts.rules.air import Co2Rule, Co2Settings
+from alerts.rules.bins import (
+    BinFireRule,
+    BinFireSettings,
+    KnockedOverRule,
+    KnockedOverSettings,
+    OverflowRule,
+    OverflowSettings,
+    StuckSensorRule,
+    StuckSensorSettings,
+    UnrecordedEmptyingRule,
+    UnrecordedEmptyingSettings,
+    WastedCollectionRule,
+    WastedCollectionSettings,
+)
+from alerts.rules.damp import (
+    Adf2006Rule,
+    Adf2006Settings,
+    Adf2010Rule,
+    Adf2010Settings,
+    CondensationRule,
+    CondensationSettings,
+    MouldIndexRule,
+    MouldIndexSettings,
+)
+from alerts.rules.device import (
+    BatteryLowRule,
+    BatteryLowSettings,
+    OfflineRule,
+    OfflineSettings,
+    SequenceGapRule,
+    SequenceGapSettings,
+)
+from alerts.rules.leak import SuspectedLeakRule, SuspectedLeakSettings
+from alerts.rules.temperature import (
+    ColdHomeRule,
+    ColdHomeSettings,
+    VoidFrostRule,
+    VoidFrostSettings,
+    VoidHeatingOffRule,
+    VoidHeatingOffSettings,
+)
+
+__all__ = [
+    "Adf2006Rule",
+    "Adf2006Settings",
+    "Adf2010Rule",
+    "Adf2010Settings",
+    "BatteryLowRule",
+    "BatteryLowSettings",
+    "BinFireRule",
+    "BinFireSettings",
+    "Co2Rule",
+    "Co2Settings",
+    "ColdHomeRule",
+    "ColdHomeSettings",
+    "CondensationRule",
+    "CondensationSettings",
+    "Debounce",
+    "KnockedOverRule",
+    "KnockedOverSettings",
+    "MouldIndexRule",
+    "MouldIndexSettings",
+    "OfflineRule",
+    "OfflineSettings",
+    "OverflowRule",
+    "OverflowSettings",
+    "Rule",
+    "RuleContext",
+    "SequenceGapRule",
+    "SequenceGapSettings",
+    "StuckSensorRule",
+    "StuckSensorSettings",
+    "SuspectedLeakRule",
+    "SuspectedLeakSettings",
+    "UnrecordedEmptyingRule",
+    "UnrecordedEmptyingSettings",
+    "VoidFrostRule",
+    "VoidFrostSettings",
+    "VoidHeatingOffRule",
+    "VoidHeatingOffSettings",
+    "WastedCollectionRule",
+    "WastedCollectionSettings",
+    "WindowIntegral",
+]
