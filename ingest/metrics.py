@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -66,7 +67,7 @@ class IngestMetrics:
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         """Counters as plain numbers for logs, ``--stats`` and tests."""
         rejected = {
             sample.labels["reason"]: int(sample.value)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -33,7 +34,7 @@ class Migration:
     sql: str
 
 
-def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, object]]:
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
     """Autocommit by default: every write goes through an explicit ``conn.transaction()``,
     which then really commits (inside an implicit transaction it would only be a savepoint)."""
     try:
@@ -42,7 +43,7 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str
         raise StoreError(f"cannot connect to the database: {exc}".strip()) from exc
 
 
-def timescaledb_usable(conn: psycopg.Connection[dict[str, object]]) -> bool:
+def timescaledb_usable(conn: psycopg.Connection[dict[str, Any]]) -> bool:
     """The extension is installed and preloaded (CREATE EXTENSION would succeed)."""
     row = conn.execute(
         "SELECT 1 AS ok FROM pg_available_extensions WHERE name = 'timescaledb'"
@@ -67,7 +68,7 @@ def load_migrations(mode: StoreMode) -> list[Migration]:
     return [chosen[v] for v in sorted(chosen)]
 
 
-def current_mode(conn: psycopg.Connection[dict[str, object]]) -> StoreMode | None:
+def current_mode(conn: psycopg.Connection[dict[str, Any]]) -> StoreMode | None:
     exists = conn.execute("SELECT to_regclass('civic_schema_migrations') AS t").fetchone()
     if exists is None or exists["t"] is None:
         return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from device_sim import generate_estate
 from store.db import connect
@@ -29,13 +30,16 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(0.2)
 
 
-class Background(threading.Thread):
+T = TypeVar("T")
+
+
+class Background(threading.Thread, Generic[T]):
     """Runs a callable in a thread and re-raises its exception on join."""
 
-    def __init__(self, target: Callable[[], object]) -> None:
+    def __init__(self, target: Callable[[], T]) -> None:
         super().__init__(daemon=True)
         self._target_fn = target
-        self.result: object = None
+        self.result: T | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -44,10 +48,11 @@ class Background(threading.Thread):
         except BaseException as exc:
             self.error = exc
 
-    def join_checked(self, timeout: float) -> object:
+    def join_checked(self, timeout: float) -> T:
         self.join(timeout)
         if self.is_alive():
             raise AssertionError("background task did not finish")
         if self.error:
             raise self.error
-        return self.result
+        assert self.result is not None or self.error is None
+        return self.result  # type: ignore[return-value]
