@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "ingest.cli",
     "device_sim.cli",
     "routing.cli",
+    "alerts.cli",
+    "api.cli",
     "civic.demo",
 )
 

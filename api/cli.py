@@ -1,0 +1,28 @@
+"""``civic api``: serve the HTTP API (OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("api", help="serve the HTTP API (docs at /docs)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from civic.cli import CliError
+    from civic.services import ServicesError
+    from civic.settings import database_url
+
+    try:
+        app = create_app(database_url())
+    except ServicesError as exc:
+        raise CliError(str(exc)) from exc
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
