@@ -83,3 +83,20 @@ def test_hourly_surface(client: TestClient) -> None:
         "/v1/readings/hourly", params={"device_id": "bin-1", "since": "2026-02-01"}
     ).json()
     assert [r["fill_pct_avg"] for r in rows] == [0.0, 10.0, 20.0, 30.0, 40.0]
+
+
+def test_overview_dashboard_is_accessible_html(client: TestClient, database_url: str) -> None:
+    assert "bin-1" not in client.get("/").text  # 40 % is under its 80 % threshold
+    with connect(database_url) as conn:
+        prepare_session(conn)
+        ts = datetime(2026, 2, 3, 8, 0, tzinfo=UTC)
+        write_batch(
+            conn, [Reading("bin-1", ts, seq=9, fill_pct=95.0)], [], partitions=PartitionGuard()
+        )
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    assert '<html lang="en">' in html
+    assert html.count("<caption>") == 3
+    assert '<th scope="col">fill %</th>' in html
+    assert '<td>bin-1</td><td>general</td><td class="num">95.0</td>' in html
