@@ -245,14 +245,13 @@ class Simulator:
         self._start = start
         late_queue: list[tuple[datetime, int, _Device, dict[str, Any]]] = []
         last_progress = wall_start
-        for ts, device in self._ticks(start):
+        for scheduled, device in self._ticks(start):
             if stop.is_set():
                 break
-            self._pace(ts, start, wall_start)
-            if cfg.speed == 1:
-                # Real time: a device stamps the moment it measures, even if this
-                # publisher has fallen behind its schedule.
-                ts = max(ts, datetime.now(UTC))
+            self._pace(scheduled, start, wall_start)
+            # Real time: a device stamps the moment it measures, even if this publisher
+            # has fallen behind its schedule.
+            ts = max(scheduled, datetime.now(UTC)) if cfg.speed == 1 else scheduled
             self._flush_late(late_queue, ts)
             self._emit(device, ts, late_queue)
             if self.progress and time.monotonic() - last_progress > 5:
