@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 "civic deadletters --format table                rejected messages with reasons",
                 "civic devices list --kind env                   homes and their UPRNs",
                 "civic ingest --stats --metrics-port 9108        live ingest (Prometheus on :9108)",
+        "civic api        then open http://127.0.0.1:8000/ (overview) and /docs (the API)",
                 f"files: {demo_dir}/ (estate.csv, ingest.log)",
             ]
         )
