@@ -1,6 +1,6 @@
 """Real PostgreSQL and Mosquitto for the test suite.
 
-The session starts the project's own instances (``civic.services``) under ``.civic/test`` on
+The session starts the project's own instances (``civic.services``) under ``.civic/test/<pid>`` on
 free ports, unless ``CIVIC_TEST_DATABASE_URL`` / ``CIVIC_TEST_MQTT_URL`` point at existing
 servers. Each test that asks for ``database_url`` gets a fresh, migrated database of its own;
 each that asks for ``mqtt`` gets its own topic prefix.
@@ -9,6 +9,7 @@ each that asks for ``mqtt`` gets its own topic prefix.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,12 +43,14 @@ def services() -> Iterator[TestServices]:
     if external_db and external_mqtt:
         yield TestServices(external_db, external_mqtt, None)
         return
-    local = LocalServices(ROOT / ".civic" / "test")
+    # One pair of servers per test session, so concurrent sessions never stop each other's.
+    data_dir = ROOT / ".civic" / "test" / str(os.getpid())
+    local = LocalServices(data_dir)
     state = local.up()
     admin = state.database_url.rsplit("/", 1)[0] + "/postgres"
     yield TestServices(admin, state.mqtt_url, local)
-    if not os.environ.get("CIVIC_TEST_KEEP_SERVICES"):
-        local.down()
+    local.down()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _with_database(admin_url: str, name: str) -> str:
