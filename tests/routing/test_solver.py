@@ -187,3 +187,13 @@ def test_required_breaks(limit_h, expected):
 
 def test_depot_and_tip_fixtures_are_distinct():
     assert DEPOT.id != TIP.id
+
+
+@pytest.mark.parametrize("engine", ["ortools", "hybrid", "pyvrp"])
+def test_every_refuse_engine_serves_all_must_collect_bins(ring_of_bins, engine):
+    bins = ring_of_bins(12, 1500.0, weight_kg=300.0)
+    request = make_request(bins, [make_vehicle(capacity_kg=1500.0)])
+    plan = plan_routes(request, time_limit_s=1.0, engine=engine)
+    assert plan.violations == ()
+    assert plan.unserved == ()
+    assert plan.stats.engine.endswith(engine) or engine == "hybrid"

@@ -1,0 +1,278 @@
+"""The refuse model on PyVRP's native reload depots, for comparison with the OR-Tools model.
+
+PyVRP (0.14) models tips as reload depots, capacity in several dimensions, shifts, time windows
+and optional bins with prizes, but neither drivers' breaks nor waste streams. So this engine:
+
+* accepts single-stream requests only;
+* ends each route at the tip nearest the vehicle's end depot (its "return empty" tip), with
+  the shift shortened by the unload and the drive back to the depot;
+* reserves the time of the breaks a full shift needs, then inserts each break into the solved
+  route just before the leg that would overrun 4.5 h of driving.
+
+The result is re-checked by :func:`routing.validate.validate_plan` like any other plan, so any
+shortfall of these approximations shows up as violations, never as a silently illegal route.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from routing.matrix import HaversineProvider, MatrixProvider
+from routing.model import (
+    BinStop,
+    DisposalSite,
+    Plan,
+    PlannedStop,
+    PlanRequest,
+    Route,
+    Site,
+    SolverStats,
+    Unserved,
+)
+from routing.solver import required_breaks
+
+__all__ = ["plan_routes_pyvrp"]
+
+
+def plan_routes_pyvrp(
+    request: PlanRequest,
+    *,
+    time_limit_s: float = 30.0,
+    matrix_provider: MatrixProvider | None = None,
+    seed: int = 0,
+) -> Plan:
+    """Plan ``request`` with PyVRP; see the module docstring for what is approximated.
+
+    Raises
+    ------
+    ValueError
+        If the request mixes waste streams or has no tip.
+    """
+    import pyvrp
+    from pyvrp.stop import MaxRuntime
+
+    from routing.validate import validate_plan
+
+    streams = {v.stream for v in request.vehicles} | {b.stream for b in request.bins}
+    if len(streams) != 1:
+        raise ValueError("the PyVRP refuse engine handles one waste stream per request")
+    if not request.tips:
+        raise ValueError("the PyVRP refuse engine needs at least one tip")
+
+    build_started = time.perf_counter()
+    places: list[Site | DisposalSite | BinStop] = [*request.depots, *request.tips, *request.bins]
+    points = [(p.lat, p.lon) for p in places]
+    location_of = {p.id: i for i, p in enumerate(places)}
+    travel = (matrix_provider or HaversineProvider()).matrix(points)
+    rule = request.breaks
+
+    locations = [pyvrp.Location(x=p.lon, y=p.lat, name=p.id) for p in places]
+    depot_of: dict[str, int] = {}
+    depots: list[pyvrp.Depot] = []
+    sites: list[Site | DisposalSite] = [*request.depots, *request.tips]
+    for site in sites:
+        depot_of[site.id] = len(depots)
+        service = site.unload_s if isinstance(site, DisposalSite) else 0
+        depots.append(pyvrp.Depot(location=location_of[site.id], service_duration=service))
+    clients = [
+        pyvrp.Client(
+            location=location_of[b.id],
+            # Rounded up, as the OR-Tools model does, so its warm starts stay feasible there.
+            pickup=[math.ceil(b.weight_kg), math.ceil(b.volume_l)],
+            service_duration=b.service_s,
+            tw_early=b.time_window.start_s if b.time_window else 0,
+            tw_late=b.time_window.end_s if b.time_window else 2 * 86_400,
+            required=b.must_collect,
+            prize=0 if b.must_collect else b.drop_penalty,
+            name=b.id,
+        )
+        for b in request.bins
+    ]
+    vehicle_types = []
+    final_tips: list[DisposalSite] = []
+    for vehicle in request.vehicles:
+        depot_location = location_of[vehicle.end_depot_id]
+        final = min(
+            request.tips,
+            key=lambda t: int(travel.durations_s[location_of[t.id], depot_location]),
+        )
+        final_tips.append(final)
+        drive_home = int(travel.durations_s[location_of[final.id], depot_location])
+        reserve = drive_home + final.unload_s
+        breaks_s = rule.break_s * required_breaks(
+            vehicle.route_limit_s, rule.max_driving_s, rule.break_s
+        )
+        vehicle_types.append(
+            pyvrp.VehicleType(
+                num_available=1,
+                capacity=[int(vehicle.capacity_kg), int(vehicle.capacity_l)],
+                start_depot=depot_of[vehicle.start_depot],
+                end_depot=depot_of[final.id],
+                tw_early=vehicle.shift.start_s,
+                tw_late=vehicle.shift.end_s - reserve - breaks_s,
+                shift_duration=max(1, vehicle.route_limit_s - reserve - breaks_s),
+                reload_depots=[depot_of[t.id] for t in request.tips],
+                max_reloads=max(0, vehicle.max_tip_trips - 1),
+                unit_distance_cost=1,
+                unit_duration_cost=1,
+                name=vehicle.id,
+            )
+        )
+    distances: Any = np.asarray(travel.distances_m, dtype=np.int64)
+    durations: Any = np.asarray(travel.durations_s, dtype=np.int64)
+    data = pyvrp.ProblemData(
+        locations=locations,
+        clients=clients,
+        depots=depots,
+        vehicle_types=vehicle_types,
+        distance_matrices=[distances],
+        duration_matrices=[durations],
+    )
+    model_build_s = time.perf_counter() - build_started
+
+    search_started = time.perf_counter()
+    result = pyvrp.solve(data, MaxRuntime(time_limit_s), seed=seed, display=False)
+    search_s = time.perf_counter() - search_started
+
+    tips_by_depot = {depot_of[t.id]: t for t in request.tips}
+    routes: dict[int, Route] = {}
+    served: set[str] = set()
+    for solved in result.best.routes():
+        vehicle_index = solved.vehicle_type()
+        sequence: list[str] = []
+        activities = list(solved.schedule())
+        for position, activity in enumerate(activities):
+            if activity.is_client():
+                sequence.append(request.bins[activity.idx].id)
+            elif 0 < position < len(activities) - 1:
+                sequence.append(tips_by_depot[activity.idx].id)
+        served.update(sequence)
+        routes[vehicle_index] = _timed_route(
+            request,
+            vehicle_index,
+            sequence,
+            final_tips[vehicle_index],
+            travel,
+            location_of,
+            start_s=int(solved.start_time()),
+        )
+    all_routes = tuple(
+        routes.get(v) or _timed_route(request, v, [], None, travel, location_of, start_s=None)
+        for v in range(len(request.vehicles))
+    )
+    unserved = tuple(
+        Unserved(
+            b.id,
+            b.must_collect,
+            "must-collect bin did not fit (PyVRP)"
+            if b.must_collect
+            else "optional bin: the detour costs more than its drop penalty",
+        )
+        for b in request.bins
+        if b.id not in served
+    )
+    stats = SolverStats(
+        engine="pyvrp",
+        status="feasible" if result.is_feasible() else "infeasible",
+        model_build_s=round(model_build_s, 3),
+        search_s=round(search_s, 3),
+        objective=int(result.cost()) if result.is_feasible() else None,
+        num_nodes=len(places),
+    )
+    plan = Plan(all_routes, unserved, stats)
+    violations = validate_plan(request, plan, matrix=travel, points=points)
+    return Plan(all_routes, unserved, stats, tuple(v.message for v in violations))
+
+
+def _timed_route(
+    request: PlanRequest,
+    vehicle_index: int,
+    sequence: list[str],
+    final_tip: DisposalSite | None,
+    travel: Any,
+    location_of: dict[str, int],
+    *,
+    start_s: int | None,
+) -> Route:
+    """Schedule ``sequence`` (bin and tip ids) from the depot, inserting breaks as needed."""
+    vehicle = request.vehicles[vehicle_index]
+    rule = request.breaks
+    bins = {b.id: b for b in request.bins}
+    tips = {t.id: t for t in request.tips}
+    depot = request.depot(vehicle.start_depot)
+    clock = vehicle.shift.start_s if start_s is None else start_s
+    here = location_of[depot.id]
+    load_kg, load_l = vehicle.initial_load_kg, vehicle.initial_load_l
+    driving = vehicle.driving_since_break_s
+    distance = 0
+    stops = [
+        PlannedStop(depot.id, "depot", depot.lat, depot.lon, clock, clock, clock, load_kg, load_l)
+    ]
+    if sequence and final_tip is not None:
+        sequence = [*sequence, final_tip.id]
+    for stop_id in [*sequence, vehicle.end_depot_id]:
+        target = location_of[stop_id]
+        leg = int(travel.durations_s[here, target])
+        if driving + leg > rule.max_driving_s:
+            lat, lon = stops[-1].lat, stops[-1].lon
+            stops.append(
+                PlannedStop(
+                    "break", "break", lat, lon, clock, clock, clock + rule.break_s, load_kg, load_l
+                )
+            )
+            clock += rule.break_s
+            driving = 0
+        clock += leg
+        driving += leg
+        distance += int(travel.distances_m[here, target])
+        here = target
+        if stop_id in bins:
+            stop = bins[stop_id]
+            window = stop.time_window
+            start = max(clock, window.start_s) if window else clock
+            stops.append(
+                PlannedStop(
+                    stop_id,
+                    "bin",
+                    stop.lat,
+                    stop.lon,
+                    clock,
+                    start,
+                    start + stop.service_s,
+                    load_kg,
+                    load_l,
+                )
+            )
+            clock = start + stop.service_s
+            load_kg += stop.weight_kg
+            load_l += stop.volume_l
+        elif stop_id in tips:
+            tip = tips[stop_id]
+            stops.append(
+                PlannedStop(
+                    tip.id,
+                    "tip",
+                    tip.lat,
+                    tip.lon,
+                    clock,
+                    clock,
+                    clock + tip.unload_s,
+                    load_kg,
+                    load_l,
+                )
+            )
+            clock += tip.unload_s
+            load_kg = load_l = 0.0
+        else:
+            end = request.depot(stop_id)
+            stops.append(
+                PlannedStop(end.id, "depot", end.lat, end.lon, clock, clock, clock, load_kg, load_l)
+            )
+    if not sequence:
+        stops = [stops[0], stops[-1]]
+        distance = int(travel.distances_m[location_of[depot.id], location_of[vehicle.end_depot_id]])
+    return Route(vehicle.id, tuple(stops), distance, stops[-1].arrival_s - stops[0].departure_s)
