@@ -48,7 +48,7 @@ Solver = Callable[[CvrpInstance, float], list[list[int]]]
 
 def _core(engine: str) -> Solver:
     def solve(instance: CvrpInstance, seconds: float) -> list[list[int]]:
-        return solve_cvrp(instance, seconds, engine=engine)[1]  # type: ignore[arg-type]
+        return solve_cvrp(instance, seconds, engine=engine)[1]
 
     return solve
 

@@ -29,7 +29,7 @@ def make_bin(
         "must_collect": True,
     }
     options.update(extra)
-    return BinStop(f"b{number}", lat, lon, weight_kg=weight_kg, **options)  # type: ignore[arg-type]
+    return BinStop(f"b{number}", lat, lon, weight_kg=weight_kg, **options)
 
 
 def make_vehicle(vehicle_id: str = "v1", **extra: object) -> Vehicle:
@@ -40,7 +40,7 @@ def make_vehicle(vehicle_id: str = "v1", **extra: object) -> Vehicle:
         "start_depot": "depot",
     }
     options.update(extra)
-    return Vehicle(vehicle_id, **options)  # type: ignore[arg-type]
+    return Vehicle(vehicle_id, **options)
 
 
 DEPOT = Site("depot", *offset(-1500, -2000))
@@ -57,7 +57,7 @@ def make_request(
         "bins": tuple(bins),
     }
     options.update(extra)
-    return PlanRequest(**options)  # type: ignore[arg-type]
+    return PlanRequest(**options)
 
 
 @pytest.fixture
