@@ -1,0 +1,39 @@
+"""Assemble BENCHMARKS.md from the result files each benchmark writes in bench/results/.
+
+    .venv/bin/python -m bench.report
+
+Each results file starts with the command that produced it; this only concatenates them, in
+the order of the data flow, so every figure in BENCHMARKS.md comes from a command in bench/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ("ingest", "alerts_quality", "alerts_throughput", "routing_cvrplib", "routing_forecast",
+         "routing_closed_loop")
+HEADER = """# Benchmarks
+
+Measured on this project's 2-core, 24 GiB machine, which is shared and noisy: compare figures
+within one run (each section is one run), not across sections. Each section names the command
+that produced it; `python -m bench.report` rebuilds this file from `bench/results/`.
+"""
+
+
+def main() -> None:
+    results = ROOT / "bench" / "results"
+    files = sorted(results.glob("*.md"), key=lambda p: (
+        ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    parts = [HEADER]
+    for path in files:
+        text = path.read_text().strip()
+        # Demote each file's headings one level under this document's title.
+        parts.append("\n".join("#" + line if line.startswith("#") else line
+                               for line in text.splitlines()))
+    (ROOT / "BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")
+    print(f"BENCHMARKS.md: {len(files)} sections")
+
+
+if __name__ == "__main__":
+    main()
