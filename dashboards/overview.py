@@ -29,7 +29,11 @@ def _table(
     rows: Sequence[Sequence[object]],
     numeric: frozenset[int] = frozenset(),
 ) -> str:
-    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
+    head = "".join(
+        ('<th scope="col" class="num">' if i in numeric else '<th scope="col">')
+        + f"{escape(c)}</th>"
+        for i, c in enumerate(columns)
+    )
     if not rows:
         body = f'<tr><td colspan="{len(columns)}">None.</td></tr>'
     else:
