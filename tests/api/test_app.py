@@ -98,5 +98,5 @@ def test_overview_dashboard_is_accessible_html(client: TestClient, database_url:
     html = page.text
     assert '<html lang="en">' in html
     assert html.count("<caption>") == 3
-    assert '<th scope="col">fill %</th>' in html
+    assert '<th scope="col" class="num">fill %</th>' in html
     assert '<td>bin-1</td><td>general</td><td class="num">95.0</td>' in html
