@@ -83,6 +83,9 @@ def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) 
         online = conn.execute("SELECT count(*) AS n FROM device_status WHERE state = 'online'")
         assert online.fetchone()["n"] == 80
     assert reasons == report.malformed
+    scrape = worker.metrics.prometheus_text().decode()
+    assert f"civic_ingest_readings_stored_total {float(readings_sent)}" in scrape
+    assert 'civic_ingest_messages_rejected_total{reason="' in scrape
 
 
 def test_unregistered_device_is_dead_lettered(database_url: str, mqtt) -> None:
