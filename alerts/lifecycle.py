@@ -397,18 +397,26 @@ class AlertBook:
     def _tick_alert(self, alert: Alert, now: datetime) -> tuple[Alert, list[AuditEvent]]:
         s = self.settings
         due = self._auto_resolve_due(alert)
-        if due is not None and now >= due:
-            resolved = dataclasses.replace(
-                alert, status=AlertStatus.RESOLVED, resolved_at=due, resolved_by=SYSTEM_ACTOR
-            )
-            detail = (
-                f"open for {s.point_event_auto_resolve_after} with no action needed"
-                if alert.point_event
-                else f"condition clear since {alert.cleared_at}"
-            )
-            return resolved, [
-                AuditEvent(alert.alert_id, due, SYSTEM_ACTOR, AuditAction.AUTO_RESOLVED, detail)
-            ]
+        if due is None or now < due:
+            return self._escalate_and_remind(alert, now)
+        # Escalations and reminders that fell before the auto-resolve still happened: one
+        # late tick must leave the same trail as many timely ones (live equals backfill).
+        updated, events = self._escalate_and_remind(alert, due)
+        resolved = dataclasses.replace(
+            updated, status=AlertStatus.RESOLVED, resolved_at=due, resolved_by=SYSTEM_ACTOR
+        )
+        detail = (
+            f"open for {s.point_event_auto_resolve_after} with no action needed"
+            if alert.point_event
+            else f"condition clear since {alert.cleared_at}"
+        )
+        events.append(
+            AuditEvent(alert.alert_id, due, SYSTEM_ACTOR, AuditAction.AUTO_RESOLVED, detail)
+        )
+        return resolved, events
+
+    def _escalate_and_remind(self, alert: Alert, now: datetime) -> tuple[Alert, list[AuditEvent]]:
+        s = self.settings
         if alert.status is not AlertStatus.OPEN:
             return alert, []
         events: list[AuditEvent] = []

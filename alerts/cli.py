@@ -1,0 +1,469 @@
+"""``civic alerts ...``: run the evaluator, and list, inspect and act on alerts.
+
+Every command takes ``--format json`` for scripts. Heavy imports stay inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+_STATES = ("open", "acknowledged", "resolved")
+_SEVERITIES = ("info", "watch", "act", "urgent", "emergency")
+
+
+def register(subparsers: Any) -> None:
+    alerts = subparsers.add_parser(
+        "alerts",
+        help="damp, cold, frost and bin alerts: run, list, acknowledge, resolve, evidence",
+        description="Alerts for housing officers and waste crews, with Awaab's Law clocks.",
+    )
+    commands = alerts.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND", required=True)
+
+    def fmt(parser: argparse.ArgumentParser, *choices: str) -> None:
+        parser.add_argument(
+            "--format",
+            choices=choices or ("table", "json"),
+            default=choices[0] if choices else "table",
+        )
+
+    run = commands.add_parser(
+        "run",
+        help="evaluate readings into alerts continuously; send notifications and commands",
+        description=(
+            "Evaluate new readings every interval, queue and deliver notifications "
+            "(CIVIC_SMTP_URL for email), publish frost-protection commands and track their acks."
+        ),
+    )
+    run.add_argument("--once", action="store_true", help="one cycle, then exit")
+    run.add_argument("--interval", type=float, help="seconds between cycles")
+    run.add_argument("--no-mqtt", action="store_true", help="do not publish device commands")
+    fmt(run)
+    run.set_defaults(func=_run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="re-evaluate history from a time, as the live service would have",
+        description=(
+            "Forget alerts opened since T and re-evaluate every device's readings from T. "
+            "Nobody is notified unless --notify is given."
+        ),
+    )
+    backfill.add_argument("--since", required=True, help="RFC 3339 time, date, or age (7d)")
+    backfill.add_argument("--notify", action="store_true", help="queue notifications too")
+    fmt(backfill)
+    backfill.set_defaults(func=_backfill)
+
+    listing = commands.add_parser("list", help="list alerts")
+    listing.add_argument("--type", dest="alert_type", help="alert type, e.g. damp_mould")
+    listing.add_argument("--state", choices=(*_STATES, "active"), help="active: not resolved")
+    listing.add_argument("--subject", help="UPRN or bin device id")
+    listing.add_argument("--patch")
+    listing.add_argument("--since", help="opened at or after (RFC 3339, date, or age)")
+    listing.add_argument("--limit", type=int, default=200)
+    fmt(listing)
+    listing.set_defaults(func=_list)
+
+    show = commands.add_parser("show", help="one alert with its audit trail")
+    show.add_argument("alert_id", metavar="ID")
+    fmt(show)
+    show.set_defaults(func=_show)
+
+    ack = commands.add_parser("ack", help="acknowledge an alert")
+    ack.add_argument("alert_id", metavar="ID")
+    ack.add_argument("--by", required=True, help="who is acknowledging (recorded)")
+    ack.add_argument("--note")
+    fmt(ack)
+    ack.set_defaults(func=_ack)
+
+    resolve = commands.add_parser("resolve", help="resolve an alert, with a note")
+    resolve.add_argument("alert_id", metavar="ID")
+    resolve.add_argument("--by", required=True)
+    resolve.add_argument("--note", required=True, help="what was done")
+    resolve.add_argument(
+        "--force", action="store_true", help="resolve even though the condition is still on"
+    )
+    fmt(resolve)
+    resolve.set_defaults(func=_resolve)
+
+    evidence = commands.add_parser("evidence", help="the evidence pack of an alert")
+    evidence.add_argument("alert_id", metavar="ID")
+    evidence.add_argument("--format", choices=("html", "json", "pdf"), default="html")
+    evidence.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    evidence.add_argument("--before", default="48h", help="readings before the condition")
+    evidence.add_argument("--after", default="24h", help="readings after it ended")
+    evidence.set_defaults(func=_evidence)
+
+    officer = commands.add_parser(
+        "officer", help="add or update an officer: patches, email, webhook, preferences"
+    )
+    officer.add_argument("officer_id", metavar="ID")
+    officer.add_argument("--name", required=True)
+    officer.add_argument("--email")
+    officer.add_argument("--team")
+    officer.add_argument("--patch", action="append", default=[], help="repeatable; * for all")
+    officer.add_argument("--webhook-url")
+    officer.add_argument("--webhook-secret")
+    officer.add_argument("--min-severity", choices=_SEVERITIES, default="act")
+    officer.add_argument("--no-email", action="store_true")
+    officer.add_argument("--no-digest", action="store_true")
+    fmt(officer)
+    officer.set_defaults(func=_officer)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _conn() -> Any:
+    from civic.settings import database_url
+    from store.db import connect
+
+    return connect(database_url())
+
+
+def _when(text: str) -> datetime:
+    from civic.cli import CliError
+    from civic.timeparse import parse_when
+
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _duration(text: str) -> timedelta:
+    from civic.cli import CliError
+    from civic.timeparse import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _plain(value: Any) -> Any:
+    from alerts.evidence import _plain as plain
+
+    return plain(value)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(_plain(value), indent=2))
+
+
+def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    def text(v: Any) -> str:
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        return "" if v is None else str(v)
+
+    cells = [[text(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _evaluator_config() -> Any:
+    from alerts.service import EvaluatorConfig
+    from alerts.settings import AlertsSettings
+
+    settings = AlertsSettings()
+    return EvaluatorConfig(lateness_allowance=timedelta(seconds=settings.alerts_lateness_s))
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alerts.commands import CommandDispatcher, CommandPolicy, plan_frost_commands
+    from alerts.notify import (
+        RetryPolicy,
+        SmtpSender,
+        deliver_due,
+        digest_step,
+        notify_cycle,
+        parse_smtp_url,
+    )
+    from alerts.service import CycleReport, Evaluator, EvaluatorBusyError, run_service
+    from alerts.settings import AlertsSettings
+    from civic.cli import CliError
+    from civic.services import parse_mqtt_url
+    from civic.settings import database_url, get_settings, mqtt_url
+
+    settings = AlertsSettings()
+    policy = CommandPolicy(
+        setpoint_c=settings.alerts_frost_setpoint_c,
+        ttl=timedelta(seconds=settings.alerts_command_ttl_s),
+    )
+    smtp = None
+    if settings.smtp_url:
+        host, port = parse_smtp_url(settings.smtp_url)
+        smtp = SmtpSender(host, port, sender=settings.smtp_from)
+    else:
+        log.warning("CIVIC_SMTP_URL is not set: email notifications stay queued")
+    retry = RetryPolicy(max_attempts=settings.alerts_webhook_attempts)
+
+    def frost(conn: Any, result: Any) -> None:
+        plan_frost_commands(conn, result, policy=policy)
+
+    def deliver(conn: Any, now: datetime) -> None:
+        deliver_due(conn, smtp=smtp, now=now, policy=retry)
+
+    steps: list[Any] = []
+    dispatcher = None
+    if not args.no_mqtt:
+        host, port = parse_mqtt_url(mqtt_url())
+        dispatcher = CommandDispatcher(host=host, port=port, prefix=get_settings().topic_prefix)
+        try:
+            dispatcher.start()
+        except (OSError, TimeoutError) as exc:
+            raise CliError(f"cannot reach the MQTT broker for device commands: {exc}") from exc
+        steps.append(dispatcher.step)
+    steps += [digest_step, deliver]
+
+    def report(cycle: CycleReport) -> None:
+        if args.format == "json":
+            print(json.dumps(cycle.as_dict()), flush=True)
+        elif cycle.events or cycle.alerts_changed:
+            log.info(
+                "cutoff=%s readings=%d events=%d alerts_changed=%d late=%d",
+                cycle.cutoff,
+                cycle.readings,
+                cycle.events,
+                cycle.alerts_changed,
+                cycle.late_readings,
+            )
+
+    config = _evaluator_config()
+    try:
+        run_service(
+            database_url(),
+            lambda conn: Evaluator(conn, config, hooks=[notify_cycle, frost]),
+            steps,
+            once=args.once,
+            interval_s=args.interval or settings.alerts_interval_s,
+            on_cycle=report,
+        )
+    except EvaluatorBusyError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from alerts.commands import plan_frost_commands
+    from alerts.notify import notify_cycle
+    from alerts.service import Evaluator, EvaluatorBusyError
+    from civic.cli import CliError
+
+    since = _when(args.since)
+    hooks: list[Any] = [notify_cycle, plan_frost_commands] if args.notify else []
+    with _conn() as conn:
+        try:
+            evaluator = Evaluator(conn, _evaluator_config(), hooks=hooks)
+        except EvaluatorBusyError as exc:
+            raise CliError(f"{exc}; stop `civic alerts run` first") from exc
+        try:
+            evaluator.reset(since)
+            report = evaluator.run_cycle(notify=args.notify)
+        finally:
+            evaluator.close()
+        opened = conn.execute(
+            "SELECT count(*) AS n FROM alerts WHERE opened_at >= %s", (since,)
+        ).fetchone()
+    summary = {**report.as_dict(), "since": since, "alerts_since": opened["n"] if opened else 0}
+    if args.format == "json":
+        _print_json(summary)
+    else:
+        print(
+            f"evaluated {report.readings} readings of {report.devices} devices up to "
+            f"{report.cutoff}: {report.events} condition events, {summary['alerts_since']} alerts"
+        )
+    return 0
+
+
+_LIST_COLUMNS = ("id", "state", "severity", "alert_type", "subject_id", "patch", "opened_at")
+
+
+def _list(args: argparse.Namespace) -> int:
+    query = ["SELECT * FROM alerts WHERE true"]
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.alert_type:
+        query.append("AND alert_type = %(type)s")
+        params["type"] = args.alert_type
+    if args.state == "active":
+        query.append("AND state <> 'resolved'")
+    elif args.state:
+        query.append("AND state = %(state)s")
+        params["state"] = args.state
+    if args.subject:
+        query.append("AND (subject_id = %(subject)s OR uprn = %(subject)s)")
+        params["subject"] = args.subject
+    if args.patch:
+        query.append("AND patch = %(patch)s")
+        params["patch"] = args.patch
+    if args.since:
+        query.append("AND opened_at >= %(since)s")
+        params["since"] = _when(args.since)
+    query.append("ORDER BY opened_at DESC, id LIMIT %(limit)s")
+    with _conn() as conn:
+        rows = conn.execute(" ".join(query), params).fetchall()
+    if args.format == "json":
+        _print_json(rows)
+    else:
+        _print_table(rows, _LIST_COLUMNS)
+    return 0
+
+
+def _load_alert(conn: Any, alert_id: str) -> dict[str, Any]:
+    from civic.cli import CliError
+
+    row = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    if row is None:
+        raise CliError(f"no alert {alert_id!r} (see `civic alerts list`)")
+    return dict(row)
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _conn() as conn:
+        alert = _load_alert(conn, args.alert_id)
+        audit = conn.execute(
+            "SELECT at, actor, action, severity, detail FROM alert_events WHERE alert_id = %s"
+            " ORDER BY at, id",
+            (args.alert_id,),
+        ).fetchall()
+    if args.format == "json":
+        _print_json({**alert, "audit": audit})
+        return 0
+    for key in (
+        "id",
+        "alert_type",
+        "state",
+        "severity",
+        "subject_id",
+        "uprn",
+        "patch",
+        "since",
+        "opened_at",
+        "reason",
+        "acknowledged_by",
+        "resolved_by",
+        "resolution_note",
+        "investigate_due_at",
+        "make_safe_due_at",
+    ):
+        if alert.get(key) is not None:
+            print(f"{key:>20}: {_plain(alert[key])}")
+    print()
+    _print_table(
+        [{**a, "detail": a["detail"].get("text", "")} for a in audit],
+        ("at", "actor", "action", "detail"),
+    )
+    return 0
+
+
+def _act(args: argparse.Namespace, action: str) -> int:
+    from alerts.actions import acknowledge_alert, resolve_alert
+    from alerts.errors import LifecycleError
+    from civic.cli import CliError
+
+    now = datetime.now(UTC)
+    with _conn() as conn:
+        current = _load_alert(conn, args.alert_id)
+        if current["state"] == "resolved":
+            raise CliError(f"alert {args.alert_id} is already resolved")
+        try:
+            if action == "ack":
+                alert = acknowledge_alert(conn, args.alert_id, by=args.by, at=now, note=args.note)
+            else:
+                alert = resolve_alert(
+                    conn,
+                    args.alert_id,
+                    by=args.by,
+                    at=now,
+                    note=args.note,
+                    while_condition_on=args.force,
+                )
+        except LifecycleError as exc:
+            hint = " (use --force)" if "still on" in exc.reason else ""
+            raise CliError(f"{exc}{hint}") from exc
+    if args.format == "json":
+        _print_json({"id": alert.alert_id, "state": alert.status.value, "by": args.by, "at": now})
+    else:
+        print(f"{alert.alert_id}: {alert.status.value} by {args.by}")
+    return 0
+
+
+def _ack(args: argparse.Namespace) -> int:
+    return _act(args, "ack")
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    return _act(args, "resolve")
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    from alerts.evidence import EvidenceNotFoundError, build_evidence, render_html, to_json
+    from civic.cli import CliError
+
+    if args.format == "pdf":
+        raise CliError(
+            "PDF needs a renderer that is not installed (WeasyPrint needs the Pango system "
+            "libraries); use --format html and print it to PDF from a browser"
+        )
+    with _conn() as conn:
+        try:
+            pack = build_evidence(
+                conn, args.alert_id, before=_duration(args.before), after=_duration(args.after)
+            )
+        except EvidenceNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+    text = to_json(pack) if args.format == "json" else render_html(pack)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _officer(args: argparse.Namespace) -> int:
+    from alerts.events import Severity
+    from alerts.recipients import Officer, upsert_officer
+    from civic.cli import CliError
+
+    try:
+        officer = Officer(
+            officer_id=args.officer_id,
+            name=args.name,
+            email=args.email,
+            team=args.team,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            notify_email=bool(args.email) and not args.no_email,
+            notify_webhook=bool(args.webhook_url),
+            daily_digest=bool(args.email) and not args.no_digest,
+            min_severity=Severity[args.min_severity.upper()],
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    with _conn() as conn:
+        upsert_officer(conn, officer, args.patch)
+    if args.format == "json":
+        _print_json({"officer_id": officer.officer_id, "patches": args.patch})
+    else:
+        print(f"officer {officer.officer_id} covers {', '.join(args.patch) or 'no patches'}")
+    return 0

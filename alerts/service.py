@@ -1,0 +1,415 @@
+"""The evaluator: readings from the store through the detectors into the alert book.
+
+How a cycle works
+-----------------
+The evaluator's clock is the *data clock*: the newest reading the store holds, less
+``lateness_allowance``, never ahead of the wall clock. Each device's detector is fed its
+readings with ``horizon < ts <= cutoff`` in time order and then advanced to the cutoff (which
+is what lets "offline" fire). Following the data rather than the wall clock is what makes a
+live run and a backfill of the same history agree, and it means an ingest outage does not
+mark the whole estate offline: the platform being down is not the devices being down.
+
+Condition events from all devices are folded into the :class:`~alerts.lifecycle.AlertBook`
+in time order, ticking the book (auto-resolve, escalation, reminders) at each event's time
+and at the cutoff. Events are deduplicated against those already stored, so re-running a
+cycle from an older checkpoint (a crash between batches) changes nothing.
+
+Late data
+---------
+A reading whose ``ts`` is at or before its device's horizon arrived later than the
+allowance; the core refuses it (:class:`~alerts.errors.OutOfOrderError`) because rules are
+state machines over time. The evaluator spots such readings by their ``received_at`` (a
+watermark with :data:`LATE_MARGIN` for transactions that commit a little after stamping) and
+re-evaluates that device from the newest stored checkpoint taken before the reading's time,
+so the detector's state afterwards is exactly what a backfill would have. Events the replay
+produces that were not stored before are applied; stored events it no longer produces are
+marked superseded in ``condition_events``. An alert already raised (and perhaps already
+acted on) is never retracted silently: the superseded event stays in the evidence. A reading
+older than every kept checkpoint (``checkpoint_keep``, default 3 days) is stored but only a
+backfill evaluates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from alerts.awaab import WorkingDayCalendar
+from alerts.detector import BinRuleSettings, HomeRuleSettings
+from alerts.events import ConditionEvent
+from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
+from alerts.store import (
+    Checkpoint,
+    Conn,
+    Subject,
+    event_key,
+    events_after,
+    insert_audit,
+    insert_condition_events,
+    load_book,
+    load_checkpoints,
+    load_subjects,
+    lock_book,
+    read_readings,
+    save_alerts,
+    save_checkpoints,
+    stored_event_keys,
+    supersede_events,
+)
+
+__all__ = ["CycleReport", "Evaluator", "EvaluatorBusyError", "EvaluatorConfig", "fold_events"]
+
+log = logging.getLogger(__name__)
+
+EVALUATOR_LOCK = 7_304_405  # session advisory lock: one evaluator per database
+LATE_MARGIN = timedelta(seconds=5)  # ingest stamps received_at moments before COMMIT
+DEVICES_PER_QUERY = 500  # bounds memory in a backfill of a large estate
+
+Hook = Callable[[Conn, "CycleResult"], object]
+
+
+class EvaluatorBusyError(RuntimeError):
+    """Another evaluator holds this database (two would fight over the checkpoints)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorConfig:
+    lateness_allowance: timedelta = timedelta(minutes=2)
+    """How late a reading may arrive and still be evaluated in order without a replay."""
+    checkpoint_every: timedelta = timedelta(hours=6)
+    checkpoint_keep: timedelta = timedelta(days=3)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    home_rules: HomeRuleSettings | None = None
+    bin_rules: BinRuleSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.lateness_allowance < timedelta(0):
+            raise ValueError("lateness_allowance must not be negative")
+        if self.checkpoint_every <= timedelta(0) or self.checkpoint_keep <= timedelta(0):
+            raise ValueError("checkpoint_every and checkpoint_keep must be positive")
+
+
+@dataclass(slots=True)
+class CycleReport:
+    cutoff: datetime | None = None
+    readings: int = 0
+    devices: int = 0
+    events: int = 0
+    duplicate_events: int = 0
+    late_readings: int = 0
+    replays: int = 0
+    superseded: int = 0
+    too_late: int = 0
+    alerts_changed: int = 0
+    alerts_opened: int = 0
+    newest_received_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """What one cycle changed, for the hooks that notify people and command devices."""
+
+    report: CycleReport
+    changed: tuple[Alert, ...]
+    audit: tuple[AuditEvent, ...]
+    subjects: Mapping[str, Subject]
+
+
+def fold_events(
+    book: AlertBook, events: Iterable[ConditionEvent], until: datetime
+) -> tuple[AlertBook, dict[str, Alert], list[AuditEvent]]:
+    """Apply events in time order, ticking the book at each event's time and at ``until``."""
+    changed: dict[str, Alert] = {}
+    audit: list[AuditEvent] = []
+    ordered = sorted(events, key=lambda e: e.at)  # stable: device order, then detector order
+
+    def take(outcome: Outcome) -> AlertBook:
+        changed.update((a.alert_id, a) for a in outcome.changed)
+        audit.extend(outcome.audit)
+        return outcome.book
+
+    for event in ordered:
+        book = take(book.tick(event.at))
+        book = take(book.apply(event))
+    return take(book.tick(until)), changed, audit
+
+
+class Evaluator:
+    """Runs evaluation cycles against one database; keep one per process.
+
+    Detectors stay in memory between cycles (the database copy is the restart point), so an
+    idle device costs a pickle only when something about it changes.
+    """
+
+    def __init__(
+        self,
+        conn: Conn,
+        config: EvaluatorConfig | None = None,
+        *,
+        hooks: Sequence[Hook] = (),
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.conn = conn
+        self.config = config or EvaluatorConfig()
+        self.hooks = list(hooks)
+        self.wall_clock = wall_clock
+        self.calendar = WorkingDayCalendar()
+        self._detectors: dict[str, Checkpoint] | None = None
+        self._seen_in_margin: set[tuple[str, datetime]] | None = None
+        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (EVALUATOR_LOCK,)).fetchone()
+        if not row or not row["ok"]:
+            raise EvaluatorBusyError("another alerts evaluator is running against this database")
+
+    def close(self) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock(%s)", (EVALUATOR_LOCK,))
+
+    # -- backfill ---------------------------------------------------------------------------
+
+    def reset(self, since: datetime) -> None:
+        """Forget evaluation from ``since`` on, so the next cycle re-evaluates it from scratch.
+
+        Alerts opened from ``since`` on go (with their audit trail, notifications and the
+        commands' link); alerts opened earlier stay. Every detector restarts at ``since``.
+        """
+        with self.conn.transaction():
+            lock_book(self.conn)
+            self.conn.execute("DELETE FROM condition_events WHERE at >= %s", (since,))
+            self.conn.execute("DELETE FROM alerts WHERE opened_at >= %s", (since,))
+            self.conn.execute("DELETE FROM alert_checkpoints")
+            self.conn.execute(
+                """INSERT INTO alert_evaluator (id, cutoff, watermark, evaluate_from)
+                   VALUES (1, NULL, NULL, %s)
+                   ON CONFLICT (id) DO UPDATE SET cutoff = NULL, watermark = NULL,
+                       evaluate_from = EXCLUDED.evaluate_from, updated_at = now()""",
+                (since,),
+            )
+        self._detectors = None
+        self._seen_in_margin = None
+
+    # -- one cycle --------------------------------------------------------------------------
+
+    def run_cycle(self, *, notify: bool = True) -> CycleReport:
+        try:
+            with self.conn.transaction():
+                return self._cycle(notify=notify)
+        except BaseException:
+            # The in-memory detectors may have moved past what was committed.
+            self._detectors = None
+            self._seen_in_margin = None
+            raise
+
+    def _cycle(self, *, notify: bool) -> CycleReport:
+        conn = self.conn
+        cfg = self.config
+        report = CycleReport()
+        lock_book(conn)
+        state = conn.execute(
+            "SELECT cutoff, watermark, evaluate_from FROM alert_evaluator WHERE id = 1"
+        ).fetchone() or {"cutoff": None, "watermark": None, "evaluate_from": None}
+        watermark: datetime | None = state["watermark"]
+        first_cycle = self._seen_in_margin is None
+        window_start = watermark if first_cycle or watermark is None else watermark - LATE_MARGIN
+        window = conn.execute(
+            "SELECT device_id, ts, received_at FROM readings"
+            " WHERE %(w)s::timestamptz IS NULL OR received_at > %(w)s",
+            {"w": window_start},
+        ).fetchall()
+        if not window and state["cutoff"] is None:
+            return report
+        newest_ts = max((r["ts"] for r in window), default=None)
+        newest_received = max((r["received_at"] for r in window), default=watermark)
+        report.newest_received_at = newest_received
+        cutoff: datetime | None = state["cutoff"]
+        if newest_ts is not None:
+            candidate = min(newest_ts, self.wall_clock()) - cfg.lateness_allowance
+            cutoff = candidate if cutoff is None else max(cutoff, candidate)
+        if cutoff is None:
+            return report
+        report.cutoff = cutoff
+
+        subjects = load_subjects(conn)
+        if self._detectors is None:
+            self._detectors = load_checkpoints(conn)
+        detectors = self._detectors
+        evaluate_from: datetime | None = state["evaluate_from"]
+
+        # Late readings: received since the last cycle but at or before their device's horizon.
+        late_by_device: dict[str, datetime] = {}
+        seen = self._seen_in_margin or set()
+        for r in window:
+            key = (r["device_id"], r["ts"])
+            current = detectors.get(r["device_id"])
+            if current is None or r["ts"] > current.horizon or key in seen:
+                continue
+            report.late_readings += 1
+            earliest = late_by_device.get(r["device_id"])
+            late_by_device[r["device_id"]] = min(earliest or r["ts"], r["ts"])
+        self._seen_in_margin = {(r["device_id"], r["ts"]) for r in window}
+
+        events: list[ConditionEvent] = []
+        to_save: dict[str, Checkpoint] = {}
+        superseded: set[tuple[Any, ...]] = set()
+        for device_id, earliest in sorted(late_by_device.items()):
+            restart = load_checkpoints(conn, [device_id], at_or_before=earliest).get(device_id)
+            if restart is None:
+                report.too_late += 1
+                log.warning(
+                    "reading for %s at %s is older than every kept checkpoint: stored, "
+                    "evaluated only by a backfill",
+                    device_id,
+                    earliest.isoformat(),
+                )
+                continue
+            report.replays += 1
+            old = set(events_after(conn, device_id, restart.horizon))
+            detectors[device_id] = restart
+            replayed = self._feed(restart, conn, cutoff, evaluate_from, report)
+            new_keys = {event_key(e) for e in replayed}
+            superseded |= old - new_keys
+            events += replayed
+            to_save[device_id] = restart
+
+        device_ids = sorted(set(subjects) - set(late_by_device))
+        for start in range(0, len(device_ids), DEVICES_PER_QUERY):
+            chunk = device_ids[start : start + DEVICES_PER_QUERY]
+            after: dict[str, datetime | None] = {
+                d: detectors[d].horizon if d in detectors else None for d in chunk
+            }
+            batch = read_readings(conn, chunk, after, cutoff, since=evaluate_from)
+            for device_id in chunk:
+                readings = batch.get(device_id, [])
+                checkpoint = detectors.get(device_id)
+                if checkpoint is None:
+                    if not readings:
+                        continue  # never reported: nothing to judge yet
+                    detector = subjects[device_id].detector(cfg.home_rules, cfg.bin_rules)
+                    checkpoint = Checkpoint(device_id, detector, readings[0].ts, readings[0].ts)
+                    detectors[device_id] = checkpoint
+                fed = checkpoint.detector.feed(readings)
+                fed += checkpoint.detector.advance(cutoff)
+                checkpoint.horizon = cutoff
+                report.readings += len(readings)
+                if readings:
+                    checkpoint.fed_through = readings[-1].ts
+                if readings or fed:
+                    to_save[device_id] = checkpoint
+                    report.devices += 1
+                events += fed
+
+        report.superseded = supersede_events(conn, superseded)
+        stored = stored_event_keys(conn, events)
+        fresh = [e for e in events if event_key(e) not in stored]
+        report.duplicate_events = len(events) - len(fresh)
+        report.events = len(fresh)
+        insert_condition_events(conn, fresh)
+
+        book = load_book(conn, cfg.lifecycle)
+        _, changed, audit = fold_events(book, fresh, cutoff)
+        save_alerts(conn, changed.values(), _subjects_by_subject(subjects), self.calendar)
+        insert_audit(conn, audit)
+        report.alerts_changed = len(changed)
+        report.alerts_opened = sum(1 for a in audit if a.action.value == "opened")
+
+        save_checkpoints(
+            conn,
+            to_save.values(),
+            keep_every_s=cfg.checkpoint_every.total_seconds(),
+            keep_for_s=cfg.checkpoint_keep.total_seconds(),
+        )
+        conn.execute(
+            """INSERT INTO alert_evaluator (id, cutoff, watermark) VALUES (1, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET cutoff = EXCLUDED.cutoff,
+                   watermark = EXCLUDED.watermark, updated_at = now()""",
+            (cutoff, newest_received),
+        )
+        if notify:
+            result = CycleResult(report, tuple(changed.values()), tuple(audit), subjects)
+            for hook in self.hooks:
+                hook(conn, result)
+        return report
+
+    def _feed(
+        self,
+        checkpoint: Checkpoint,
+        conn: Conn,
+        cutoff: datetime,
+        evaluate_from: datetime | None,
+        report: CycleReport,
+    ) -> list[ConditionEvent]:
+        device_id = checkpoint.device_id
+        batch = read_readings(
+            conn, [device_id], {device_id: checkpoint.fed_through}, cutoff, since=evaluate_from
+        )
+        readings = batch.get(device_id, [])
+        events = checkpoint.detector.feed(readings)
+        events += checkpoint.detector.advance(cutoff)
+        checkpoint.horizon = cutoff
+        if readings:
+            checkpoint.fed_through = readings[-1].ts
+        report.readings += len(readings)
+        report.devices += 1
+        return events
+
+
+def _subjects_by_subject(subjects: Mapping[str, Subject]) -> dict[str, Subject]:
+    """Subjects keyed by subject id (a home's UPRN), which is what alerts carry."""
+    return {s.subject_id: s for s in subjects.values()}
+
+
+# -- the long-running service -----------------------------------------------------------------
+
+CYCLE_INTERVAL_S = 1.0  # evaluation lag is about this plus a cycle's work; tests shrink it
+
+
+def run_service(
+    database_url: str,
+    evaluator_factory: Callable[[Conn], Evaluator],
+    steps: Sequence[Callable[[Conn, datetime], None]] = (),
+    *,
+    stop: threading.Event | None = None,
+    once: bool = False,
+    interval_s: float = CYCLE_INTERVAL_S,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+) -> int:
+    """Evaluate, then run each step, every ``interval_s`` until ``stop`` is set."""
+    from store.db import connect
+
+    stop = stop or threading.Event()
+    cycles = 0
+    with connect(database_url) as conn:
+        evaluator = evaluator_factory(conn)
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    report = evaluator.run_cycle()
+                    for step in steps:
+                        step(conn, datetime.now(UTC))
+                except psycopg.OperationalError as exc:
+                    if once:
+                        raise
+                    log.warning("alerts cycle failed, retrying: %s", exc)
+                    stop.wait(max(interval_s, 1.0))
+                    continue
+                cycles += 1
+                if on_cycle is not None:
+                    on_cycle(report)
+                if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):
+                    break
+        finally:
+            evaluator.close()
+    return cycles

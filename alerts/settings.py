@@ -1,0 +1,25 @@
+"""Settings of the alerts service, from the environment (``CIVIC_*``) or ``.env``.
+
+The library never reads these itself: the command line builds the service's keyword-only
+configuration from them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AlertsSettings"]
+
+
+class AlertsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIVIC_", env_file=".env", extra="ignore")
+
+    smtp_url: str | None = None
+    """Where email goes, e.g. ``smtp://127.0.0.1:2525``; unset: email waits in the outbox."""
+    smtp_from: str = "civic-alerts@localhost"
+    alerts_lateness_s: float = Field(default=120.0, ge=0)
+    alerts_interval_s: float = Field(default=1.0, gt=0)
+    alerts_command_ttl_s: float = Field(default=1800.0, gt=0)
+    alerts_frost_setpoint_c: float = Field(default=12.0, ge=5, le=25)
+    alerts_webhook_attempts: int = Field(default=6, ge=1)

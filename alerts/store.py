@@ -1,0 +1,505 @@
+"""Alerts in PostgreSQL: subjects, detector checkpoints, the alert book and its audit trail.
+
+Rows map onto the pure core's values (:class:`~alerts.lifecycle.Alert`,
+:class:`~alerts.events.ConditionEvent`) and back; nothing here decides anything. Writes happen
+inside the caller's transaction, and every writer of the alert book first takes
+:data:`BOOK_LOCK` so the evaluator and a person acknowledging an alert never overwrite each
+other.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from alerts.awaab import WorkingDayCalendar, alert_deadlines
+from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
+from alerts.events import AlertType, ConditionEvent, Hazard, Severity, Transition
+from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
+from alerts.readings import Bin, Home, Reading, WasteStream
+
+__all__ = [
+    "BOOK_LOCK",
+    "Checkpoint",
+    "Conn",
+    "Subject",
+    "alert_from_row",
+    "event_key",
+    "insert_audit",
+    "insert_condition_events",
+    "load_book",
+    "load_checkpoints",
+    "load_subjects",
+    "read_readings",
+    "save_alerts",
+    "save_checkpoints",
+]
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+BOOK_LOCK = 7_304_404  # pg_advisory_xact_lock key: one writer of the alert book at a time
+
+_READING_FIELDS = ("fill_pct", "temp_c", "rh_pct", "battery_v", "co2_ppm", "tilt_deg")
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an alert is about, as the registry describes the device that raised it."""
+
+    device_id: str
+    kind: str  # 'home' or 'bin'
+    subject_id: str
+    uprn: str | None
+    patch: str | None
+    void: bool
+    threshold_pct: float | None
+    waste_stream: str | None
+
+    def detector(
+        self,
+        home_settings: HomeRuleSettings | None = None,
+        bin_settings: BinRuleSettings | None = None,
+    ) -> Detector:
+        if self.kind == "home":
+            assert self.uprn is not None
+            home = Home(uprn=self.uprn, void=self.void, patch=self.patch)
+            return Detector.for_home(home, self.device_id, home_settings)
+        try:
+            stream = WasteStream(self.waste_stream or "general")
+        except ValueError:
+            stream = WasteStream.GENERAL
+        bin_ = Bin(self.device_id, threshold_pct=self.threshold_pct or 80.0, waste_stream=stream)
+        return Detector.for_bin(bin_, bin_settings)
+
+
+def load_subjects(conn: Conn) -> dict[str, Subject]:
+    """Every registered device, keyed by device id."""
+    rows = conn.execute(
+        "SELECT device_id, kind, uprn, patch, void, threshold_pct, waste_stream FROM devices"
+    ).fetchall()
+    subjects = {}
+    for r in rows:
+        home = r["kind"] == "env"
+        subjects[r["device_id"]] = Subject(
+            device_id=r["device_id"],
+            kind="home" if home else "bin",
+            subject_id=r["uprn"] if home else r["device_id"],
+            uprn=r["uprn"],
+            patch=r["patch"],
+            void=bool(r["void"]),
+            threshold_pct=r["threshold_pct"],
+            waste_stream=r["waste_stream"],
+        )
+    return subjects
+
+
+def read_readings(
+    conn: Conn,
+    device_ids: Sequence[str],
+    after: Mapping[str, datetime | None],
+    until: datetime,
+    since: datetime | None = None,
+) -> dict[str, list[Reading]]:
+    """Each device's readings with ``after[device] < ts <= until`` (and ``ts >= since``), in
+    time order. Rows a rule cannot use (out of the plausible ranges) are skipped, not fatal:
+    the contract already dead-letters real garbage, so these are rare sensor faults."""
+    if not device_ids:
+        return {}
+    rows = conn.execute(
+        """SELECT r.device_id, r.ts, r.seq, r.fill_pct, r.temp_c, r.rh_pct, r.battery_v,
+                  r.co2_ppm, r.tilt_deg
+           FROM readings r
+           JOIN unnest(%(ids)s::text[], %(after)s::timestamptz[]) AS d(device_id, after_ts)
+             ON r.device_id = d.device_id
+           WHERE r.ts <= %(until)s
+             AND (d.after_ts IS NULL OR r.ts > d.after_ts)
+             AND (%(since)s::timestamptz IS NULL OR r.ts >= %(since)s)
+           ORDER BY r.device_id, r.ts""",
+        {
+            "ids": list(device_ids),
+            "after": [after.get(d) for d in device_ids],
+            "until": until,
+            "since": since,
+        },
+    ).fetchall()
+    out: dict[str, list[Reading]] = {}
+    for r in rows:
+        try:
+            reading = Reading(
+                device_id=r["device_id"],
+                ts=r["ts"],
+                seq=r["seq"],
+                **{name: r[name] for name in _READING_FIELDS},
+            )
+        except ValueError:
+            continue
+        out.setdefault(r["device_id"], []).append(reading)
+    return out
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """A detector and how far it has got: ``fed_through`` by readings, ``horizon`` by time."""
+
+    device_id: str
+    detector: Detector
+    fed_through: datetime
+    horizon: datetime
+
+
+def load_checkpoints(
+    conn: Conn, device_ids: Iterable[str] | None = None, *, at_or_before: datetime | None = None
+) -> dict[str, Checkpoint]:
+    """The newest checkpoint per device (or the newest with ``horizon <= at_or_before``).
+
+    The states are pickles this package wrote itself; the table is not for other writers.
+    """
+    rows = conn.execute(
+        """SELECT DISTINCT ON (device_id) device_id, fed_through, horizon, state
+           FROM alert_checkpoints
+           WHERE (%(ids)s::text[] IS NULL OR device_id = ANY(%(ids)s))
+             AND (%(before)s::timestamptz IS NULL OR horizon <= %(before)s)
+           ORDER BY device_id, fed_through DESC""",
+        {"ids": None if device_ids is None else list(device_ids), "before": at_or_before},
+    ).fetchall()
+    return {
+        r["device_id"]: Checkpoint(
+            r["device_id"], pickle.loads(bytes(r["state"])), r["fed_through"], r["horizon"]
+        )
+        for r in rows
+    }
+
+
+def save_checkpoints(
+    conn: Conn, checkpoints: Iterable[Checkpoint], *, keep_every_s: float, keep_for_s: float
+) -> None:
+    """Store the newest state and thin the older ones.
+
+    Older states are what a late reading re-evaluates from, so some are kept: at least
+    ``keep_every_s`` of data time apart and no older than ``keep_for_s`` before the newest
+    (always at least one older state).
+    """
+    rows = [
+        (c.device_id, c.fed_through, c.horizon, pickle.dumps(c.detector, protocol=5))
+        for c in checkpoints
+    ]
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO alert_checkpoints (device_id, fed_through, horizon, state)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (device_id, fed_through)
+               DO UPDATE SET horizon = EXCLUDED.horizon, state = EXCLUDED.state,
+                             saved_at = now()""",
+            rows,
+        )
+    ids = [r[0] for r in rows]
+    existing = conn.execute(
+        "SELECT device_id, fed_through FROM alert_checkpoints WHERE device_id = ANY(%s)"
+        " ORDER BY device_id, fed_through DESC",
+        (ids,),
+    ).fetchall()
+    by_device: dict[str, list[datetime]] = {}
+    for r in existing:
+        by_device.setdefault(r["device_id"], []).append(r["fed_through"])
+    doomed: list[tuple[str, datetime]] = []
+    for device_id, stamps in by_device.items():
+        newest = stamps[0]
+        kept = [newest]
+        for stamp in stamps[1:]:
+            too_close = (kept[-1] - stamp).total_seconds() < keep_every_s and len(kept) > 1
+            too_old = (newest - stamp).total_seconds() > keep_for_s and len(kept) > 1
+            if too_close or too_old:
+                doomed.append((device_id, stamp))
+            else:
+                kept.append(stamp)
+    if doomed:
+        conn.execute(
+            "DELETE FROM alert_checkpoints c USING unnest(%s::text[], %s::timestamptz[])"
+            " AS d(device_id, fed_through)"
+            " WHERE c.device_id = d.device_id AND c.fed_through = d.fed_through",
+            ([d for d, _ in doomed], [s for _, s in doomed]),
+        )
+
+
+# -- condition events ------------------------------------------------------------------------
+
+EventKey = tuple[str, str, str, datetime, str]
+
+
+def event_key(event: ConditionEvent) -> EventKey:
+    """What makes two evaluations' events "the same event" for deduplication."""
+    return (
+        event.device_id,
+        event.condition,
+        event.transition.value,
+        event.at,
+        event.severity.label,
+    )
+
+
+def stored_event_keys(conn: Conn, events: Sequence[ConditionEvent]) -> set[EventKey]:
+    if not events:
+        return set()
+    rows = conn.execute(
+        """SELECT c.device_id, c.condition, c.transition, c.at, c.severity
+           FROM condition_events c
+           JOIN unnest(%s::text[], %s::text[], %s::timestamptz[]) AS k(device_id, condition, at)
+             ON c.device_id = k.device_id AND c.condition = k.condition AND c.at = k.at
+           WHERE c.superseded_at IS NULL""",
+        (
+            [e.device_id for e in events],
+            [e.condition for e in events],
+            [e.at for e in events],
+        ),
+    ).fetchall()
+    return {(r["device_id"], r["condition"], r["transition"], r["at"], r["severity"]) for r in rows}
+
+
+def events_after(conn: Conn, device_id: str, after: datetime) -> list[EventKey]:
+    rows = conn.execute(
+        "SELECT device_id, condition, transition, at, severity FROM condition_events"
+        " WHERE device_id = %s AND at > %s AND superseded_at IS NULL",
+        (device_id, after),
+    ).fetchall()
+    return [(r["device_id"], r["condition"], r["transition"], r["at"], r["severity"]) for r in rows]
+
+
+def supersede_events(conn: Conn, keys: Iterable[EventKey]) -> int:
+    keys = list(keys)
+    if not keys:
+        return 0
+    cur = conn.execute(
+        """UPDATE condition_events c SET superseded_at = now()
+           FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+             AS k(device_id, condition, transition, at)
+           WHERE c.device_id = k.device_id AND c.condition = k.condition
+             AND c.transition = k.transition AND c.at = k.at AND c.superseded_at IS NULL""",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [k[3] for k in keys],
+        ),
+    )
+    return cur.rowcount
+
+
+def insert_condition_events(conn: Conn, events: Sequence[ConditionEvent]) -> None:
+    if not events:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO condition_events (device_id, subject_id, condition, alert_type,
+                   transition, at, since, severity, hazard, starts_clock, reason, evidence)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    e.device_id,
+                    e.subject_id,
+                    e.condition,
+                    e.alert_type.value,
+                    e.transition.value,
+                    e.at,
+                    e.since,
+                    e.severity.label,
+                    e.hazard.value,
+                    e.starts_statutory_clock,
+                    e.reason,
+                    Jsonb(e.evidence_map),
+                )
+                for e in events
+            ],
+        )
+
+
+def condition_event_from_row(row: Mapping[str, Any]) -> ConditionEvent:
+    return ConditionEvent(
+        subject_id=row["subject_id"],
+        device_id=row["device_id"],
+        condition=row["condition"],
+        alert_type=AlertType(row["alert_type"]),
+        transition=Transition(row["transition"]),
+        at=row["at"],
+        since=row["since"],
+        severity=Severity[row["severity"].upper()],
+        reason=row["reason"],
+        hazard=Hazard(row["hazard"]),
+        starts_statutory_clock=row["starts_clock"],
+        evidence=ConditionEvent.freeze_evidence(row["evidence"]),
+    )
+
+
+# -- the alert book --------------------------------------------------------------------------
+
+
+def _severity(label: str) -> Severity:
+    return Severity[label.upper()]
+
+
+def alert_from_row(row: Mapping[str, Any]) -> Alert:
+    return Alert(
+        alert_id=row["id"],
+        subject_id=row["subject_id"],
+        alert_type=AlertType(row["alert_type"]),
+        hazard=Hazard(row["hazard"]),
+        status=AlertStatus(row["state"]),
+        severity=_severity(row["severity"]),
+        opened_at=row["opened_at"],
+        since=row["since"],
+        reason=row["reason"],
+        evidence=tuple((str(k), v) for k, v in row["evidence"].items()),
+        point_event=row["point_event"],
+        active_sources=frozenset((d, c) for d, c in row["active_sources"]),
+        sources=frozenset((d, c) for d, c in row["sources"]),
+        cleared_at=row["cleared_at"],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+        resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+        resolution_note=row["resolution_note"],
+        last_notified_at=row["last_notified_at"],
+        reminders_sent=row["reminders_sent"],
+        escalated_at=row["escalated_at"],
+        statutory_clock_started_at=row["statutory_clock_started_at"],
+    )
+
+
+def load_book(conn: Conn, settings: LifecycleSettings) -> AlertBook:
+    """The open and acknowledged alerts; take :data:`BOOK_LOCK` first if you will write."""
+    rows = conn.execute("SELECT * FROM alerts WHERE state <> 'resolved'").fetchall()
+    alerts = {}
+    for row in rows:
+        alert = alert_from_row(row)
+        alerts[alert.key] = alert
+    return AlertBook(settings=settings, alerts=alerts)
+
+
+def lock_book(conn: Conn) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BOOK_LOCK,))
+
+
+def _deadline_columns(
+    alert: Alert, calendar: WorkingDayCalendar, investigation_ended_at: datetime | None
+) -> dict[str, Any]:
+    deadlines = alert_deadlines(
+        alert, calendar=calendar, investigation_ended_at=investigation_ended_at
+    )
+    by_name = {d.milestone.value: d.due_at for d in deadlines}
+    return {
+        "investigate_due_at": by_name.get("investigate"),
+        "summary_due_at": by_name.get("written_summary"),
+        "safety_work_due_at": by_name.get("safety_work"),
+        "make_safe_due_at": by_name.get("emergency_make_safe"),
+        "deadlines": Jsonb(
+            [
+                {
+                    "milestone": d.milestone.value,
+                    "due_at": d.due_at.isoformat(),
+                    "due_date": d.due_date.isoformat() if d.due_date else None,
+                    "basis": d.basis,
+                }
+                for d in deadlines
+            ]
+        ),
+    }
+
+
+def save_alerts(
+    conn: Conn,
+    alerts: Iterable[Alert],
+    subjects_by_id: Mapping[str, Subject],
+    calendar: WorkingDayCalendar,
+) -> None:
+    """Insert or update alerts, with their statutory due dates recomputed."""
+    for alert in alerts:
+        subject = subjects_by_id.get(alert.subject_id)
+        existing = conn.execute(
+            "SELECT investigation_ended_at FROM alerts WHERE id = %s", (alert.alert_id,)
+        ).fetchone()
+        ended = existing["investigation_ended_at"] if existing else None
+        values: dict[str, Any] = {
+            "id": alert.alert_id,
+            "subject_kind": subject.kind if subject else "home",
+            "subject_id": alert.subject_id,
+            "uprn": subject.uprn if subject else None,
+            "patch": subject.patch if subject else None,
+            "alert_type": alert.alert_type.value,
+            "hazard": alert.hazard.value,
+            "state": alert.status.value,
+            "severity": alert.severity.label,
+            "opened_at": alert.opened_at,
+            "since": alert.since,
+            "reason": alert.reason,
+            "evidence": Jsonb(dict(alert.evidence)),
+            "point_event": alert.point_event,
+            "active_sources": Jsonb(sorted([list(s) for s in alert.active_sources])),
+            "sources": Jsonb(sorted([list(s) for s in alert.sources])),
+            "cleared_at": alert.cleared_at,
+            "acknowledged_at": alert.acknowledged_at,
+            "acknowledged_by": alert.acknowledged_by,
+            "resolved_at": alert.resolved_at,
+            "resolved_by": alert.resolved_by,
+            "resolution_note": alert.resolution_note,
+            "last_notified_at": alert.last_notified_at,
+            "reminders_sent": alert.reminders_sent,
+            "escalated_at": alert.escalated_at,
+            "statutory_clock_started_at": alert.statutory_clock_started_at,
+            **_deadline_columns(alert, calendar, ended),
+        }
+        columns = list(values)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
+        conn.execute(
+            f"INSERT INTO alerts ({', '.join(columns)}, updated_at)"
+            f" VALUES ({', '.join('%(' + c + ')s' for c in columns)}, now())"
+            f" ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
+            values,
+        )
+
+
+def insert_audit(
+    conn: Conn,
+    audit: Iterable[AuditEvent],
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Append audit events; ``detail`` is stored as ``{"text": ...}`` plus any extra fields."""
+    rows = [
+        (
+            a.alert_id,
+            a.at,
+            a.actor,
+            a.action.value,
+            a.severity.label if a.severity is not None else None,
+            Jsonb({"text": a.detail, **(extra or {}).get(a.alert_id, {})}),
+        )
+        for a in audit
+    ]
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO alert_events (alert_id, at, actor, action, severity, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def record_action(
+    conn: Conn, alert_id: str, at: datetime, actor: str, action: str, detail: Mapping[str, Any]
+) -> None:
+    """An audit entry the lifecycle does not produce itself (commands, visits, notifications)."""
+    conn.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, action, detail)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (alert_id, at, actor, action, Jsonb(dict(detail))),
+    )

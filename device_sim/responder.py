@@ -1,0 +1,130 @@
+"""Simulated devices answering platform commands, as home heating controllers would.
+
+Subscribes to the contract's ``commands`` topic of every simulated device, applies
+``set_heating_setpoint`` to the home's model (so the simulated temperature then follows the
+new setpoint) and publishes :class:`~firmware_contracts.CommandAckV1` acks on
+``commands/ack`` at QoS 1: ``accepted`` on receipt, then ``done`` once applied, or
+``rejected`` / ``expired``. A repeated command id (a QoS 1 redelivery) is acknowledged again
+without being applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from device_sim.models import BinModel, HomeModel
+from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout
+
+__all__ = ["HEATING_COMMAND", "CommandResponder"]
+
+log = logging.getLogger(__name__)
+
+HEATING_COMMAND = "set_heating_setpoint"
+MIN_SETPOINT_C, MAX_SETPOINT_C = 5.0, 25.0  # what a real controller accepts
+
+AckStatus = Literal["accepted", "done", "rejected", "expired"]
+
+
+class SimulatedDevice(Protocol):
+    device_id: str
+
+    @property
+    def model(self) -> BinModel | HomeModel: ...
+
+
+class CommandResponder:
+    """An MQTT client acting for the simulated devices: ``start()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        devices_by_id: Mapping[str, SimulatedDevice],
+        host: str,
+        port: int,
+        prefix: str,
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self.devices = devices_by_id
+        self.layout = TopicLayout(prefix)
+        self.host, self.port = host, port
+        self.connected = threading.Event()
+        self.handled: dict[str, AckStatus] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"sim-responder-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(timeout_s):
+            raise TimeoutError(f"no MQTT connection to {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.subscribe(self.layout.subscription(Channel.COMMANDS), qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        parsed = self.layout.parse(str(message.topic))
+        if parsed is None or parsed.channel is not Channel.COMMANDS:
+            return
+        try:
+            command = CommandV1.model_validate_json(bytes(message.payload))
+        except ValidationError as exc:
+            log.warning("ignoring an invalid command on %s: %s", message.topic, exc)
+            return
+        device_id = parsed.device_id
+        with self._lock:
+            previous = self.handled.get(command.id)
+            if previous is not None:
+                self._ack(device_id, command.id, previous, "repeated command")
+                return
+            status, detail = self._apply(device_id, command)
+            self.handled[command.id] = status
+        if status == "done":
+            self._ack(device_id, command.id, "accepted", None)
+        self._ack(device_id, command.id, status, detail)
+
+    def _apply(self, device_id: str, command: CommandV1) -> tuple[AckStatus, str]:
+        if command.expires_at <= datetime.now(UTC):
+            return "expired", "arrived after its expiry"
+        device = self.devices.get(device_id)
+        if device is None:
+            return "rejected", "unknown device"
+        model = device.model
+        if not isinstance(model, HomeModel):
+            return "rejected", "device has no heating control"
+        if command.name != HEATING_COMMAND:
+            return "rejected", f"unsupported command {command.name!r}"
+        try:
+            setpoint = float(command.args["setpoint_c"])
+        except (KeyError, TypeError, ValueError):
+            return "rejected", "setpoint_c missing or not a number"
+        if not MIN_SETPOINT_C <= setpoint <= MAX_SETPOINT_C:
+            return (
+                "rejected",
+                f"setpoint {setpoint:g} C outside {MIN_SETPOINT_C:g}-{MAX_SETPOINT_C:g}",
+            )
+        model.set_heating(setpoint)
+        return "done", f"heating setpoint now {setpoint:g} C"
+
+    def _ack(self, device_id: str, command_id: str, status: AckStatus, detail: str | None) -> None:
+        ack = CommandAckV1(id=command_id, status=status, detail=detail, ts=datetime.now(UTC))
+        self.client.publish(self.layout.command_ack(device_id), ack.model_dump_json(), qos=1)
