@@ -41,8 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--flush-ms", type=float, default=FLUSH_INTERVAL_S * 1000)
     parser.add_argument(
         "--share-group",
-        default=SHARE_GROUP,
-        help="shared subscription group ('' for a plain subscription)",
+        default=None,
+        help=(
+            f"shared subscription group (default: {SHARE_GROUP} with --workers > 1, a plain "
+            "subscription with one worker; '' forces plain)"
+        ),
     )
     parser.add_argument(
         "--stats",
@@ -77,7 +80,9 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
         mqtt_port=port,
         client_id=f"{args.client_id}-{index}",
         topic_prefix=settings.topic_prefix,
-        share_group=args.share_group or None,
+        share_group=(SHARE_GROUP if args.workers > 1 else None)
+        if args.share_group is None
+        else (args.share_group or None),
         batch_size=args.batch_size,
         flush_interval_s=args.flush_ms / 1000,
     )

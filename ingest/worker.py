@@ -43,6 +43,10 @@ BATCH_SIZE = 5_000  # rows per COPY; large batches amortise the commit
 FLUSH_INTERVAL_S = 0.2  # a partly filled batch waits at most this long: keeps p99 well < 1 s
 INBOX_SIZE = 50_000  # received-not-committed messages held in memory, at most
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0  # database reconnect backoff
+# Several workers split the load on an MQTT v5 shared subscription. A single worker uses a plain
+# subscription: Mosquitto (2.0) restores plain subscriptions of persistent sessions after a
+# restart but not shared ones, so with a shared subscription whatever devices publish between
+# the broker's restart and the workers' re-subscription is accepted and then dropped.
 SHARE_GROUP = "civic-ingest"
 
 
@@ -53,7 +57,7 @@ class IngestConfig:
     mqtt_port: int
     client_id: str = "civic-ingest-0"
     topic_prefix: str = "civic"
-    share_group: str | None = SHARE_GROUP  # MQTT v5 shared subscription: N workers split load
+    share_group: str | None = None  # set for N > 1 workers: they split the load
     batch_size: int = BATCH_SIZE
     flush_interval_s: float = FLUSH_INTERVAL_S
     inbox_size: int = INBOX_SIZE
