@@ -20,7 +20,7 @@ def series(
     start: datetime = T0,
 ) -> list[Reading]:
     return [
-        Reading(device_id=device_id, ts=start + i * step, **fields)  # type: ignore[arg-type]
+        Reading(device_id=device_id, ts=start + i * step, **fields)
         for i, fields in enumerate(values)
     ]
 
