@@ -20,10 +20,9 @@ from alerts.service import Evaluator, EvaluatorConfig, run_service
 from device_sim import SimConfig, Simulator
 from device_sim.models import HomeModel
 from device_sim.responder import CommandResponder
-from ingest import IngestConfig, IngestMetrics, IngestWorker
 from store.db import connect
 from store.registry import parse_device_row, upsert_devices
-from tests.ingest.helpers import Background, wait_for
+from tests.ingest.helpers import Background, start_worker, wait_for
 
 from .test_notify_db import Inbox
 from .test_service_db import insert, register, trace
@@ -58,23 +57,6 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-def _ingest(database_url: str, mqtt) -> tuple[IngestWorker, threading.Event, Background]:
-    config = IngestConfig(
-        database_url=database_url,
-        mqtt_host=mqtt.host,
-        mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-        topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05,
-    )
-    worker = IngestWorker(config, IngestMetrics())
-    stop = threading.Event()
-    thread = Background(lambda: worker.run(stop))
-    thread.start()
-    assert worker.subscriber.connected.wait(10), "ingest did not connect"
-    return worker, stop, thread
-
-
 def _actions(url: str, alert_id: str) -> list[str]:
     """In the order they were recorded: the simulator's history runs ahead of the wall clock,
     so data-time and wall-time stamps do not interleave meaningfully here."""
@@ -95,7 +77,7 @@ def test_void_home_cold_snap_emails_and_heats_via_command(database_url, mqtt, sm
     with connect(database_url) as conn:
         upsert_devices(conn, [parse_device_row(VOID_HOME)])
         upsert_officer(conn, Officer("ann", "Ann Patel", email="ann@council.example"), ["south"])
-    _worker, ingest_stop, ingest_thread = _ingest(database_url, mqtt)
+    _worker, ingest_stop, ingest_thread = start_worker(database_url, mqtt)
 
     sim = Simulator(
         SimConfig(

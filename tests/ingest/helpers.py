@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from device_sim import generate_estate
+from ingest import IngestConfig, IngestMetrics, IngestWorker
 from store.db import connect
 from store.registry import parse_device_row, upsert_devices
 
@@ -56,3 +58,24 @@ class Background(threading.Thread, Generic[T]):
             raise self.error
         assert self.result is not None or self.error is None
         return self.result  # type: ignore[return-value]
+
+
+def start_worker(
+    database_url: str, mqtt, **overrides
+) -> tuple[IngestWorker, threading.Event, Background[None]]:
+    """A real ingest worker in a thread, subscribed before it returns."""
+    config = IngestConfig(
+        database_url=database_url,
+        mqtt_host=mqtt.host,
+        mqtt_port=mqtt.port,
+        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        topic_prefix=mqtt.prefix,
+        flush_interval_s=0.05,
+        **overrides,
+    )
+    worker = IngestWorker(config, IngestMetrics())
+    stop = threading.Event()
+    thread: Background[None] = Background(lambda: worker.run(stop))
+    thread.start()
+    assert worker.subscriber.connected.wait(10), "ingest did not connect to the broker"
+    return worker, stop, thread

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
 import pytest
 
 from device_sim import SimConfig, Simulator
-from ingest import IngestConfig, IngestMetrics, IngestWorker
 
-from .helpers import Background, count, register_estate, wait_for
+from .helpers import Background, count, register_estate, start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -20,20 +18,8 @@ def test_ingest_survives_database_restart(services, database_url: str, mqtt) -> 
     if services.local is None:
         pytest.skip("needs the project-local PostgreSQL to restart it")
     estate = register_estate(database_url, bins=80, homes=20)
-    config = IngestConfig(
-        database_url=database_url,
-        mqtt_host=mqtt.host,
-        mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-        topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05,
-        inbox_size=500,  # small: the bound must hold under backlog
-    )
-    worker = IngestWorker(config, IngestMetrics())
-    stop = threading.Event()
-    ingest = Background(lambda: worker.run(stop))
-    ingest.start()
-    assert worker.subscriber.connected.wait(10)
+    # A small inbox: the memory bound must hold while the database is down.
+    worker, stop, ingest = start_worker(database_url, mqtt, inbox_size=500)
     sim_config = SimConfig(
         bins=80,
         homes=20,
@@ -52,7 +38,7 @@ def test_ingest_survives_database_restart(services, database_url: str, mqtt) -> 
         wait_for(lambda: worker.metrics.snapshot()["stored"] > 300, 30, "first readings stored")
         services.local.stop_postgres()
         time.sleep(3)
-        assert worker.inbox.qsize() <= config.inbox_size
+        assert worker.inbox.qsize() <= worker.config.inbox_size
         services.local.start_postgres()
         report = runner.join_checked(120)
         wait_for(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,37 +11,16 @@ import pytest
 from paho.mqtt import publish
 
 from device_sim import SimConfig, Simulator
-from ingest import IngestConfig, IngestMetrics, IngestWorker
 from store.db import connect
 
-from .helpers import Background, count, register_estate, wait_for
+from .helpers import count, register_estate, start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _worker(
-    database_url: str, mqtt, **overrides
-) -> tuple[IngestWorker, threading.Event, Background]:
-    config = IngestConfig(
-        database_url=database_url,
-        mqtt_host=mqtt.host,
-        mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-        topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05,
-        **overrides,
-    )
-    worker = IngestWorker(config, IngestMetrics())
-    stop = threading.Event()
-    thread = Background(lambda: worker.run(stop))
-    thread.start()
-    assert worker.subscriber.connected.wait(10), "ingest did not connect to the broker"
-    return worker, stop, thread
-
-
 def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) -> None:
     estate = register_estate(database_url, bins=60, homes=20)
-    worker, stop, thread = _worker(database_url, mqtt)
+    worker, stop, thread = start_worker(database_url, mqtt)
     config = SimConfig(
         bins=60,
         homes=20,
@@ -90,7 +68,7 @@ def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) 
 
 def test_unregistered_device_is_dead_lettered(database_url: str, mqtt) -> None:
     register_estate(database_url, bins=1, homes=0)
-    worker, stop, thread = _worker(database_url, mqtt)
+    worker, stop, thread = start_worker(database_url, mqtt)
     ts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     for device_id in ("bin-000001", "bin-999999"):
         payload = {"v": 1, "device_id": device_id, "seq": 1, "ts": ts, "fill_pct": 50}
