@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 
 _STATES = ("open", "acknowledged", "resolved")
 _SEVERITIES = ("info", "watch", "act", "urgent", "emergency")
+_MILESTONES = (
+    "investigate",
+    "written_summary",
+    "safety_work",
+    "preventative_work_start",
+    "preventative_work_physical_start",
+    "emergency_make_safe",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -70,6 +78,11 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--subject", help="UPRN or bin device id")
     listing.add_argument("--patch")
     listing.add_argument("--since", help="opened at or after (RFC 3339, date, or age)")
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only active alerts with an Awaab's Law due date passed and its step not recorded",
+    )
     listing.add_argument("--limit", type=int, default=200)
     fmt(listing)
     listing.set_defaults(func=_list)
@@ -95,6 +108,46 @@ def register(subparsers: Any) -> None:
     )
     fmt(resolve)
     resolve.set_defaults(func=_resolve)
+
+    investigated = commands.add_parser(
+        "investigated",
+        help="record that the Awaab's Law investigation ended; sets the later due dates",
+        description=(
+            "Record when the investigation of a hazard ended. The written summary is then due "
+            "within 3 working days and safety work within 5 working days of that day."
+        ),
+    )
+    investigated.add_argument("alert_id", metavar="ID")
+    investigated.add_argument("--by", required=True, help="who is recording it (audited)")
+    investigated.add_argument("--at", required=True, help="when it ended (RFC 3339 or date)")
+    investigated.add_argument("--note")
+    fmt(investigated)
+    investigated.set_defaults(func=_investigated)
+
+    milestone = commands.add_parser(
+        "milestone",
+        help="record another Awaab's Law step as done (written summary, safety work...)",
+    )
+    milestone.add_argument("alert_id", metavar="ID")
+    milestone.add_argument("step", choices=_MILESTONES, metavar="STEP", help=", ".join(_MILESTONES))
+    milestone.add_argument("--by", required=True)
+    milestone.add_argument("--at", required=True, help="when it was done (RFC 3339 or date)")
+    milestone.add_argument("--note")
+    fmt(milestone)
+    milestone.set_defaults(func=_milestone)
+
+    chase = commands.add_parser(
+        "overdue",
+        help="escalate alerts whose Awaab's Law due date passed with the step not recorded",
+        description=(
+            "Raise the severity, audit and notify (once per alert and step) for every active "
+            "alert with a statutory due date passed and its step not recorded. Run it from a "
+            "scheduler (e.g. hourly); it reads the wall clock unless --at is given."
+        ),
+    )
+    chase.add_argument("--at", help="check as of this time (RFC 3339 or date); default now")
+    fmt(chase)
+    chase.set_defaults(func=_overdue)
 
     evidence = commands.add_parser("evidence", help="the evidence pack of an alert")
     evidence.add_argument("alert_id", metavar="ID")
@@ -298,6 +351,14 @@ def _backfill(args: argparse.Namespace) -> int:
 _LIST_COLUMNS = ("id", "state", "severity", "alert_type", "subject_id", "patch", "opened_at")
 
 
+# A due date in the stored ``deadlines`` that has passed with its step not recorded.
+_OVERDUE_SQL = """AND state <> 'resolved' AND EXISTS (
+    SELECT 1 FROM jsonb_array_elements(deadlines) AS d
+    WHERE (d->>'due_at')::timestamptz < %(now)s
+      AND NOT milestones_done ? (d->>'milestone')
+      AND NOT (d->>'milestone' = 'investigate' AND investigation_ended_at IS NOT NULL))"""
+
+
 def _list(args: argparse.Namespace) -> int:
     query = ["SELECT * FROM alerts WHERE true"]
     params: dict[str, Any] = {"limit": args.limit}
@@ -318,6 +379,9 @@ def _list(args: argparse.Namespace) -> int:
     if args.since:
         query.append("AND opened_at >= %(since)s")
         params["since"] = _when(args.since)
+    if args.overdue:
+        query.append(_OVERDUE_SQL)
+        params["now"] = datetime.now(UTC)
     query.append("ORDER BY opened_at DESC, id LIMIT %(limit)s")
     with _conn() as conn:
         rows = conn.execute(" ".join(query), params).fetchall()
@@ -363,6 +427,9 @@ def _show(args: argparse.Namespace) -> int:
         "resolved_by",
         "resolution_note",
         "investigate_due_at",
+        "investigation_ended_at",
+        "summary_due_at",
+        "safety_work_due_at",
         "make_safe_due_at",
     ):
         if alert.get(key) is not None:
@@ -413,6 +480,78 @@ def _ack(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     return _act(args, "resolve")
+
+
+def _record(args: argparse.Namespace, step: str) -> int:
+    from alerts.awaab import Milestone
+    from alerts.errors import LifecycleError
+    from alerts.statutory import record_milestone
+    from civic.cli import CliError
+
+    at = _when(args.at)
+    with _conn() as conn:
+        _load_alert(conn, args.alert_id)
+        try:
+            row = record_milestone(
+                conn,
+                args.alert_id,
+                Milestone(step),
+                by=args.by,
+                at=at,
+                note=args.note,
+                now=datetime.now(UTC),
+            )
+        except LifecycleError as exc:
+            raise CliError(str(exc)) from exc
+    due = {d["milestone"]: d["due_at"] for d in row["deadlines"]}
+    if args.format == "json":
+        _print_json(
+            {
+                "id": row["id"],
+                "step": step,
+                "at": at,
+                "by": args.by,
+                "investigation_ended_at": row["investigation_ended_at"],
+                "summary_due_at": row["summary_due_at"],
+                "safety_work_due_at": row["safety_work_due_at"],
+                "deadlines": row["deadlines"],
+            }
+        )
+    else:
+        print(f"{row['id']}: {step} recorded at {at.isoformat()} by {args.by}")
+        for name, when in due.items():
+            print(f"  {name:>34} due by {when}")
+    return 0
+
+
+def _overdue(args: argparse.Namespace) -> int:
+    from alerts.statutory import escalate_overdue
+
+    now = _when(args.at) if args.at else datetime.now(UTC)
+    with _conn() as conn:
+        items = escalate_overdue(conn, now)
+    rows = [
+        {
+            "id": i.alert_id,
+            "milestone": i.deadline.milestone.value,
+            "due_at": i.deadline.due_at,
+            "severity": i.severity.label,
+        }
+        for i in items
+    ]
+    if args.format == "json":
+        _print_json(rows)
+    else:
+        _print_table(rows, ("id", "milestone", "due_at", "severity"))
+    return 0
+
+
+def _investigated(args: argparse.Namespace) -> int:
+    return _record(args, "investigate")
+
+
+def _milestone(args: argparse.Namespace) -> int:
+    return _record(args, args.step)
 
 
 def _evidence(args: argparse.Namespace) -> int:

@@ -57,6 +57,10 @@ class AuditAction(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     AUTO_RESOLVED = "auto_resolved"
+    MILESTONE_RECORDED = "milestone_recorded"
+    """A person recorded an Awaab's Law step as done (investigation ended, summary sent...)."""
+    STATUTORY_OVERDUE = "statutory_overdue"
+    """A statutory due date passed without its step recorded: the alert escalates."""
 
 
 @dataclass(frozen=True, slots=True)

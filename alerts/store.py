@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from alerts.awaab import WorkingDayCalendar, alert_deadlines
@@ -44,8 +45,6 @@ __all__ = [
 Conn = psycopg.Connection[dict[str, Any]]
 
 BOOK_LOCK = 7_304_404  # pg_advisory_xact_lock key: one writer of the alert book at a time
-
-_READING_FIELDS = ("fill_pct", "temp_c", "rh_pct", "battery_v", "co2_ppm", "tilt_deg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +110,9 @@ def read_readings(
     the contract already dead-letters real garbage, so these are rare sensor faults."""
     if not device_ids:
         return {}
-    rows = conn.execute(
+    # Plain tuples, not the connection's dict rows: a backfill reads millions of rows.
+    cur = conn.cursor(row_factory=tuple_row)
+    rows = cur.execute(
         """SELECT r.device_id, r.ts, r.seq, r.fill_pct, r.temp_c, r.rh_pct, r.battery_v,
                   r.co2_ppm, r.tilt_deg
            FROM readings r
@@ -129,17 +130,12 @@ def read_readings(
         },
     ).fetchall()
     out: dict[str, list[Reading]] = {}
-    for r in rows:
+    for device_id, ts, seq, fill, temp, rh, battery, co2, tilt in rows:
         try:
-            reading = Reading(
-                device_id=r["device_id"],
-                ts=r["ts"],
-                seq=r["seq"],
-                **{name: r[name] for name in _READING_FIELDS},
-            )
+            reading = Reading(device_id, ts, fill, temp, rh, battery, co2, tilt, seq)
         except ValueError:
             continue
-        out.setdefault(r["device_id"], []).append(reading)
+        out.setdefault(device_id, []).append(reading)
     return out
 
 
