@@ -558,11 +558,8 @@ def _evidence(args: argparse.Namespace) -> int:
     from alerts.evidence import EvidenceNotFoundError, build_evidence, render_html, to_json
     from civic.cli import CliError
 
-    if args.format == "pdf":
-        raise CliError(
-            "PDF needs a renderer that is not installed (WeasyPrint needs the Pango system "
-            "libraries); use --format html and print it to PDF from a browser"
-        )
+    if args.format == "pdf" and args.output is None:
+        raise CliError("a PDF is binary: give a file with -o/--output")
     with _conn() as conn:
         try:
             pack = build_evidence(
@@ -570,6 +567,12 @@ def _evidence(args: argparse.Namespace) -> int:
             )
         except EvidenceNotFoundError as exc:
             raise CliError(str(exc)) from exc
+    if args.format == "pdf":
+        from alerts.evidence_pdf import render_pdf
+
+        args.output.write_bytes(render_pdf(pack))
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
     text = to_json(pack) if args.format == "json" else render_html(pack)
     if args.output:
         args.output.write_text(text, encoding="utf-8")

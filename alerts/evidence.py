@@ -6,8 +6,7 @@ statutory due dates with how they were computed, and the timeline of everything 
 audit trail, commands sent to devices and notifications sent to people.
 
 JSON is the complete record; HTML is the same content for people (a single self-contained
-page, printable to PDF from any browser). A direct PDF needs a renderer: WeasyPrint needs the
-Pango system libraries, so it is not a dependency here.
+page); ``evidence_pdf.render_pdf`` draws it as a PDF with a chart of the readings.
 """
 
 from __future__ import annotations

@@ -165,7 +165,12 @@ def test_evidence_pack_has_readings_rule_and_timeline(civic_env, capsys, tmp_pat
     assert '<html lang="en-GB">' in page
     assert "void_frost" in page
     assert "Test Road" in page
-    assert main(["alerts", "evidence", frost["id"], "--format", "pdf"]) == 2
+    assert main(["alerts", "evidence", frost["id"], "--format", "pdf"]) == 2  # needs -o
+    pdf_path = tmp_path / "pack.pdf"
+    assert main(["alerts", "evidence", frost["id"], "--format", "pdf", "-o", str(pdf_path)]) == 0
+    pdf = pdf_path.read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert len(pdf) > 3000  # summary, rule, chart, deadlines and timeline, not an empty page
 
 
 # -- helpers shared with the other alerts database tests --
