@@ -2,11 +2,15 @@
 
 Pure logic over plain values: no database, no MQTT. Build a :class:`PlanRequest`, call
 :func:`plan_routes`, get a :class:`Plan` that :func:`validate_plan` has already re-checked;
-export it with :mod:`routing.export`; re-plan mid-shift with :func:`replan`.
+export it with :mod:`routing.export`; re-plan mid-shift with :func:`replan`. The fleet comes
+from a TOML file (:func:`load_fleet`); :mod:`routing.planning` turns bin forecasts into the
+day's request and :mod:`routing.plans` stores plans with their inputs (those two touch the
+database and are imported on their own).
 """
 
 from routing.cvrp import DEFAULT_ENGINE, Engine, OrtoolsSearch, solve_cvrp
 from routing.errors import InvalidPlanError, MatrixError, NoSolutionError, RoutingError
+from routing.fleet import FleetConfig, FleetConfigError, StreamFleet, load_fleet
 from routing.matrix import (
     CachedProvider,
     HaversineProvider,
@@ -30,18 +34,21 @@ from routing.model import (
     drop_penalty_for_fill,
 )
 from routing.replan import Replan, VehicleProgress, replan
-from routing.solver import plan_routes
+from routing.solver import DEFAULT_REFUSE_ENGINE, RefuseEngine, choose_engine, plan_routes
 from routing.validate import Violation, validate_plan
 from routing.vrplib_io import CvrpInstance, read_cvrp
 
 __all__ = [
     "DEFAULT_ENGINE",
+    "DEFAULT_REFUSE_ENGINE",
     "BinStop",
     "BreakRule",
     "CachedProvider",
     "CvrpInstance",
     "DisposalSite",
     "Engine",
+    "FleetConfig",
+    "FleetConfigError",
     "HaversineProvider",
     "InvalidPlanError",
     "MatrixError",
@@ -52,18 +59,22 @@ __all__ = [
     "Plan",
     "PlanRequest",
     "PlannedStop",
+    "RefuseEngine",
     "Replan",
     "Route",
     "RoutingError",
     "Site",
     "SolverStats",
+    "StreamFleet",
     "TimeWindow",
     "TravelMatrix",
     "Unserved",
     "Vehicle",
     "VehicleProgress",
     "Violation",
+    "choose_engine",
     "drop_penalty_for_fill",
+    "load_fleet",
     "plan_routes",
     "read_cvrp",
     "replan",

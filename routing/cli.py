@@ -1,20 +1,35 @@
 """``civic routes ...``: the routing core from the command line.
 
-``vrplib`` solves a CVRPLIB instance (the benchmark's unit of work); ``synth`` plans a
-synthetic refuse day at council scale. Commands that need the database (plan, show, export)
-register themselves elsewhere on the same ``routes`` parser via :func:`routes_subparsers`.
-Heavy imports (OR-Tools, PyVRP, numpy) happen inside the handlers so ``civic --help`` stays fast.
+``plan`` forecasts a stream's bins from the store, plans the day, validates and stores the plan;
+``show``, ``export``, ``list`` and ``replan`` work on stored plans. ``vrplib`` solves a CVRPLIB
+instance (the benchmark's unit of work); ``synth`` plans a synthetic refuse day at council
+scale. Heavy imports (OR-Tools, PyVRP, numpy, psycopg) happen inside the handlers so
+``civic --help`` stays fast. Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from routing.fleet import FleetConfig
+    from routing.model import Plan
+    from routing.plans import StoredPlan
 
 __all__ = ["register", "routes_subparsers"]
+
+# A solve longer than this gets a "still solving" line on stderr, and again at this interval,
+# so an operator watching a minute-long plan knows it is working.
+PROGRESS_INTERVAL_S: Final = 10.0
 
 ENGINE_CHOICES = ("ortools", "pyvrp", "hybrid")
 
@@ -77,6 +92,389 @@ def register(subparsers: Any) -> None:
     synth_parser.add_argument("--gpx", type=Path, help="write routes as GPX 1.1 here")
     synth_parser.add_argument("--csv", type=Path, help="write the driver sheet CSV here")
     synth_parser.set_defaults(func=_synth_command)
+    _register_store_commands(commands)
+
+
+def _register_store_commands(commands: Any) -> None:
+    plan_parser = commands.add_parser(
+        "plan",
+        help="plan a day's collection for one waste stream from the stored readings",
+        description=(
+            "Forecast every bin of the stream from its stored readings, select the stops (bins "
+            "forecast to reach their threshold by the end of the shift, or overflowing, are "
+            "must-collect; fuller bins are optional), plan the routes, check them with the "
+            "independent validator and store the plan. Prints a summary per truck and the plan "
+            "id; exits 1 if the plan has violations or leaves must-collect bins unserved."
+        ),
+    )
+    plan_parser.add_argument(
+        "--date", required=True, type=_date, help="plan day, YYYY-MM-DD (local)"
+    )
+    plan_parser.add_argument("--stream", required=True, help="waste stream, e.g. general")
+    plan_parser.add_argument("--seconds", type=float, default=30.0, help="search time limit (s)")
+    plan_parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=None,
+        help="solver engine (default: measured best)",
+    )
+    plan_parser.add_argument("--fleet", type=Path, help="fleet TOML merged over the defaults")
+    plan_parser.add_argument(
+        "--as-of",
+        help="data cut-off (RFC 3339; default now): plan as it would have been planned then",
+    )
+    plan_parser.add_argument(
+        "--urgent", nargs="+", default=[], metavar="BIN", help="bins that must be collected"
+    )
+    plan_parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    plan_parser.set_defaults(func=_plan_command)
+
+    show_parser = commands.add_parser(
+        "show", help="show a stored plan", description="Show a stored plan, stop by stop."
+    )
+    show_parser.add_argument("plan_id", metavar="ID")
+    show_parser.add_argument("--format", choices=("table", "json"), default="table")
+    show_parser.set_defaults(func=_show_command)
+
+    export_parser = commands.add_parser(
+        "export",
+        help="export a stored plan for crews or map tools",
+        description="Write a stored plan as GeoJSON, GPX 1.1 or a CSV driver sheet.",
+    )
+    export_parser.add_argument("plan_id", metavar="ID")
+    export_parser.add_argument("--format", choices=("geojson", "gpx", "csv"), required=True)
+    export_parser.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
+    export_parser.set_defaults(func=_export_command)
+
+    list_parser = commands.add_parser(
+        "list", help="list stored plans", description="List the latest stored plans."
+    )
+    list_parser.add_argument("--date", type=_date, help="only plans for this day")
+    list_parser.add_argument("--limit", type=int, default=20)
+    list_parser.set_defaults(func=_list_command)
+
+    replan_parser = commands.add_parser(
+        "replan",
+        help="re-plan the rest of a stored plan's day",
+        description=(
+            "Re-solve what is left of a stored plan's day at --at: trucks are taken to have "
+            "kept to plan until then (done stops never move), urgent bins are added as "
+            "must-collect, and trucks out of service drop out. Stores a new plan whose parent "
+            "is ID and prints its summary."
+        ),
+    )
+    replan_parser.add_argument("plan_id", metavar="ID")
+    replan_parser.add_argument("--at", required=True, help="local clock time HH:MM of re-planning")
+    replan_parser.add_argument("--urgent", nargs="+", default=[], metavar="BIN")
+    replan_parser.add_argument(
+        "--out-of-service", nargs="+", default=[], metavar="VEHICLE", help="broken-down trucks"
+    )
+    replan_parser.add_argument("--seconds", type=float, default=10.0, help="search time limit (s)")
+    replan_parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replan_parser.set_defaults(func=_replan_command)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _progress(message: str) -> None:
+    print(f"civic routes: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _ticker(limit_s: float) -> Iterator[None]:
+    """Print "still solving" lines on stderr every PROGRESS_INTERVAL_S until the block ends."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(PROGRESS_INTERVAL_S):
+            _progress(f"still solving: {time.monotonic() - started:.0f} s of up to {limit_s:g} s")
+
+    thread = threading.Thread(target=tick, name="routes-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _connect() -> Any:
+    from civic.cli import CliError
+    from civic.services import ServicesError
+    from civic.settings import database_url
+    from store.db import StoreError, connect
+
+    try:
+        return connect(database_url())
+    except (ServicesError, StoreError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _load_fleet(path: Path | None) -> FleetConfig:
+    from civic.cli import CliError
+    from routing.fleet import FleetConfigError, load_fleet
+
+    try:
+        return load_fleet(path)
+    except FleetConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _load_stored(conn: Any, plan_id: str) -> StoredPlan:
+    from civic.cli import CliError
+    from routing.plans import PlanNotFoundError, load_plan
+
+    try:
+        return load_plan(conn, plan_id)
+    except PlanNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _plan_summary(plan_id: str, plan: Plan, extra: dict[str, Any]) -> dict[str, Any]:
+    must_unserved = [u for u in plan.unserved if u.must_collect]
+    return {
+        "plan_id": plan_id,
+        **extra,
+        "engine": plan.stats.engine,
+        "km": round(plan.distance_m / 1000, 2),
+        "tip_trips": plan.tip_trips,
+        "model_build_s": plan.stats.model_build_s,
+        "search_s": plan.stats.search_s,
+        "valid": plan.is_valid,
+        "violations": list(plan.violations),
+        "vehicles": [
+            {
+                "vehicle": r.vehicle_id,
+                "bins": len(r.bin_ids),
+                "km": round(r.distance_m / 1000, 2),
+                "hours": round(r.duration_s / 3600, 2),
+                "tip_trips": r.tip_trips,
+                "breaks": sum(1 for s in r.stops if s.kind == "break"),
+            }
+            for r in plan.routes
+        ],
+        "unserved": [
+            {"bin": u.bin_id, "must_collect": u.must_collect, "reason": u.reason}
+            for u in plan.unserved
+        ],
+        "unserved_must_collect": len(must_unserved),
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from routing.export import clock
+
+    print(
+        f"plan {summary['plan_id']}: {summary['km']} km, {summary['tip_trips']} tip trips "
+        f"({summary['engine']}, build {summary['model_build_s']:.1f} s, search "
+        f"{summary['search_s']:.1f} s)"
+    )
+    for key in ("bins_forecast", "must_collect", "optional", "left_out"):
+        if key in summary:
+            print(f"  {key.replace('_', ' ')}: {summary[key]}")
+    print(f"  {'vehicle':<18} {'bins':>5} {'km':>7} {'time':>8} {'tips':>5} {'breaks':>6}")
+    for v in summary["vehicles"]:
+        print(
+            f"  {v['vehicle']:<18} {v['bins']:>5} {v['km']:>7.1f} "
+            f"{clock(round(v['hours'] * 3600))[:5]:>8} {v['tip_trips']:>5} {v['breaks']:>6}"
+        )
+    unserved = summary["unserved"]
+    must = summary["unserved_must_collect"]
+    print(f"  unserved: {len(unserved)} ({must} must-collect)")
+    for u in sorted(unserved, key=lambda u: not u["must_collect"])[:20]:
+        flag = "MUST " if u["must_collect"] else ""
+        print(f"    {flag}{u['bin']}: {u['reason']}")
+    if len(unserved) > 20:
+        print(f"    ... and {len(unserved) - 20} more (civic routes show {summary['plan_id']})")
+    if summary["violations"]:
+        print(f"  VALIDATOR: {len(summary['violations'])} violation(s)")
+        for message in summary["violations"][:10]:
+            print(f"    {message}")
+    else:
+        print("  validator: no violations")
+
+
+def _plan_command(args: argparse.Namespace) -> int:
+    from civic.cli import CliError
+    from civic.timeparse import parse_when
+    from routing.errors import RoutingError
+    from routing.plans import plan_day
+
+    if args.seconds <= 0:
+        raise CliError("--seconds must be positive")
+    fleet = _load_fleet(args.fleet)
+    try:
+        as_of = parse_when(args.as_of) if args.as_of else dt.datetime.now(dt.UTC)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    shift_end = fleet.local_time(args.date, fleet.shift.end_s)
+    if shift_end <= as_of:
+        raise CliError(
+            f"the {args.date} shift ends before the data cut-off; pass --as-of to plan a past day"
+        )
+    with _connect() as conn, _ticker(args.seconds):
+        try:
+            day = plan_day(
+                conn,
+                fleet,
+                args.date,
+                stream=args.stream,
+                as_of=as_of,
+                time_limit_s=args.seconds,
+                engine=args.engine,
+                urgent=set(args.urgent),
+                progress=_progress,
+            )
+        except RoutingError as exc:
+            raise CliError(str(exc)) from exc
+    if not day.forecast_bins:
+        _progress(f"no {args.stream} bin has readings in the last four weeks before the cut-off")
+    selection = day.selection
+    summary = _plan_summary(
+        day.plan_id,
+        day.plan,
+        {
+            "date": args.date.isoformat(),
+            "stream": args.stream,
+            "bins_forecast": day.forecast_bins,
+            "must_collect": selection.must_collect,
+            "optional": len(selection.stops) - selection.must_collect,
+            "left_out": selection.left_out,
+        },
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 1 if summary["violations"] or summary["unserved_must_collect"] else 0
+
+
+def _show_command(args: argparse.Namespace) -> int:
+    from routing.export import clock
+    from routing.plans import plan_to_dict
+
+    with _connect() as conn:
+        stored = _load_stored(conn, args.plan_id)
+    if args.format == "json":
+        document = {
+            "plan_id": stored.id,
+            "date": stored.plan_date.isoformat(),
+            "stream": stored.stream,
+            "created_at": stored.created_at.isoformat(),
+            "as_of": stored.as_of.isoformat(),
+            "parent_id": stored.parent_id,
+            "engine": stored.engine,
+            "time_limit_s": stored.time_limit_s,
+            **plan_to_dict(stored.plan),
+            "selection": list(stored.selection),
+        }
+        print(json.dumps(document, indent=1))
+        return 0
+    extra = {"date": stored.plan_date.isoformat(), "stream": stored.stream}
+    _print_summary(_plan_summary(stored.id, stored.plan, extra))
+    if stored.parent_id:
+        print(f"  re-plan of {stored.parent_id}")
+    for route in stored.plan.routes:
+        if route.is_empty:
+            continue
+        print(f"\n{route.vehicle_id}")
+        print(f"  {'seq':>3} {'stop':<16} {'kind':<6} {'eta':>5} {'leave':>5} {'load kg':>8}  why")
+        for seq, stop in enumerate(route.stops):
+            why = (stored.reason_for(stop.stop_id) or "") if stop.kind == "bin" else ""
+            print(
+                f"  {seq:>3} {stop.stop_id:<16} {stop.kind:<6} {clock(stop.arrival_s)[:5]:>5} "
+                f"{clock(stop.departure_s)[:5]:>5} {stop.load_kg:>8.0f}  {why}"
+            )
+    return 0
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    from routing.export import plan_to_csv, plan_to_geojson, plan_to_gpx
+    from routing.fleet import fleet_from_dict
+
+    with _connect() as conn:
+        stored = _load_stored(conn, args.plan_id)
+    fleet = fleet_from_dict(stored.fleet)
+    midnight = fleet.local_time(stored.plan_date, 0)
+    offset = midnight.utcoffset() or dt.timedelta(0)
+    if args.format == "geojson":
+        text = json.dumps(
+            plan_to_geojson(stored.plan, plan_date=stored.plan_date, utc_offset=offset), indent=1
+        )
+    elif args.format == "gpx":
+        text = plan_to_gpx(stored.plan, plan_date=stored.plan_date, utc_offset=offset)
+    else:
+        text = plan_to_csv(stored.plan)
+    if args.output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        args.output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        _progress(f"wrote {args.output}")
+    return 0
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    from routing.plans import recent_plans
+
+    with _connect() as conn:
+        rows = recent_plans(conn, plan_date=args.date, limit=args.limit)
+    for row in rows:
+        parent = f" (re-plan of {row['parent_id']})" if row["parent_id"] else ""
+        verdict = "valid" if row["valid"] else "INVALID"
+        print(
+            f"{row['id']}  {row['distance_m'] / 1000:7.1f} km  {row['bins_offered']:>5} bins "
+            f"({row['bins_must']} must, {row['unserved_must']} unserved)  {verdict}  "
+            f"{row['engine']}{parent}"
+        )
+    return 0
+
+
+def _replan_command(args: argparse.Namespace) -> int:
+    from civic.cli import CliError
+    from routing.errors import RoutingError
+    from routing.plans import replan_stored
+
+    try:
+        hours, minutes = (int(part) for part in args.at.split(":"))
+    except ValueError as exc:
+        raise CliError(f"--at {args.at!r} is not a clock time HH:MM") from exc
+    if args.seconds <= 0:
+        raise CliError("--seconds must be positive")
+    with _connect() as conn, _ticker(args.seconds):
+        stored = _load_stored(conn, args.plan_id)
+        vehicles = {v.id for v in stored.request.vehicles}
+        unknown = sorted(set(args.out_of_service) - vehicles)
+        if unknown:
+            raise CliError(f"unknown vehicle(s): {', '.join(unknown)}")
+        _progress(f"re-planning {stored.id} from {args.at}")
+        try:
+            result = replan_stored(
+                conn,
+                stored.id,
+                at_s=hours * 3600 + minutes * 60,
+                urgent=args.urgent,
+                out_of_service=set(args.out_of_service),
+                time_limit_s=args.seconds,
+            )
+        except (RoutingError, ValueError) as exc:
+            raise CliError(str(exc)) from exc
+    summary = _plan_summary(
+        result.plan_id,
+        result.plan,
+        {"parent_id": result.parent_id, "date": stored.plan_date.isoformat()},
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+        print(f"  re-plan of {result.parent_id}")
+    return 1 if summary["violations"] or summary["unserved_must_collect"] else 0
 
 
 def _fail(message: str) -> int:

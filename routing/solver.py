@@ -28,12 +28,15 @@ route time. Elapsed time (driving + service + waiting) is never less than drivin
 model is stricter than the law. Breaks are reported at a stop (see :func:`_build_route`) and
 :mod:`routing.validate` re-checks the real driving time on the reported schedule.
 
-Engines: ``ortools`` builds its own first solution (cheapest arc); ``hybrid`` (the default,
-measured better in ``bench/results/routing_cvrplib.md``) first solves PyVRP's native reload model,
-gives its routes to OR-Tools as the starting solution, and keeps whichever validated plan is
-better. On council-scale days (1,000+ bins) the pure OR-Tools model is the weak link: its
-cheapest-arc start strands must-collect bins behind full vehicles, because a mid-route tip has to
-be inserted before any further bin fits and no single local-search move does both.
+Engines: ``ortools`` builds its own first solution (cheapest arc); ``hybrid`` first solves
+PyVRP's native reload model, gives its routes to OR-Tools as the starting solution, and keeps
+whichever validated plan is better; ``pyvrp`` returns PyVRP's plan (see
+:mod:`routing.pyvrp_refuse` for what it approximates). The default is ``pyvrp``, the measured
+best on council-scale days (``bench/results/routing_cvrplib.md``), or ``hybrid`` where PyVRP's
+model lacks a rule the request needs (:func:`choose_engine`). On such days (1,000+ bins) the
+pure OR-Tools model is the weak link: its cheapest-arc start strands must-collect bins behind
+full vehicles, because a mid-route tip has to be inserted before any further bin fits and no
+single local-search move does both.
 """
 
 from __future__ import annotations
@@ -71,9 +74,13 @@ from routing.validate import Violation, validate_plan
 
 __all__ = [
     "DEFAULT_CVRP_ENGINE",
+    "DEFAULT_REFUSE_ENGINE",
     "MUST_COLLECT_PENALTY",
+    "REFUSE_ENGINES",
     "REFUSE_SEARCH",
     "OrtoolsSearch",
+    "RefuseEngine",
+    "choose_engine",
     "plan_routes",
     "required_breaks",
     "solve_cvrp",
@@ -102,6 +109,22 @@ REFUSE_SEARCH: Final = OrtoolsSearch(first_solution="PATH_CHEAPEST_ARC")
 
 RefuseEngine = Literal["ortools", "hybrid", "pyvrp"]
 REFUSE_ENGINES: Final = ("ortools", "hybrid", "pyvrp")
+# The engine plan_routes uses unless told otherwise, wherever its model covers the request:
+# the measured best on council-scale days (bench/results/routing_cvrplib.md, "Refuse-scale
+# synthetic days"). See choose_engine for when the hybrid is used instead.
+DEFAULT_REFUSE_ENGINE: Final[RefuseEngine] = "pyvrp"
+
+
+def choose_engine(request: PlanRequest) -> RefuseEngine:
+    """:data:`DEFAULT_REFUSE_ENGINE`, or ``"hybrid"`` when the request needs what PyVRP's model
+    lacks: tip opening hours (PyVRP reload depots are always open). Breaks are not on that
+    list: the PyVRP path reserves their time and inserts them, and the validator proves them.
+    """
+    if any(tip.opening is not None for tip in request.tips):
+        return "hybrid"
+    return DEFAULT_REFUSE_ENGINE
+
+
 # Share of the time limit the hybrid engine gives PyVRP to build the starting routes.
 HYBRID_PYVRP_SHARE: Final = 0.5
 
@@ -788,20 +811,21 @@ def plan_routes(
     *,
     time_limit_s: float = 30.0,
     matrix_provider: MatrixProvider | None = None,
-    engine: RefuseEngine = "hybrid",
+    engine: RefuseEngine | None = None,
     search: OrtoolsSearch = REFUSE_SEARCH,
     strict: bool = False,
 ) -> Plan:
     """Plan one day's collection routes for ``request`` within ``time_limit_s`` of search.
 
-    ``engine="hybrid"`` (the default) spends :data:`HYBRID_PYVRP_SHARE` of the time limit on
-    PyVRP's native reload model and hands its routes to OR-Tools, which enforces everything
-    (breaks, streams, tip opening hours) and improves them; both plans are validated and the
-    better one is returned (fewest violations, then must-collect misses, misses, metres;
-    :attr:`SolverStats.engine` says which). ``"ortools"`` starts OR-Tools from its own
-    cheapest-arc construction; ``"pyvrp"`` returns PyVRP's plan alone (best on the 1,000 and
-    3,000-bin benchmark days, but its breaks are inserted after solving). ``matrix_provider``
-    defaults to
+    ``engine=None`` (the default) picks :func:`choose_engine`: PyVRP's native reload model
+    (``"pyvrp"``; best on the 1,000 and 3,000-bin benchmark days; waste streams solved
+    separately; breaks reserved in the shift and inserted after solving, then proved by the
+    validator), or the hybrid where PyVRP's model falls short. ``"hybrid"`` spends
+    :data:`HYBRID_PYVRP_SHARE` of the time limit on PyVRP and hands its routes to OR-Tools,
+    which enforces everything (breaks, streams, tip opening hours) and improves them; both
+    plans are validated and the better one is returned (fewest violations, then must-collect
+    misses, misses, metres; :attr:`SolverStats.engine` says which). ``"ortools"`` starts
+    OR-Tools from its own cheapest-arc construction. ``matrix_provider`` defaults to
     :class:`~routing.matrix.HaversineProvider`. The result is
     re-checked by :func:`routing.validate.validate_plan`; its findings are in
     :attr:`Plan.violations` (and raise :class:`~routing.errors.InvalidPlanError` when
@@ -821,33 +845,37 @@ def plan_routes(
         raise ValueError(f"time_limit_s must be positive, got {time_limit_s}")
     provider = matrix_provider or HaversineProvider()
     build_started = time.perf_counter()
-    bins, unserved = _pre_solve_exclusions(request)
-    layout = _build_layout(request, bins, provider)
-    model = _OrtoolsModel(request, layout)
-    model_build_s = time.perf_counter() - build_started
-
+    if engine is None:
+        engine = choose_engine(request)
     if engine not in REFUSE_ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(REFUSE_ENGINES)}")
+    bins, unserved = _pre_solve_exclusions(request)
+    layout = _build_layout(request, bins, provider)
+    # The pyvrp engine never searches the OR-Tools model, and building it costs seconds on
+    # council-scale days, so it is only built when an OR-Tools search may run.
+    model = _OrtoolsModel(request, layout) if engine != "pyvrp" or not layout.bins else None
+    model_build_s = time.perf_counter() - build_started
+
     search_started = time.perf_counter()
     pyvrp_outcome = None
     if engine != "ortools" and layout.bins:
         share = HYBRID_PYVRP_SHARE if engine == "hybrid" else 1.0
         pyvrp_outcome = _pyvrp_start(request, layout, bins, time_limit_s * share)
     solution = None
-    if engine != "pyvrp" or pyvrp_outcome is None:
+    if model is not None and (engine != "pyvrp" or pyvrp_outcome is None):
         remaining = max(0.1, time_limit_s - (time.perf_counter() - search_started))
         start = pyvrp_outcome.start if pyvrp_outcome else None
         solution = model.solve(remaining, search, start)
     search_s = time.perf_counter() - search_started
     if solution is None and pyvrp_outcome is None:
         raise NoSolutionError(
-            f"OR-Tools found no solution ({model.status()})",
+            f"OR-Tools found no solution ({model.status() if model else 'no model'})",
             engine="ortools",
             time_limit_s=time_limit_s,
         )
 
     candidates: list[tuple[Plan, list[Violation]]] = []
-    if solution is not None:
+    if solution is not None and model is not None:
         plan = _ortools_plan(request, layout, model, solution, list(unserved))
         stats = dataclasses.replace(
             plan.stats,
