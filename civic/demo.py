@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             "list",
             "--state",
             "active",
+            "--limit",
+            "100000",
             "--format",
             "json",
         ],

@@ -84,7 +84,8 @@ class BinModel:
             rate_pct_per_day=base * rng.lognormvariate(0, 0.45),
             collection_weekday=rng.randrange(5),
             collection_hour=rng.uniform(7.5, 14.5),
-            battery_v=rng.uniform(3.3, 3.65),
+            # Lithium cells sit near 3.6 V; a few are near the end of their life.
+            battery_v=rng.uniform(3.2, 3.35) if rng.random() < 0.03 else rng.uniform(3.45, 3.65),
         )
 
     def collect(self) -> None:
@@ -131,7 +132,7 @@ class HomeModel:
     shower_hour: float = 7.0
     has_co2: bool = False
     battery_v: float = 3.1
-    time_constant_h: float = 8.0  # how fast the fabric follows outdoor temperature
+    time_constant_h: float = 14.0  # how fast the fabric follows outdoor temperature
     last_ts: datetime | None = None
     events: list[str] = field(default_factory=list)
 
@@ -149,7 +150,7 @@ class HomeModel:
             setpoint_c=None if void else rng.uniform(18.5, 21.5),
             shower_hour=rng.uniform(6.5, 8.5),
             has_co2=rng.random() < 0.3,
-            battery_v=rng.uniform(2.9, 3.2),
+            battery_v=rng.uniform(3.2, 3.35) if rng.random() < 0.03 else rng.uniform(3.45, 3.65),
         )
 
     def set_heating(self, setpoint_c: float | None) -> None:
