@@ -9,12 +9,14 @@ owned by and run as the ``postgres`` system user that Debian's package creates.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -111,13 +113,28 @@ def mosquitto_binary() -> str:
     return found
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Every folder above ``path`` lets other users through (o+x)."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents if parent.exists())
+
+
+def _postgres_data_dir(data_dir: Path) -> Path:
+    """As root, the cluster runs as ``postgres``, who must reach its data directory; a checkout
+    under a private home (e.g. /root) cannot host it, so it lives in /var/tmp instead."""
+    preferred = data_dir / "pg"
+    if not _is_root() or _reachable_by_others(preferred):
+        return preferred
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"civic-pg-{digest}"
+
+
 class LocalServices:
     """PostgreSQL + Mosquitto owned by this project, living under ``data_dir``."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self.state_file = self.data_dir / "services.json"
-        self.pg_dir = self.data_dir / "pg"
+        self.pg_dir = _postgres_data_dir(self.data_dir)
         self.mqtt_dir = self.data_dir / "mqtt"
 
     # --- state -----------------------------------------------------------------------------

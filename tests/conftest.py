@@ -50,6 +50,7 @@ def services() -> Iterator[TestServices]:
     admin = state.database_url.rsplit("/", 1)[0] + "/postgres"
     yield TestServices(admin, state.mqtt_url, local)
     local.down()
+    shutil.rmtree(local.pg_dir, ignore_errors=True)  # may live outside data_dir (as root)
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
