@@ -18,9 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis import settings
 
 from civic.services import LocalServices, parse_mqtt_url
 from store.db import StoreMode, connect, migrate, timescaledb_usable
+
+# Wall-clock deadlines make property tests flaky on a busy 2-core machine; they test logic.
+settings.register_profile("civic", deadline=None)
+settings.load_profile("civic")
 
 ROOT = Path(__file__).resolve().parents[1]
 
