@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from alerts.store import Conn
+from firmware_contracts import format_rfc3339
 
 __all__ = ["EvidenceNotFoundError", "build_evidence", "render_html", "to_json"]
 
@@ -35,7 +36,7 @@ class EvidenceNotFoundError(LookupError):
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return format_rfc3339(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):

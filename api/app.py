@@ -6,11 +6,8 @@ extract. Bad parameters are 400/404/422 with a message, never a 500.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -18,15 +15,10 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from store.db import StoreError, connect, info
 from store.deadletters import iter_deadletters
-from store.readings import EXPORT_COLUMNS, iter_readings
+from store.extract import extract_chunks, jsonable
+from store.readings import iter_readings
 
 MAX_PAGE = 10_000
-
-
-def _iso(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return value
 
 
 def _when(text: str | None, name: str) -> datetime | None:
@@ -89,7 +81,7 @@ def create_app(database_url: str) -> FastAPI:
             " AND (%(patch)s::text IS NULL OR patch = %(patch)s) ORDER BY device_id",
             {"kind": kind, "patch": patch},
         ).fetchall()
-        return [{k: _iso(v) for k, v in r.items()} for r in rows]
+        return [{k: jsonable(v) for k, v in r.items()} for r in rows]
 
     @app.get("/v1/devices/{device_id}")
     def device(conn: Db, device_id: str) -> dict[str, Any]:
@@ -104,8 +96,8 @@ def create_app(database_url: str) -> FastAPI:
             "SELECT * FROM readings WHERE device_id = %s ORDER BY ts DESC LIMIT 1", (device_id,)
         ).fetchone()
         return {
-            **{k: _iso(v) for k, v in row.items()},
-            "latest_reading": {k: _iso(v) for k, v in latest.items()} if latest else None,
+            **{k: jsonable(v) for k, v in row.items()},
+            "latest_reading": {k: jsonable(v) for k, v in latest.items()} if latest else None,
         }
 
     @app.get("/v1/readings", response_model=None)
@@ -125,29 +117,8 @@ def create_app(database_url: str) -> FastAPI:
             with connect(database_url) as conn:
                 yield from iter_readings(conn, since=start, until=end, device_id=device_id, by=by)
 
-        if format == "csv":
-
-            def csv_body() -> Iterator[str]:
-                buffer = io.StringIO()
-                writer = csv.writer(buffer)
-                writer.writerow(EXPORT_COLUMNS)
-                for row in rows():
-                    writer.writerow("" if row[c] is None else _iso(row[c]) for c in EXPORT_COLUMNS)
-                    if buffer.tell() > 64_000:
-                        yield buffer.getvalue()
-                        buffer.seek(0)
-                        buffer.truncate()
-                yield buffer.getvalue()
-
-            return StreamingResponse(csv_body(), media_type="text/csv")
-
-        def json_body() -> Iterator[str]:
-            yield "["
-            for n, row in enumerate(rows()):
-                yield ("," if n else "") + json.dumps({k: _iso(v) for k, v in row.items()})
-            yield "]"
-
-        return StreamingResponse(json_body(), media_type="application/json")
+        media_type = "text/csv" if format == "csv" else "application/json"
+        return StreamingResponse(extract_chunks(rows(), format), media_type=media_type)
 
     @app.get("/v1/readings/hourly")
     def hourly(
@@ -159,7 +130,7 @@ def create_app(database_url: str) -> FastAPI:
             "SELECT * FROM readings_hourly WHERE device_id = %s AND bucket >= %s ORDER BY bucket",
             (device_id, _when(since, "since")),
         ).fetchall()
-        return [{k: _iso(v) for k, v in r.items()} for r in rows]
+        return [{k: jsonable(v) for k, v in r.items()} for r in rows]
 
     @app.get("/v1/deadletters")
     def deadletters(
@@ -169,7 +140,7 @@ def create_app(database_url: str) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     ) -> list[dict[str, Any]]:
         return [
-            {k: _iso(v) for k, v in r.items()}
+            {k: jsonable(v) for k, v in r.items()}
             for r in iter_deadletters(conn, since=_when(since, "since"), reason=reason, limit=limit)
         ]
 

@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_sim.models import BinModel, HomeModel
-from firmware_contracts import MAX_BATCH_READINGS, TopicLayout
+from firmware_contracts import MAX_BATCH_READINGS, TopicLayout, format_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class _Device:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_rfc3339(ts, timespec="milliseconds")
 
 
 class Simulator:

@@ -15,6 +15,7 @@ from firmware_contracts.messages import (
     StatusV1,
     TelemetryBatchV1,
     TelemetryV1,
+    format_rfc3339,
     parse_rfc3339,
 )
 from firmware_contracts.topics import DEFAULT_PREFIX, Channel, ParsedTopic, TopicLayout
@@ -36,6 +37,7 @@ __all__ = [
     "TelemetryV1",
     "TopicLayout",
     "decode_telemetry",
+    "format_rfc3339",
     "parse_rfc3339",
     "validate_record",
 ]

@@ -37,6 +37,11 @@ def parse_rfc3339(value: object) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def format_rfc3339(ts: datetime, timespec: str = "auto") -> str:
+    """The platform's timestamp form everywhere it writes one: RFC 3339 in UTC with a 'Z'."""
+    return ts.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 class _Metrics(BaseModel):
     # Unknown fields are ignored so newer firmware can add fields without breaking ingest.
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)

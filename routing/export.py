@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Final
 
+from firmware_contracts import format_rfc3339
 from routing.model import Plan, PlannedStop, Route
 
 __all__ = [
@@ -55,7 +56,7 @@ def _timestamp(day: dt.datetime | None, seconds: int) -> str | None:
     if day is None:
         return None
     moment = day + dt.timedelta(seconds=seconds)
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return format_rfc3339(moment)
 
 
 def _midnight(plan_date: dt.date | None, utc_offset: dt.timedelta) -> dt.datetime | None:

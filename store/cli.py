@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -132,16 +131,6 @@ def _open(path: str) -> TextIO:
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    return str(value)
-
-
-def iso_utc(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def run_migrate(args: argparse.Namespace) -> int:
     from store.db import StoreError, StoreMode, migrate
 
@@ -155,9 +144,10 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from store.db import StoreError, info
+    from store.extract import jsonable
 
     try:
-        print(json.dumps(info(_url()), indent=2, default=_json_default))
+        print(json.dumps(info(_url()), indent=2, default=jsonable))
     except StoreError as exc:
         raise CliError(str(exc)) from exc
     return 0
@@ -244,23 +234,24 @@ def run_readings_import(args: argparse.Namespace) -> int:
 
 
 def run_export_readings(args: argparse.Namespace) -> int:
-    from store.readings import EXPORT_COLUMNS, iter_readings
+    from store.extract import extract_chunks
+    from store.readings import iter_readings
 
     since, until = _when(args.since), _when(args.until)
     assert since is not None
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     count = 0
+
+    def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield row
+
     try:
         with _connect() as conn:
             rows = iter_readings(conn, since=since, until=until, device_id=args.device, by=args.by)
-            if args.format == "csv":
-                writer = csv.writer(out)
-                writer.writerow(EXPORT_COLUMNS)
-                for row in rows:
-                    writer.writerow(_csv_cell(row[c]) for c in EXPORT_COLUMNS)
-                    count += 1
-            else:
-                count = _write_json_array(out, rows)
+            out.writelines(extract_chunks(counted(rows), args.format))
     finally:
         if args.output:
             out.close()
@@ -268,32 +259,14 @@ def run_export_readings(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv_cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    return value
-
-
-def _write_json_array(out: TextIO, rows: Iterable[dict[str, Any]]) -> int:
-    """Stream a JSON array without holding it in memory."""
-    count = 0
-    out.write("[")
-    for row in rows:
-        out.write(("," if count else "") + "\n" + json.dumps(row, default=_json_default))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
-    return count
-
-
 def run_deadletters(args: argparse.Namespace) -> int:
     from store.deadletters import iter_deadletters
+    from store.extract import json_array_chunks
 
     with _connect() as conn:
         rows = iter_deadletters(conn, since=_when(args.since), reason=args.reason, limit=args.limit)
         if args.format == "json":
-            _write_json_array(sys.stdout, rows)
+            sys.stdout.writelines(json_array_chunks(rows))
         else:
             _print_table(list(rows), ["id", "received_at", "reason", "topic", "detail", "payload"])
     return 0
@@ -301,8 +274,9 @@ def run_deadletters(args: argparse.Namespace) -> int:
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48) -> None:
     def cell(value: object) -> str:
-        text = _csv_cell(value)
-        text = str(text).replace("\n", " ")
+        from store.extract import jsonable
+
+        text = "" if value is None else str(jsonable(value)).replace("\n", " ")
         return text if len(text) <= width else text[: width - 1] + "…"
 
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
