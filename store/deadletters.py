@@ -48,8 +48,3 @@ def iter_deadletters(
         item = dict(row)
         item["payload"] = bytes(item["payload"]).decode("utf-8", errors="replace")
         yield item
-
-
-def count_by_reason(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    rows = conn.execute("SELECT reason, count(*) AS n FROM deadletters GROUP BY reason").fetchall()
-    return {str(r["reason"]): int(r["n"]) for r in rows}

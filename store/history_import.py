@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -18,11 +19,20 @@ import psycopg
 
 from firmware_contracts import METRICS, ContractError, Reading, Reason, validate_record
 from store.deadletters import DeadLetter, copy_deadletters
-from store.readings import ImportReport, PartitionGuard, copy_to_stage, merge_stage, prepare_session
+from store.readings import PartitionGuard, copy_to_stage, merge_stage, prepare_session
 from store.registry import known_device_ids
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 20_000  # rows per COPY into the staging table
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    errors: list[str] | None = None
+    deadlettered: int = 0
 
 
 def _row_to_record(row: dict[str, str]) -> dict[str, Any]:

@@ -150,15 +150,6 @@ def iter_readings(
         yield from cur
 
 
-@dataclass
-class ImportReport:
-    rows: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    errors: list[str] | None = None
-    deadlettered: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class DeviceStatus:
     device_id: str
