@@ -235,21 +235,16 @@ class WindowIntegral:
     def add(self, start_s: float, end_s: float, value: float) -> None:
         if end_s <= start_s:
             return
-        self._spans.append((start_s, end_s, value))
+        spans = self._spans
+        spans.append((start_s, end_s, value))
         self._covered_s += end_s - start_s
         self._integral += (end_s - start_s) * value
-        self._evict(end_s)
-
-    def _evict(self, now_s: float) -> None:
-        cutoff = now_s - self.window_s
-        while self._spans and self._spans[0][1] <= cutoff:
-            start, end, value = self._spans.popleft()
+        # Evict spans that ended before the window (the one just added never has).
+        cutoff = end_s - self.window_s
+        while spans[0][1] <= cutoff:
+            start, end, old = spans.popleft()
             self._covered_s -= end - start
-            self._integral -= (end - start) * value
-        if not self._spans:
-            # Reset exactly so float drift from adding and subtracting cannot accumulate.
-            self._covered_s = 0.0
-            self._integral = 0.0
+            self._integral -= (end - start) * old
 
     def totals(self, now_s: float) -> tuple[float, float]:
         """(seconds covered, integral) within the window ending at ``now_s``.

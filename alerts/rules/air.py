@@ -67,6 +67,8 @@ class Co2Rule(Rule):
         mean = integral / covered_s
         pending_since = self._debounce.pending_since
         flip = self._debounce.update(item.ts, mean >= s.limit_ppm, mean <= s.clear_ppm)
+        if flip is None and not self.active:
+            return []
         evidence: dict[str, EvidenceValue] = {
             "co2_ppm": item.co2_ppm,
             "mean_co2_ppm": round(mean, 1),

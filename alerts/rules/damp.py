@@ -103,34 +103,15 @@ class Adf2006Rule(Rule):
         span = self._held.span(item.ts)
         if span is None:
             return []
-        self._above.add(*span, 1.0 if rh > s.limit_pct else 0.0)
-        self._above_high.add(*span, 1.0 if rh > s.high_limit_pct else 0.0)
-        now_s = span[1]
+        start_s, now_s = span
+        self._above.add(start_s, now_s, 1.0 if rh > s.limit_pct else 0.0)
+        self._above_high.add(start_s, now_s, 1.0 if rh > s.high_limit_pct else 0.0)
         covered_s, above_s = self._above.totals(now_s)
         above_high_s = self._above_high.totals(now_s)[1]
         over = above_s > s.max_time_above_limit.total_seconds()
         over_high = above_high_s > s.max_time_above_high_limit.total_seconds()
-        evidence: dict[str, EvidenceValue] = {
-            "rh_pct": rh,
-            "hours_above_limit": round(above_s / _HOUR, 3),
-            "hours_above_high_limit": round(above_high_s / _HOUR, 3),
-            "limit_pct": s.limit_pct,
-            "max_hours_above_limit": s.max_time_above_limit.total_seconds() / _HOUR,
-            "high_limit_pct": s.high_limit_pct,
-            "max_hours_above_high_limit": s.max_time_above_high_limit.total_seconds() / _HOUR,
-            "window_hours": s.window.total_seconds() / _HOUR,
-            "coverage": round(covered_s / s.window.total_seconds(), 3),
-        }
         severity = s.high_severity if over_high else s.severity
-        reason = (
-            f"RH above {s.high_limit_pct:g} % for {above_high_s / _HOUR:.1f} h in the last "
-            f"{s.window.total_seconds() / _HOUR:g} h (ADF 2006 allows "
-            f"{s.max_time_above_high_limit.total_seconds() / _HOUR:g} h)"
-            if over_high
-            else f"RH above {s.limit_pct:g} % for {above_s / _HOUR:.1f} h in the last "
-            f"{s.window.total_seconds() / _HOUR:g} h (ADF 2006 allows "
-            f"{s.max_time_above_limit.total_seconds() / _HOUR:g} h)"
-        )
+        # Evidence and reasons are built only when an event is emitted: this runs per reading.
         if not self.active:
             if over or over_high:
                 window = self._above_high if over_high and not over else self._above
@@ -138,13 +119,22 @@ class Adf2006Rule(Rule):
                 since = from_epoch(first) if first is not None else item.ts
                 return [
                     self._turn_on(
-                        at=item.ts, since=since, severity=severity, reason=reason, evidence=evidence
+                        at=item.ts,
+                        since=since,
+                        severity=severity,
+                        reason=self._reason(over_high, above_s, above_high_s),
+                        evidence=self._evidence(rh, covered_s, above_s, above_high_s),
                     )
                 ]
             return []
         assert self.severity is not None
         if severity > self.severity:
-            return self._update(at=item.ts, severity=severity, reason=reason, evidence=evidence)
+            return self._update(
+                at=item.ts,
+                severity=severity,
+                reason=self._reason(over_high, above_s, above_high_s),
+                evidence=self._evidence(rh, covered_s, above_s, above_high_s),
+            )
         clear = (
             covered_s >= s.min_coverage * s.window.total_seconds()
             and above_s <= s.clear_fraction * s.max_time_above_limit.total_seconds()
@@ -156,10 +146,40 @@ class Adf2006Rule(Rule):
                     at=item.ts,
                     reason=f"RH above {s.limit_pct:g} % for only {above_s / _HOUR:.1f} h in the "
                     f"last {s.window.total_seconds() / _HOUR:g} h",
-                    evidence=evidence,
+                    evidence=self._evidence(rh, covered_s, above_s, above_high_s),
                 )
             ]
         return []
+
+    def _reason(self, over_high: bool, above_s: float, above_high_s: float) -> str:
+        s = self.settings
+        if over_high:
+            return (
+                f"RH above {s.high_limit_pct:g} % for {above_high_s / _HOUR:.1f} h in the last "
+                f"{s.window.total_seconds() / _HOUR:g} h (ADF 2006 allows "
+                f"{s.max_time_above_high_limit.total_seconds() / _HOUR:g} h)"
+            )
+        return (
+            f"RH above {s.limit_pct:g} % for {above_s / _HOUR:.1f} h in the last "
+            f"{s.window.total_seconds() / _HOUR:g} h (ADF 2006 allows "
+            f"{s.max_time_above_limit.total_seconds() / _HOUR:g} h)"
+        )
+
+    def _evidence(
+        self, rh: float, covered_s: float, above_s: float, above_high_s: float
+    ) -> dict[str, EvidenceValue]:
+        s = self.settings
+        return {
+            "rh_pct": rh,
+            "hours_above_limit": round(above_s / _HOUR, 3),
+            "hours_above_high_limit": round(above_high_s / _HOUR, 3),
+            "limit_pct": s.limit_pct,
+            "max_hours_above_limit": s.max_time_above_limit.total_seconds() / _HOUR,
+            "high_limit_pct": s.high_limit_pct,
+            "max_hours_above_high_limit": s.max_time_above_high_limit.total_seconds() / _HOUR,
+            "window_hours": s.window.total_seconds() / _HOUR,
+            "coverage": round(covered_s / s.window.total_seconds(), 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,19 +249,17 @@ class Adf2010Rule(Rule):
         if span is None:
             return []
         s = self.settings
-        now_s = span[1]
-        evidence: dict[str, EvidenceValue] = {"rh_pct": item.rh_pct}
+        start_s, now_s = span
+        rh = item.rh_pct
+        totals: list[tuple[float, float | None]] = []
         worst: _MeanLimit | None = None
         worst_mean = 0.0
         for index, (limit, window) in enumerate(zip(self._limits, self._windows, strict=True)):
-            window.add(*span, item.rh_pct)
+            window.add(start_s, now_s, rh)
             covered_s, integral = window.totals(now_s)
-            judged = covered_s >= s.min_coverage * limit.window.total_seconds()
             mean = integral / covered_s if covered_s > 0 else None
-            evidence[f"{limit.name}_mean_rh_pct"] = None if mean is None else round(mean, 2)
-            evidence[f"{limit.name}_limit_pct"] = limit.limit_pct
-            evidence[f"{limit.name}_coverage"] = round(covered_s / limit.window.total_seconds(), 3)
-            if judged and mean is not None:
+            totals.append((covered_s, mean))
+            if mean is not None and covered_s >= s.min_coverage * limit.window.total_seconds():
                 if mean > limit.limit_pct:
                     self._window_on[index] = True
                 elif mean <= limit.limit_pct - s.hysteresis_pct:
@@ -250,6 +268,8 @@ class Adf2010Rule(Rule):
                 worst = limit
                 worst_mean = mean if mean is not None else 0.0
         if worst is not None:
+            if self.active and self.severity is not None and worst.severity <= self.severity:
+                return []
             reason = (
                 f"mean RH over the last {worst.name} {worst_mean:.1f} % exceeds the ADF 2010 "
                 f"limit of {worst.limit_pct:g} %"
@@ -261,25 +281,35 @@ class Adf2010Rule(Rule):
                         since=self._window_start(now_s, worst),
                         severity=worst.severity,
                         reason=reason,
-                        evidence=evidence,
+                        evidence=self._evidence(rh, totals),
                     )
                 ]
-            assert self.severity is not None
-            if worst.severity > self.severity:
-                return self._update(
-                    at=item.ts, severity=worst.severity, reason=reason, evidence=evidence
-                )
-            return []
+            return self._update(
+                at=item.ts,
+                severity=worst.severity,
+                reason=reason,
+                evidence=self._evidence(rh, totals),
+            )
         if self.active:
             return [
                 self._turn_off(
                     at=item.ts,
                     reason="mean RH back below every ADF 2010 limit less "
                     f"{s.hysteresis_pct:g} %RH hysteresis",
-                    evidence=evidence,
+                    evidence=self._evidence(rh, totals),
                 )
             ]
         return []
+
+    def _evidence(
+        self, rh: float, totals: list[tuple[float, float | None]]
+    ) -> dict[str, EvidenceValue]:
+        evidence: dict[str, EvidenceValue] = {"rh_pct": rh}
+        for limit, (covered_s, mean) in zip(self._limits, totals, strict=True):
+            evidence[f"{limit.name}_mean_rh_pct"] = None if mean is None else round(mean, 2)
+            evidence[f"{limit.name}_limit_pct"] = limit.limit_pct
+            evidence[f"{limit.name}_coverage"] = round(covered_s / limit.window.total_seconds(), 3)
+        return evidence
 
     def _window_start(self, now_s: float, limit: _MeanLimit) -> datetime:
         """Start of the data the exceeding mean was taken over (RH is never below 0)."""
@@ -351,40 +381,53 @@ class MouldIndexRule(Rule):
         elif self.state.index == 0.0:
             self._growth_since = None
         index = self.state.index
-        evidence: dict[str, EvidenceValue] = {
-            "mould_index": round(index, 4),
+        severity = s.urgent_severity if index >= s.urgent_index else s.severity
+        if not self.active:
+            if index >= s.on_index:
+                return [
+                    self._turn_on(
+                        at=item.ts,
+                        since=self._growth_since or item.ts,
+                        severity=severity,
+                        reason=self._reason(step),
+                        evidence=self._evidence(step),
+                    )
+                ]
+            return []
+        assert self.severity is not None
+        if severity > self.severity:
+            return self._update(
+                at=item.ts,
+                severity=severity,
+                reason=self._reason(step),
+                evidence=self._evidence(step),
+            )
+        if index < s.clear_index:
+            return [
+                self._turn_off(
+                    at=item.ts,
+                    reason=f"VTT mould index {index:.2f} fell below {s.clear_index:g}",
+                    evidence=self._evidence(step),
+                )
+            ]
+        return []
+
+    def _reason(self, step: MouldStep) -> str:
+        return f"VTT mould index {step.index:.2f} >= {self.settings.on_index:g}: {step.explain()}"
+
+    def _evidence(self, step: MouldStep) -> dict[str, EvidenceValue]:
+        s = self.settings
+        return {
+            "mould_index": round(step.index, 4),
             "trend_per_day": round(step.trend_per_day, 5),
-            "temp_c": round(temp_c, 2),
-            "rh_pct": round(rh_pct, 2),
+            "temp_c": round(step.temp_c, 2),
+            "rh_pct": round(step.rh_pct, 2),
             "rh_crit_pct": round(step.rh_crit_pct, 2),
             "growing": step.growing,
             "sensitivity": s.model.sensitivity.value,
             "on_index": s.on_index,
             "formula": FORMULA,
         }
-        severity = s.urgent_severity if index >= s.urgent_index else s.severity
-        reason = f"VTT mould index {index:.2f} >= {s.on_index:g}: {step.explain()}"
-        if not self.active:
-            if index >= s.on_index:
-                since = self._growth_since or item.ts
-                return [
-                    self._turn_on(
-                        at=item.ts, since=since, severity=severity, reason=reason, evidence=evidence
-                    )
-                ]
-            return []
-        assert self.severity is not None
-        if severity > self.severity:
-            return self._update(at=item.ts, severity=severity, reason=reason, evidence=evidence)
-        if index < s.clear_index:
-            return [
-                self._turn_off(
-                    at=item.ts,
-                    reason=f"VTT mould index {index:.2f} fell below {s.clear_index:g}",
-                    evidence=evidence,
-                )
-            ]
-        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +479,8 @@ class CondensationRule(Rule):
         margin = surface_c - dew_c
         pending_since = self._debounce.pending_since
         flip = self._debounce.update(item.ts, margin <= s.on_margin_c, margin >= s.off_margin_c)
+        if flip is None:
+            return []
         evidence: dict[str, EvidenceValue] = {
             "temp_c": item.temp_c,
             "rh_pct": item.rh_pct,
@@ -456,13 +501,11 @@ class CondensationRule(Rule):
                     evidence=evidence,
                 )
             ]
-        if flip == "off":
-            return [
-                self._turn_off(
-                    at=item.ts,
-                    reason=f"surface margin above {s.off_margin_c:g} C for "
-                    f"{s.off_duration.total_seconds() / _HOUR:g} h",
-                    evidence=evidence,
-                )
-            ]
-        return []
+        return [
+            self._turn_off(
+                at=item.ts,
+                reason=f"surface margin above {s.off_margin_c:g} C for "
+                f"{s.off_duration.total_seconds() / _HOUR:g} h",
+                evidence=evidence,
+            )
+        ]

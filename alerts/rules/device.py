@@ -134,9 +134,11 @@ class BatteryLowRule(Rule):
         s = self.settings
         volts = item.battery_v
         self._recent.append(volts)
-        typical = statistics.median(self._recent)
         pending_since = self._debounce.pending_since
         flip = self._debounce.update(item.ts, volts <= s.low_v, volts >= s.replaced_v)
+        if flip is None and not self.active:
+            return []
+        typical = statistics.median(self._recent)
         evidence: dict[str, EvidenceValue] = {
             "battery_v": volts,
             "median_v": round(typical, 3),
@@ -242,14 +244,6 @@ class SequenceGapRule(Rule):
             self._lost -= old_lost
         expected = self._received + self._lost
         ratio = self._lost / expected if expected else 0.0
-        evidence: dict[str, EvidenceValue] = {
-            "lost": self._lost,
-            "received": self._received,
-            "loss_ratio": round(ratio, 4),
-            "window_hours": s.window.total_seconds() / 3600,
-            "counter_resets": self.resets,
-            "outages_ignored": self.outages,
-        }
         if not self.active and ratio >= s.loss_ratio and self._lost >= s.min_lost:
             first = next((ts for ts, n in self._window if n > 0), item.ts)
             return [
@@ -259,13 +253,25 @@ class SequenceGapRule(Rule):
                     severity=s.severity,
                     reason=f"{self._lost} of {expected} messages lost in the last "
                     f"{s.window.total_seconds() / 3600:g} h ({ratio:.0%})",
-                    evidence=evidence,
+                    evidence=self._evidence(ratio),
                 )
             ]
         if self.active and ratio <= s.clear_loss_ratio:
             return [
                 self._turn_off(
-                    at=item.ts, reason=f"message loss down to {ratio:.0%}", evidence=evidence
+                    at=item.ts,
+                    reason=f"message loss down to {ratio:.0%}",
+                    evidence=self._evidence(ratio),
                 )
             ]
         return []
+
+    def _evidence(self, ratio: float) -> dict[str, EvidenceValue]:
+        return {
+            "lost": self._lost,
+            "received": self._received,
+            "loss_ratio": round(ratio, 4),
+            "window_hours": self.settings.window.total_seconds() / 3600,
+            "counter_resets": self.resets,
+            "outages_ignored": self.outages,
+        }

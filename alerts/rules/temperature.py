@@ -113,42 +113,56 @@ class _MeanBelowRule(Rule):
         if covered_s < s.min_coverage * s.window.total_seconds():
             return []  # too little data to judge either way: hold the current state
         mean = integral / covered_s
-        hours = s.window.total_seconds() / _HOUR
-        evidence: dict[str, EvidenceValue] = {
-            "temp_c": item.temp_c,
-            "mean_temp_c": round(mean, 2),
-            "window_hours": hours,
-            "limit_c": s.limit_c,
-            "coverage": round(covered_s / s.window.total_seconds(), 3),
-        }
         severe = s.severe_c is not None and mean < s.severe_c
         severity = s.severe_severity if severe else s.severity
-        reason = (
-            f"{self.description}: mean temperature {mean:.1f} C over the last {hours:g} h is "
-            f"below {s.limit_c:g} C"
-        )
         if not self.active:
             if mean < s.limit_c:
                 first = self._below.first_start(now_s)
                 since = from_epoch(first) if first is not None else item.ts
                 return [
                     self._turn_on(
-                        at=item.ts, since=since, severity=severity, reason=reason, evidence=evidence
+                        at=item.ts,
+                        since=since,
+                        severity=severity,
+                        reason=self._reason(mean),
+                        evidence=self._evidence(item.temp_c, mean, covered_s),
                     )
                 ]
             return []
         assert self.severity is not None
         if severity > self.severity:
-            return self._update(at=item.ts, severity=severity, reason=reason, evidence=evidence)
+            return self._update(
+                at=item.ts,
+                severity=severity,
+                reason=self._reason(mean),
+                evidence=self._evidence(item.temp_c, mean, covered_s),
+            )
         if mean >= s.clear_c:
             return [
                 self._turn_off(
                     at=item.ts,
                     reason=f"mean temperature {mean:.1f} C back above {s.clear_c:g} C",
-                    evidence=evidence,
+                    evidence=self._evidence(item.temp_c, mean, covered_s),
                 )
             ]
         return []
+
+    def _reason(self, mean: float) -> str:
+        s = self.settings
+        return (
+            f"{self.description}: mean temperature {mean:.1f} C over the last "
+            f"{s.window.total_seconds() / _HOUR:g} h is below {s.limit_c:g} C"
+        )
+
+    def _evidence(self, temp_c: float, mean: float, covered_s: float) -> dict[str, EvidenceValue]:
+        s = self.settings
+        return {
+            "temp_c": temp_c,
+            "mean_temp_c": round(mean, 2),
+            "window_hours": s.window.total_seconds() / _HOUR,
+            "limit_c": s.limit_c,
+            "coverage": round(covered_s / s.window.total_seconds(), 3),
+        }
 
 
 class ColdHomeRule(_MeanBelowRule):
@@ -216,8 +230,12 @@ class VoidFrostRule(Rule):
         temp = item.temp_c
         pending_since = self._debounce.pending_since
         flip = self._debounce.update(item.ts, temp < s.limit_c, temp >= s.clear_c)
-        evidence: dict[str, EvidenceValue] = {"temp_c": temp, "limit_c": s.limit_c}
         severity = s.severe_severity if temp < s.severe_c else s.severity
+        if flip is None and not (
+            self.active and self.severity is not None and severity > self.severity
+        ):
+            return []
+        evidence: dict[str, EvidenceValue] = {"temp_c": temp, "limit_c": s.limit_c}
         if flip == "on":
             return [
                 self._turn_on(
