@@ -10,7 +10,7 @@ deadline that passed, not with the time the check happened to run.
 from __future__ import annotations
 
 import abc
-from collections import deque
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,12 +223,19 @@ class WindowIntegral:
     previous reading, capped so a long silence is not mistaken for data). ``totals(now)``
     gives the seconds covered and the integral of the value over ``[now - window, now]``;
     the mean is their ratio, and with values 0/1 the integral is "time above a threshold".
+
+    Spans live in one flat array of doubles (start, end, value, start, ...) from ``_head``
+    on: a month of 15-minute spans is 70 KB there against 300 KB as tuples in a deque, and
+    every home keeps several such windows in memory and in its checkpoint.
     """
+
+    _COMPACT_AFTER = 3 * 256  # dropped doubles kept before the array is shifted down
 
     def __init__(self, window: timedelta) -> None:
         check_positive("window", window)
         self.window_s = window.total_seconds()
-        self._spans: deque[tuple[float, float, float]] = deque()
+        self._spans = array("d")
+        self._head = 0
         self._covered_s = 0.0
         self._integral = 0.0
 
@@ -236,15 +243,21 @@ class WindowIntegral:
         if end_s <= start_s:
             return
         spans = self._spans
-        spans.append((start_s, end_s, value))
+        spans.extend((start_s, end_s, value))
         self._covered_s += end_s - start_s
         self._integral += (end_s - start_s) * value
         # Evict spans that ended before the window (the one just added never has).
         cutoff = end_s - self.window_s
-        while spans[0][1] <= cutoff:
-            start, end, old = spans.popleft()
+        head = self._head
+        while spans[head + 1] <= cutoff:
+            start, end = spans[head], spans[head + 1]
             self._covered_s -= end - start
-            self._integral -= (end - start) * old
+            self._integral -= (end - start) * spans[head + 2]
+            head += 3
+        if head >= self._COMPACT_AFTER and 2 * head >= len(spans):
+            del spans[:head]
+            head = 0
+        self._head = head
 
     def totals(self, now_s: float) -> tuple[float, float]:
         """(seconds covered, integral) within the window ending at ``now_s``.
@@ -254,7 +267,9 @@ class WindowIntegral:
         cutoff = now_s - self.window_s
         covered = self._covered_s
         integral = self._integral
-        for start, end, value in self._spans:
+        spans = self._spans
+        for i in range(self._head, len(spans), 3):
+            start, end, value = spans[i], spans[i + 1], spans[i + 2]
             if end <= cutoff:
                 covered -= end - start
                 integral -= (end - start) * value
@@ -275,11 +290,12 @@ class WindowIntegral:
     def first_start(self, now_s: float, predicate_value: float = 0.0) -> float | None:
         """Start of the earliest span in the window whose value exceeds ``predicate_value``."""
         cutoff = now_s - self.window_s
-        for start, end, value in self._spans:
-            if end <= cutoff:
+        spans = self._spans
+        for i in range(self._head, len(spans), 3):
+            if spans[i + 1] <= cutoff:
                 continue
-            if value > predicate_value:
-                return max(start, cutoff)
+            if spans[i + 2] > predicate_value:
+                return max(spans[i], cutoff)
         return None
 
 
