@@ -384,12 +384,17 @@ class AlertBook:
 
     # -- time -----------------------------------------------------------------------------
 
-    def tick(self, now: datetime) -> Outcome:
-        """Let time pass: auto-resolve, escalate unacknowledged alerts, send reminders."""
+    def tick(self, now: datetime, keys: Iterable[AlertKey] | None = None) -> Outcome:
+        """Let time pass: auto-resolve, escalate unacknowledged alerts, send reminders.
+
+        ``keys`` limits the work to those alerts; the others must not be due (see
+        :meth:`due_at`), which leaves the outcome exactly that of ticking the whole book.
+        """
         book = self
         changed: list[Alert] = []
         audit: list[AuditEvent] = []
-        for key in sorted(self.alerts, key=lambda k: (k[0], k[1].value)):
+        wanted = self.alerts if keys is None else [k for k in set(keys) if k in self.alerts]
+        for key in sorted(wanted, key=lambda k: (k[0], k[1].value)):
             alert = self.alerts[key]
             updated, events = self._tick_alert(alert, now)
             if updated is not alert:
@@ -397,6 +402,24 @@ class AlertBook:
                 changed.append(updated)
                 audit += events
         return Outcome(book, tuple(changed), tuple(audit))
+
+    def due_at(self, key: AlertKey) -> datetime | None:
+        """The earliest time from which :meth:`tick` changes this alert (None: never by
+        time alone, or no such open alert). Ticking earlier than this changes nothing."""
+        alert = self.alerts.get(key)
+        if alert is None:
+            return None
+        s = self.settings
+        times = [self._auto_resolve_due(alert)]
+        if alert.status is AlertStatus.OPEN:
+            if (
+                s.escalate_unacknowledged_after is not None
+                and alert.severity < s.max_escalated_severity
+            ):
+                base = alert.escalated_at or alert.opened_at
+                times.append(base + s.escalate_unacknowledged_after)
+            times.append((alert.last_notified_at or alert.opened_at) + s.reminder_every)
+        return min((t for t in times if t is not None), default=None)
 
     def _tick_alert(self, alert: Alert, now: datetime) -> tuple[Alert, list[AuditEvent]]:
         s = self.settings

@@ -32,6 +32,7 @@ backfill evaluates it.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ import psycopg
 
 from alerts.awaab import WorkingDayCalendar
 from alerts.detector import BinRuleSettings, HomeRuleSettings
-from alerts.events import ConditionEvent
+from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
 from alerts.store import (
     Checkpoint,
@@ -142,10 +143,33 @@ def fold_events(
         audit.extend(outcome.audit)
         return outcome.book
 
+    # Only alerts with something due are ticked: a heap of (due time, key), rechecked when
+    # popped because an alert's deadline moves as events and ticks change it.
+    due: list[tuple[datetime, str, str]] = []
+
+    def schedule(book: AlertBook, keys: Iterable[tuple[str, AlertType]]) -> None:
+        for key in keys:
+            at = book.due_at(key)
+            if at is not None:
+                heapq.heappush(due, (at, key[0], key[1].value))
+
+    def tick(book: AlertBook, now: datetime) -> AlertBook:
+        keys: set[tuple[str, AlertType]] = set()
+        while due and due[0][0] <= now:
+            _, subject_id, alert_type = heapq.heappop(due)
+            keys.add((subject_id, AlertType(alert_type)))
+        if not keys:
+            return book
+        book = take(book.tick(now, keys))
+        schedule(book, keys)
+        return book
+
+    schedule(book, book.alerts)
     for event in ordered:
-        book = take(book.tick(event.at))
+        book = tick(book, event.at)
         book = take(book.apply(event))
-    return take(book.tick(until)), changed, audit
+        schedule(book, [(event.subject_id, event.alert_type)])
+    return tick(book, until), changed, audit
 
 
 class Evaluator:

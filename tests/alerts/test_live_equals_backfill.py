@@ -125,3 +125,56 @@ def test_random_streams_split_anywhere_give_the_same_events(rows, kind, data):
     until = items[-1].ts + timedelta(hours=6)
     cuts, fractions, restarts = split_plan(data.draw, len(items))
     assert live(factory, items, until, cuts, fractions, restarts) == backfill(factory, items, until)
+
+
+def _fold_ticking_everything(book, events, until):
+    """The lifecycle's definition: tick the whole book at every event, then at ``until``."""
+    changed, audit = {}, []
+    for event in [*sorted(events, key=lambda e: e.at), None]:
+        outcome = book.tick(until if event is None else event.at)
+        for step in (outcome, None if event is None else outcome.book.apply(event)):
+            if step is None:
+                continue
+            changed.update((a.alert_id, a) for a in step.changed)
+            audit += step.audit
+            book = step.book
+    return book, changed, audit
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    reminder_h=st.sampled_from([1, 2, 4]),
+    escalate_h=st.sampled_from([None, 1, 3, 24]),
+    resolve_h=st.sampled_from([1, 2, 24]),
+    point_resolve_h=st.sampled_from([None, 1, 5]),
+)
+def test_fold_ticks_only_due_alerts_with_the_same_outcome(
+    reminder_h, escalate_h, resolve_h, point_resolve_h
+):
+    """fold_events skips alerts with nothing due; the trail must equal ticking every alert."""
+    from alerts.lifecycle import AlertBook, LifecycleSettings
+    from alerts.service import fold_events
+
+    def hours(n):
+        return None if n is None else timedelta(hours=n)
+
+    lifecycle = LifecycleSettings(
+        auto_resolve_after=timedelta(hours=resolve_h),
+        point_event_auto_resolve_after=hours(point_resolve_h),
+        reminder_every=timedelta(hours=reminder_h),
+        escalate_unacknowledged_after=hours(escalate_h),
+    )
+    events, until = [], T0
+    for name in TRACES:
+        chosen = trace(name)
+        events += backfill(chosen.detector, list(chosen.items), chosen.until)
+        until = max(until, chosen.until)
+    assert len({e.subject_id for e in events}) > 1
+    book, changed, audit = fold_events(AlertBook(lifecycle), events, until)
+    expected_book, expected_changed, expected_audit = _fold_ticking_everything(
+        AlertBook(lifecycle), events, until
+    )
+    assert audit == expected_audit
+    assert changed == expected_changed
+    assert dict(book.alerts) == dict(expected_book.alerts)
+    assert any(a.action.value == "reminded" for a in audit)
