@@ -86,6 +86,9 @@ class EvaluatorConfig:
     lateness_allowance: timedelta = timedelta(minutes=2)
     """How late a reading may arrive and still be evaluated in order without a replay."""
     checkpoint_every: timedelta = timedelta(hours=6)
+    """A device's detector is written at most this often in data time (and when the
+    evaluator stops): pickling every detector every cycle would cost more than evaluating.
+    After a crash, each device re-reads at most this much from its last copy."""
     checkpoint_keep: timedelta = timedelta(days=3)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     home_rules: HomeRuleSettings | None = None
@@ -199,7 +202,25 @@ class Evaluator:
             raise EvaluatorBusyError("another alerts evaluator is running against this database")
 
     def close(self) -> None:
-        self.conn.execute("SELECT pg_advisory_unlock(%s)", (EVALUATOR_LOCK,))
+        """Write the detectors that moved since their last copy, then let go of the lock."""
+        try:
+            self.flush()
+        finally:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (EVALUATOR_LOCK,))
+
+    def flush(self) -> int:
+        """Write every detector whose state is newer than its copy in the database."""
+        if self._detectors is None:
+            return 0
+        dirty = [c for c in self._detectors.values() if c.saved_horizon != c.horizon]
+        with self.conn.transaction():
+            save_checkpoints(
+                self.conn,
+                dirty,
+                keep_every_s=self.config.checkpoint_every.total_seconds(),
+                keep_for_s=self.config.checkpoint_keep.total_seconds(),
+            )
+        return len(dirty)
 
     # -- backfill ---------------------------------------------------------------------------
 
@@ -330,8 +351,10 @@ class Evaluator:
                 if readings:
                     checkpoint.fed_through = readings[-1].ts
                 if readings or fed:
-                    to_save[device_id] = checkpoint
                     report.devices += 1
+                    saved = checkpoint.saved_horizon
+                    if saved is None or cutoff - saved >= cfg.checkpoint_every:
+                        to_save[device_id] = checkpoint
                 events += fed
 
         report.superseded = supersede_events(conn, superseded)

@@ -150,6 +150,8 @@ class Checkpoint:
     detector: Detector
     fed_through: datetime
     horizon: datetime
+    saved_horizon: datetime | None = None
+    """Horizon of the copy in the database (None: never saved)."""
 
 
 def load_checkpoints(
@@ -169,7 +171,11 @@ def load_checkpoints(
     ).fetchall()
     return {
         r["device_id"]: Checkpoint(
-            r["device_id"], pickle.loads(bytes(r["state"])), r["fed_through"], r["horizon"]
+            r["device_id"],
+            pickle.loads(bytes(r["state"])),
+            r["fed_through"],
+            r["horizon"],
+            saved_horizon=r["horizon"],
         )
         for r in rows
     }
@@ -184,12 +190,15 @@ def save_checkpoints(
     ``keep_every_s`` of data time apart and no older than ``keep_for_s`` before the newest
     (always at least one older state).
     """
+    checkpoints = list(checkpoints)
     rows = [
         (c.device_id, c.fed_through, c.horizon, pickle.dumps(c.detector, protocol=5))
         for c in checkpoints
     ]
     if not rows:
         return
+    for c in checkpoints:
+        c.saved_horizon = c.horizon
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO alert_checkpoints (device_id, fed_through, horizon, state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -87,6 +88,33 @@ def test_a_late_reading_replays_its_device_to_the_backfill_result(database_url: 
         evaluator.run_cycle()
         assert snapshot(database_url)["events"] == live
         evaluator.close()
+
+
+def test_an_evaluator_killed_between_cycles_loses_and_repeats_nothing(database_url: str) -> None:
+    """Detectors are written to the database only now and then; a process that dies without
+    :meth:`Evaluator.close` restarts each device from its older copy and re-reads from there.
+    Whatever it evaluates twice must be recognised, so the result equals one backfill."""
+    traces = [trace(name) for name in TRACES]
+    register(database_url, traces)
+    config = dataclasses.replace(_quiet_config(), checkpoint_every=timedelta(days=2))
+    readings = [item for t in traces for item in t.items]
+    saved_horizons = []
+    for day in by_day(readings):
+        insert(database_url, day)
+        with connect(database_url) as conn:
+            Evaluator(conn, config).run_cycle()  # then the process dies: no close()
+            row = conn.execute("SELECT max(horizon) AS h FROM alert_checkpoints").fetchone()
+            saved_horizons.append(row["h"] if row else None)
+    live = snapshot(database_url)
+    assert live["events"]
+    # The copies really did lag behind the evaluation, so restarts re-read readings.
+    assert len(set(saved_horizons)) < len(saved_horizons)
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, config)
+        evaluator.reset(min(r.ts for r in readings))
+        evaluator.run_cycle()
+        evaluator.close()
+    assert snapshot(database_url) == live
 
 
 def test_only_one_evaluator_runs_per_database(database_url: str) -> None:
