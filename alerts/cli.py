@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -329,9 +330,20 @@ def _backfill(args: argparse.Namespace) -> int:
             evaluator = Evaluator(conn, _evaluator_config(), hooks=hooks)
         except EvaluatorBusyError as exc:
             raise CliError(f"{exc}; stop `civic alerts run` first") from exc
+        began = time.monotonic()
+
+        def progress(done: int, devices: int, readings: int) -> None:
+            elapsed = max(time.monotonic() - began, 1e-9)
+            print(
+                f"backfill: {done:,}/{devices:,} devices, {readings:,} readings "
+                f"({readings / elapsed:,.0f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
         try:
             evaluator.reset(since)
-            report = evaluator.run_cycle(notify=args.notify)
+            report = evaluator.run_cycle(notify=args.notify, progress=progress)
         finally:
             evaluator.close()
         opened = conn.execute(

@@ -47,6 +47,7 @@ from alerts.awaab import WorkingDayCalendar
 from alerts.detector import BinRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
+from alerts.readings import Reading
 from alerts.store import (
     Checkpoint,
     Conn,
@@ -72,9 +73,10 @@ log = logging.getLogger(__name__)
 
 EVALUATOR_LOCK = 7_304_405  # session advisory lock: one evaluator per database
 LATE_MARGIN = timedelta(seconds=5)  # ingest stamps received_at moments before COMMIT
-DEVICES_PER_QUERY = 500  # bounds memory in a backfill of a large estate
+DEVICES_PER_QUERY = 500  # devices per query and per batch of checkpoints written
 
 Hook = Callable[[Conn, "CycleResult"], object]
+Progress = Callable[[int, int, int], object]
 
 
 class EvaluatorBusyError(RuntimeError):
@@ -247,17 +249,19 @@ class Evaluator:
 
     # -- one cycle --------------------------------------------------------------------------
 
-    def run_cycle(self, *, notify: bool = True) -> CycleReport:
+    def run_cycle(self, *, notify: bool = True, progress: Progress | None = None) -> CycleReport:
+        """Evaluate what has arrived, in one transaction; ``progress(devices done, devices,
+        readings so far)`` is called as each batch of devices is done (a backfill is long)."""
         try:
             with self.conn.transaction():
-                return self._cycle(notify=notify)
+                return self._cycle(notify=notify, progress=progress)
         except BaseException:
             # The in-memory detectors may have moved past what was committed.
             self._detectors = None
             self._seen_in_margin = None
             raise
 
-    def _cycle(self, *, notify: bool) -> CycleReport:
+    def _cycle(self, *, notify: bool, progress: Progress | None) -> CycleReport:
         conn = self.conn
         cfg = self.config
         report = CycleReport()
@@ -267,16 +271,35 @@ class Evaluator:
         ).fetchone() or {"cutoff": None, "watermark": None, "evaluate_from": None}
         watermark: datetime | None = state["watermark"]
         first_cycle = self._seen_in_margin is None
-        window_start = watermark if first_cycle or watermark is None else watermark - LATE_MARGIN
-        window = conn.execute(
-            "SELECT device_id, ts, received_at FROM readings"
-            " WHERE %(w)s::timestamptz IS NULL OR received_at > %(w)s",
-            {"w": window_start},
-        ).fetchall()
-        if not window and state["cutoff"] is None:
+        newest_ts: datetime | None
+        newest_received: datetime | None
+        if watermark is None:
+            # The first cycle (or the first after a reset) reads the whole history anyway:
+            # take the newest stamps from the indexes and keep only the last margin's keys,
+            # not one row per stored reading (a 30-day estate is tens of millions).
+            newest = conn.execute(
+                "SELECT max(ts) AS ts, max(received_at) AS received FROM readings"
+            ).fetchone()
+            newest_ts = newest["ts"] if newest else None
+            newest_received = newest["received"] if newest else None
+            window = (
+                conn.execute(
+                    "SELECT device_id, ts, received_at FROM readings WHERE received_at > %s",
+                    (newest_received - LATE_MARGIN,),
+                ).fetchall()
+                if newest_received is not None
+                else []
+            )
+        else:
+            window_start = watermark if first_cycle else watermark - LATE_MARGIN
+            window = conn.execute(
+                "SELECT device_id, ts, received_at FROM readings WHERE received_at > %s",
+                (window_start,),
+            ).fetchall()
+            newest_ts = max((r["ts"] for r in window), default=None)
+            newest_received = max((r["received_at"] for r in window), default=watermark)
+        if newest_ts is None and state["cutoff"] is None:
             return report
-        newest_ts = max((r["ts"] for r in window), default=None)
-        newest_received = max((r["received_at"] for r in window), default=watermark)
         report.newest_received_at = newest_received
         cutoff: datetime | None = state["cutoff"]
         if newest_ts is not None:
@@ -334,9 +357,13 @@ class Evaluator:
             after: dict[str, datetime | None] = {
                 d: detectors[d].horizon if d in detectors else None for d in chunk
             }
-            batch = read_readings(conn, chunk, after, cutoff, since=evaluate_from)
+            stream = read_readings(conn, chunk, after, cutoff, since=evaluate_from)
+            next_read = next(stream, None)
             for device_id in chunk:
-                readings = batch.get(device_id, [])
+                readings: list[Reading] = []
+                if next_read is not None and next_read[0] == device_id:
+                    readings = next_read[1]
+                    next_read = next(stream, None)
                 checkpoint = detectors.get(device_id)
                 if checkpoint is None:
                     if not readings:
@@ -356,6 +383,19 @@ class Evaluator:
                     if saved is None or cutoff - saved >= cfg.checkpoint_every:
                         to_save[device_id] = checkpoint
                 events += fed
+            if next_read is not None:
+                stream.close()
+                raise RuntimeError(f"readings for {next_read[0]} came back out of device order")
+            # Written chunk by chunk so a backfill never holds every detector's pickle at once.
+            chunk_saves = [to_save.pop(d) for d in chunk if d in to_save]
+            save_checkpoints(
+                conn,
+                chunk_saves,
+                keep_every_s=cfg.checkpoint_every.total_seconds(),
+                keep_for_s=cfg.checkpoint_keep.total_seconds(),
+            )
+            if progress is not None:
+                progress(start + len(chunk), len(device_ids), report.readings)
 
         report.superseded = supersede_events(conn, superseded)
         stored = stored_event_keys(conn, events)
@@ -398,10 +438,10 @@ class Evaluator:
         report: CycleReport,
     ) -> list[ConditionEvent]:
         device_id = checkpoint.device_id
-        batch = read_readings(
+        stream = read_readings(
             conn, [device_id], {device_id: checkpoint.fed_through}, cutoff, since=evaluate_from
         )
-        readings = batch.get(device_id, [])
+        readings = dict(stream).get(device_id, [])
         events = checkpoint.detector.feed(readings)
         events += checkpoint.detector.advance(cutoff)
         checkpoint.horizon = cutoff

@@ -10,7 +10,7 @@ other.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,39 +104,49 @@ def read_readings(
     after: Mapping[str, datetime | None],
     until: datetime,
     since: datetime | None = None,
-) -> dict[str, list[Reading]]:
+) -> Generator[tuple[str, list[Reading]], None, None]:
     """Each device's readings with ``after[device] < ts <= until`` (and ``ts >= since``), in
-    time order. Rows a rule cannot use (out of the plausible ranges) are skipped, not fatal:
-    the contract already dead-letters real garbage, so these are rare sensor faults."""
+    time order, device by device in ``sorted(device_ids)`` order; devices with no such
+    readings are left out. Rows stream from a server-side cursor, so memory holds one
+    device's readings, not the batch's (a backfill reads millions of rows). Rows a rule
+    cannot use (out of the plausible ranges) are skipped, not fatal: the contract already
+    dead-letters real garbage, so these are rare sensor faults. Needs an open transaction.
+    """
     if not device_ids:
-        return {}
-    # Plain tuples, not the connection's dict rows: a backfill reads millions of rows.
-    cur = conn.cursor(row_factory=tuple_row)
-    rows = cur.execute(
-        """SELECT r.device_id, r.ts, r.seq, r.fill_pct, r.temp_c, r.rh_pct, r.battery_v,
-                  r.co2_ppm, r.tilt_deg
-           FROM readings r
-           JOIN unnest(%(ids)s::text[], %(after)s::timestamptz[]) AS d(device_id, after_ts)
-             ON r.device_id = d.device_id
-           WHERE r.ts <= %(until)s
-             AND (d.after_ts IS NULL OR r.ts > d.after_ts)
-             AND (%(since)s::timestamptz IS NULL OR r.ts >= %(since)s)
-           ORDER BY r.device_id, r.ts""",
-        {
-            "ids": list(device_ids),
-            "after": [after.get(d) for d in device_ids],
-            "until": until,
-            "since": since,
-        },
-    ).fetchall()
-    out: dict[str, list[Reading]] = {}
-    for device_id, ts, seq, fill, temp, rh, battery, co2, tilt in rows:
-        try:
-            reading = Reading(device_id, ts, fill, temp, rh, battery, co2, tilt, seq)
-        except ValueError:
-            continue
-        out.setdefault(device_id, []).append(reading)
-    return out
+        return
+    # Plain tuples, not the connection's dict rows; "C" collation orders as Python's sorted().
+    with conn.cursor(name="alerts_readings", row_factory=tuple_row) as cur:
+        cur.itersize = 20_000
+        cur.execute(
+            """SELECT r.device_id, r.ts, r.seq, r.fill_pct, r.temp_c, r.rh_pct, r.battery_v,
+                      r.co2_ppm, r.tilt_deg
+               FROM readings r
+               JOIN unnest(%(ids)s::text[], %(after)s::timestamptz[]) AS d(device_id, after_ts)
+                 ON r.device_id = d.device_id
+               WHERE r.ts <= %(until)s
+                 AND (d.after_ts IS NULL OR r.ts > d.after_ts)
+                 AND (%(since)s::timestamptz IS NULL OR r.ts >= %(since)s)
+               ORDER BY r.device_id COLLATE "C", r.ts""",
+            {
+                "ids": list(device_ids),
+                "after": [after.get(d) for d in device_ids],
+                "until": until,
+                "since": since,
+            },
+        )
+        current: str | None = None
+        readings: list[Reading] = []
+        for device_id, ts, seq, fill, temp, rh, battery, co2, tilt in cur:
+            if device_id != current:
+                if current is not None:
+                    yield current, readings
+                current, readings = device_id, []
+            try:
+                readings.append(Reading(device_id, ts, fill, temp, rh, battery, co2, tilt, seq))
+            except ValueError:
+                continue
+        if current is not None:
+            yield current, readings
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -220,14 +220,20 @@ def backfill(url: str, homes: int, days: int, profile: bool) -> dict[str, Any]:
         f"backfill: loaded {total:,} readings in {load_s:.1f} s (COPY {copy_s:.1f} s)", flush=True
     )
 
+    rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     profiler = cProfile.Profile() if profile else None
+
+    def progress(done: int, devices: int, readings: int) -> None:
+        if done == devices or done % 2000 == 0:
+            print(f"backfill: {done:,}/{devices:,} devices, {readings:,} readings", flush=True)
+
     with connect(url) as conn:
         evaluator = Evaluator(conn, EvaluatorConfig())
         began = time.perf_counter()
         evaluator.reset(start)
         if profiler is not None:
             profiler.enable()
-        report = evaluator.run_cycle(notify=False)
+        report = evaluator.run_cycle(notify=False, progress=progress)
         if profiler is not None:
             profiler.disable()
         eval_s = time.perf_counter() - began
@@ -251,6 +257,7 @@ def backfill(url: str, homes: int, days: int, profile: bool) -> dict[str, Any]:
         "target_readings": TARGET_HOMES * rounds,
         "target_eval_min": TARGET_HOMES * rounds / rate / 60,
         "target_load_min": TARGET_HOMES * rounds / (total / load_s) / 60,
+        "load_rss_mb": rss_before_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -325,7 +332,7 @@ def main() -> None:
     parser.add_argument(
         "--rates",
         type=float,
-        nargs="+",
+        nargs="*",
         default=[10_000, 2_000],
         help="offered readings/s for the live runs",
     )
