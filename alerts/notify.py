@@ -20,7 +20,7 @@ import logging
 import smtplib
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -144,14 +144,19 @@ class WebhookSender:
 # -- what a notification says --------------------------------------------------------------
 
 
-def _alert_view(conn: Conn, alert_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        """SELECT a.*, (SELECT d.address FROM devices d
-                        WHERE d.uprn = a.uprn OR d.device_id = a.subject_id LIMIT 1) AS address
-           FROM alerts a WHERE a.id = %s""",
-        (alert_id,),
-    ).fetchone()
-    return None if row is None else dict(row)
+# The home's (by UPRN) or the bin's address; two indexed lookups, not a scan with OR.
+_ADDRESS_SQL = """COALESCE(
+    (SELECT d.address FROM devices d WHERE d.uprn = a.uprn LIMIT 1),
+    (SELECT d.address FROM devices d WHERE d.device_id = a.subject_id))"""
+
+
+def _alert_views(conn: Conn, alert_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The alerts with the address of their home or bin, in one query."""
+    rows = conn.execute(
+        f"SELECT a.*, {_ADDRESS_SQL} AS address FROM alerts a WHERE a.id = ANY(%s)",
+        (list(alert_ids),),
+    ).fetchall()
+    return {str(r["id"]): dict(r) for r in rows}
 
 
 def _public(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -215,26 +220,68 @@ def _email_text(kind: str, alert: Mapping[str, Any], note: str | None) -> tuple[
     return subject, "\n".join(lines) + "\n"
 
 
-def _insert(
-    conn: Conn,
-    *,
-    dedup_key: str,
-    alert_id: str | None,
-    officer_id: str,
+_INSERT_SQL = """INSERT INTO notifications (dedup_key, alert_id, officer_id, kind, channel,
+       target, subject, payload, next_attempt_at)
+   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING"""
+
+
+def _messages(
+    alert: Mapping[str, Any],
     kind: str,
-    channel: str,
-    target: str,
-    subject: str,
-    payload: Mapping[str, Any],
-    at: datetime,
-) -> int:
-    cur = conn.execute(
-        """INSERT INTO notifications (dedup_key, alert_id, officer_id, kind, channel, target,
-               subject, payload, next_attempt_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING""",
-        (dedup_key, alert_id, officer_id, kind, channel, target, subject, Jsonb(dict(payload)), at),
-    )
-    return cur.rowcount
+    people: Iterable[Officer],
+    *,
+    event_at: datetime,
+    now: datetime,
+    note: str | None,
+    severity: Severity | None,
+) -> list[tuple[Any, ...]]:
+    """Rows for :data:`_INSERT_SQL`: one per person and channel the alert should reach."""
+    alert_id = str(alert["id"])
+    level = severity or Severity[str(alert["severity"]).upper()]
+    stamp = event_at.isoformat()
+    rows: list[tuple[Any, ...]] = []
+    for person in people:
+        if level < person.min_severity:
+            continue
+        subject, text = _email_text(kind, alert, note)
+        if person.notify_email and person.email:
+            rows.append(
+                (
+                    f"{alert_id}|{kind}|{stamp}|{person.officer_id}|email",
+                    alert_id,
+                    person.officer_id,
+                    kind,
+                    "email",
+                    person.email,
+                    subject,
+                    Jsonb({"text": text}),
+                    now,
+                )
+            )
+        if person.notify_webhook and person.webhook_url:
+            payload = {"event": kind, "at": stamp, "note": note, "alert": _public(alert)}
+            rows.append(
+                (
+                    f"{alert_id}|{kind}|{stamp}|{person.officer_id}|webhook",
+                    alert_id,
+                    person.officer_id,
+                    kind,
+                    "webhook",
+                    person.webhook_url,
+                    subject,
+                    Jsonb(payload),
+                    now,
+                )
+            )
+    return rows
+
+
+def _queue(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> int:
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_SQL, rows)
+        return max(cur.rowcount, 0)
 
 
 def enqueue_for_alert(
@@ -248,43 +295,12 @@ def enqueue_for_alert(
     severity: Severity | None = None,
 ) -> int:
     """Queue ``kind`` (opened, escalated, visit...) for everyone the alert routes to."""
-    alert = _alert_view(conn, alert_id)
+    alert = _alert_views(conn, [alert_id]).get(alert_id)
     if alert is None:
         return 0
-    level = severity or Severity[str(alert["severity"]).upper()]
-    queued = 0
-    for person in officers_for(conn, alert["patch"], AlertType(alert["alert_type"])):
-        if level < person.min_severity:
-            continue
-        subject, text = _email_text(kind, alert, note)
-        stamp = event_at.isoformat()
-        if person.notify_email and person.email:
-            queued += _insert(
-                conn,
-                dedup_key=f"{alert_id}|{kind}|{stamp}|{person.officer_id}|email",
-                alert_id=alert_id,
-                officer_id=person.officer_id,
-                kind=kind,
-                channel="email",
-                target=person.email,
-                subject=subject,
-                payload={"text": text},
-                at=now,
-            )
-        if person.notify_webhook and person.webhook_url:
-            queued += _insert(
-                conn,
-                dedup_key=f"{alert_id}|{kind}|{stamp}|{person.officer_id}|webhook",
-                alert_id=alert_id,
-                officer_id=person.officer_id,
-                kind=kind,
-                channel="webhook",
-                target=person.webhook_url,
-                subject=subject,
-                payload={"event": kind, "at": stamp, "note": note, "alert": _public(alert)},
-                at=now,
-            )
-    return queued
+    people = officers_for(conn, alert["patch"], AlertType(alert["alert_type"]))
+    rows = _messages(alert, kind, people, event_at=event_at, now=now, note=note, severity=severity)
+    return _queue(conn, rows)
 
 
 def notify_cycle(conn: Conn, result: Any) -> None:
@@ -297,14 +313,36 @@ def notify_cycle(conn: Conn, result: Any) -> None:
         kind = NOTIFY_ON.get(event.action)
         if kind is not None:
             latest[(event.alert_id, kind)] = event
+    if not latest:
+        return
+    # One query for the alerts and one per (patch, type) for the people: a busy cycle
+    # changes thousands of alerts.
+    views = _alert_views(conn, sorted({alert_id for alert_id, _ in latest}))
+    people: dict[tuple[str | None, str], list[Officer]] = {}
+    rows: list[tuple[Any, ...]] = []
     for (alert_id, kind), event in latest.items():
+        alert = views.get(alert_id)
+        if alert is None:
+            continue
+        state = alert["state"]
         if kind != "opened":
-            state = conn.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,)).fetchone()
-            if state is None or state["state"] == AlertStatus.RESOLVED.value:
+            if state == AlertStatus.RESOLVED.value:
                 continue  # nothing to chase any more
-            if kind == "reminder" and state["state"] != AlertStatus.OPEN.value:
+            if kind == "reminder" and state != AlertStatus.OPEN.value:
                 continue
-        enqueue_for_alert(conn, alert_id, kind, event_at=event.at, now=now, severity=event.severity)
+        route = (alert["patch"], str(alert["alert_type"]))
+        if route not in people:
+            people[route] = officers_for(conn, alert["patch"], AlertType(alert["alert_type"]))
+        rows += _messages(
+            alert,
+            kind,
+            people[route],
+            event_at=event.at,
+            now=now,
+            note=None,
+            severity=event.severity,
+        )
+    _queue(conn, rows)
 
 
 # -- the daily digest ----------------------------------------------------------------------
@@ -338,25 +376,28 @@ def enqueue_digests(conn: Conn, day: date, *, now: datetime) -> int:
             continue
         patches = patches_of(conn, person.officer_id)
         alerts = conn.execute(
-            """SELECT a.*, (SELECT d.address FROM devices d WHERE d.uprn = a.uprn
-                            OR d.device_id = a.subject_id LIMIT 1) AS address
+            f"""SELECT a.*, {_ADDRESS_SQL} AS address
                FROM alerts a
                WHERE (%(all)s = ANY(%(patches)s) OR a.patch = ANY(%(patches)s))
                  AND (a.state <> 'resolved' OR a.opened_at > %(since)s)
                ORDER BY a.severity = 'emergency' DESC, a.opened_at""",
             {"all": ALL_PATCHES, "patches": patches, "since": now - timedelta(days=1)},
         ).fetchall()
-        queued += _insert(
+        queued += _queue(
             conn,
-            dedup_key=f"digest|{day.isoformat()}|{person.officer_id}",
-            alert_id=None,
-            officer_id=person.officer_id,
-            kind="digest",
-            channel="email",
-            target=person.email,
-            subject=f"[Civic Sensors] Daily alerts digest {day.isoformat()}: {len(alerts)}",
-            payload={"text": _digest_text(person, alerts, day)},
-            at=now,
+            [
+                (
+                    f"digest|{day.isoformat()}|{person.officer_id}",
+                    None,
+                    person.officer_id,
+                    "digest",
+                    "email",
+                    person.email,
+                    f"[Civic Sensors] Daily alerts digest {day.isoformat()}: {len(alerts)}",
+                    Jsonb({"text": _digest_text(person, alerts, day)}),
+                    now,
+                )
+            ],
         )
     return queued
 

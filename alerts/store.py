@@ -437,12 +437,20 @@ def save_alerts(
     calendar: WorkingDayCalendar,
 ) -> None:
     """Insert or update alerts, with their statutory due dates recomputed."""
+    alerts = list(alerts)
+    if not alerts:
+        return
+    ended_by_id = {
+        r["id"]: r["investigation_ended_at"]
+        for r in conn.execute(
+            "SELECT id, investigation_ended_at FROM alerts WHERE id = ANY(%s)",
+            ([a.alert_id for a in alerts],),
+        )
+    }
+    rows: list[dict[str, Any]] = []
     for alert in alerts:
         subject = subjects_by_id.get(alert.subject_id)
-        existing = conn.execute(
-            "SELECT investigation_ended_at FROM alerts WHERE id = %s", (alert.alert_id,)
-        ).fetchone()
-        ended = existing["investigation_ended_at"] if existing else None
+        ended = ended_by_id.get(alert.alert_id)
         values: dict[str, Any] = {
             "id": alert.alert_id,
             "subject_kind": subject.kind if subject else "home",
@@ -472,13 +480,15 @@ def save_alerts(
             "statutory_clock_started_at": alert.statutory_clock_started_at,
             **_deadline_columns(alert, calendar, ended),
         }
-        columns = list(values)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
-        conn.execute(
+        rows.append(values)
+    columns = list(rows[0])
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
+    with conn.cursor() as cur:
+        cur.executemany(
             f"INSERT INTO alerts ({', '.join(columns)}, updated_at)"
             f" VALUES ({', '.join('%(' + c + ')s' for c in columns)}, now())"
             f" ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
-            values,
+            rows,
         )
 
 
