@@ -119,6 +119,16 @@ class BinRuleSettings:
     disabled: frozenset[str] = frozenset()
 
 
+@functools.cache
+def _default_home_settings() -> HomeRuleSettings:
+    return HomeRuleSettings()  # immutable, so one instance serves every detector
+
+
+@functools.cache
+def _default_bin_settings() -> BinRuleSettings:
+    return BinRuleSettings()
+
+
 def _device_rules(subject_id: str, device_id: str, settings: DeviceRuleSettings) -> list[Rule]:
     context = RuleContext(subject_id, device_id)
     return [
@@ -130,7 +140,7 @@ def _device_rules(subject_id: str, device_id: str, settings: DeviceRuleSettings)
 
 def home_rules(home: Home, device_id: str, settings: HomeRuleSettings | None = None) -> list[Rule]:
     """The rules for one environment sensor in ``home``, occupied or void."""
-    s = settings or HomeRuleSettings()
+    s = settings or _default_home_settings()
 
     def context(rule_type: type[Rule]) -> RuleContext:
         starts = s.clock_policy.starts_clock(rule_type.condition, rule_type.hazard, void=home.void)
@@ -157,7 +167,7 @@ def home_rules(home: Home, device_id: str, settings: HomeRuleSettings | None = N
 
 def bin_rules(bin_: Bin, settings: BinRuleSettings | None = None) -> list[Rule]:
     """The rules for one bin's sensor."""
-    s = settings or BinRuleSettings()
+    s = settings or _default_bin_settings()
     context = RuleContext(bin_.subject_id, bin_.device_id)
     rules: list[Rule] = [
         OverflowRule(context, bin_.threshold_pct, s.overflow),

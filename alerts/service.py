@@ -369,7 +369,10 @@ class Evaluator:
                     if not readings:
                         continue  # never reported: nothing to judge yet
                     detector = subjects[device_id].detector(cfg.home_rules, cfg.bin_rules)
-                    checkpoint = Checkpoint(device_id, detector, readings[0].ts, readings[0].ts)
+                    first = readings[0].ts
+                    # Counted as written at its start: after a crash a device never written
+                    # is simply rebuilt from its readings, so the first write can wait too.
+                    checkpoint = Checkpoint(device_id, detector, first, first, saved_horizon=first)
                     detectors[device_id] = checkpoint
                 fed = checkpoint.detector.feed(readings)
                 fed += checkpoint.detector.advance(cutoff)

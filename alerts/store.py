@@ -161,7 +161,7 @@ class Checkpoint:
     fed_through: datetime
     horizon: datetime
     saved_horizon: datetime | None = None
-    """Horizon of the copy in the database (None: never saved)."""
+    """Horizon of the copy in the database; for one never written, where it started."""
 
 
 def load_checkpoints(
