@@ -285,6 +285,8 @@ def _run(args: argparse.Namespace) -> int:
             raise CliError(f"cannot reach the MQTT broker for device commands: {exc}") from exc
         steps.append(dispatcher.step)
     steps += [digest_step, deliver]
+    if settings.alerts_overdue_check_s > 0:
+        steps.append(_overdue_step(timedelta(seconds=settings.alerts_overdue_check_s)))
 
     def report(cycle: CycleReport) -> None:
         if args.format == "json":
@@ -315,6 +317,30 @@ def _run(args: argparse.Namespace) -> int:
         if dispatcher is not None:
             dispatcher.stop()
     return 0
+
+
+def _overdue_step(every: timedelta) -> Any:
+    """Service step: escalate Awaab's Law due dates passed unrecorded, at most once per
+    ``every`` (each alert and step escalates only once however often this runs)."""
+    from alerts.statutory import escalate_overdue
+
+    last: list[datetime] = []
+
+    def step(conn: Any, now: datetime) -> None:
+        if last and now - last[0] < every:
+            return
+        items = escalate_overdue(conn, now)
+        last[:] = [now]
+        for item in items:
+            log.warning(
+                "%s: Awaab's Law %s was due by %s and is not recorded; now %s",
+                item.alert_id,
+                item.deadline.milestone.value,
+                item.deadline.due_at.isoformat(),
+                item.severity.label,
+            )
+
+    return step
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -209,6 +209,7 @@ def escalate_overdue(
             severity = alert.severity
             audit = []
             for deadline in sorted(late, key=lambda d: d.due_at):
+                before = severity
                 if severity < OVERDUE_MAX_SEVERITY:
                     severity = Severity(severity + 1)
                 audit.append(
@@ -219,7 +220,7 @@ def escalate_overdue(
                         AuditAction.STATUTORY_OVERDUE,
                         f"Awaab's Law {deadline.milestone.value} was due by "
                         f"{deadline.due_at.isoformat()} ({deadline.basis}) and is not recorded; "
-                        f"{alert.severity.label} -> {severity.label}",
+                        f"{before.label} -> {severity.label}",
                         severity,
                     )
                 )

@@ -180,3 +180,25 @@ def test_overdue_command_escalates_as_of_a_time(civic_env, capsys) -> None:
         (alert["id"], "investigate", due.replace("+00:00", "Z"))
     ]
     assert _cli_json(capsys, "alerts", "overdue", "--format", "json") == []
+
+
+def test_the_running_service_chases_overdue_due_dates_itself(civic_env, monkeypatch) -> None:
+    url, _ = civic_env
+    alert = _damp_alert(url, escalate=False)
+    # The trace is from 2025: by today's clock its investigation is long overdue.
+    monkeypatch.setenv("CIVIC_ALERTS_OVERDUE_CHECK_S", "0")
+    assert main(["alerts", "run", "--once", "--no-mqtt"]) == 0
+    with connect(url) as conn:
+        row = conn.execute("SELECT overdue_notified FROM alerts WHERE id = %s", (alert["id"],))
+        assert row.fetchone()["overdue_notified"] in (None, [])
+    monkeypatch.delenv("CIVIC_ALERTS_OVERDUE_CHECK_S")
+    assert main(["alerts", "run", "--once", "--no-mqtt"]) == 0
+    with connect(url) as conn:
+        row = conn.execute("SELECT overdue_notified FROM alerts WHERE id = %s", (alert["id"],))
+        assert "investigate" in row.fetchone()["overdue_notified"]
+        chased = conn.execute(
+            "SELECT count(*) AS n FROM alert_events WHERE alert_id = %s"
+            " AND action = 'statutory_overdue'",
+            (alert["id"],),
+        ).fetchone()
+        assert chased["n"] >= 1
