@@ -47,13 +47,15 @@ from alerts.awaab import WorkingDayCalendar
 from alerts.detector import BinRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
-from alerts.readings import Reading
+from alerts.peers import peer_changes, summary_times
+from alerts.readings import Item, PeerChange, Reading
 from alerts.store import (
     Checkpoint,
     Conn,
     Subject,
     event_key,
     events_after,
+    fill_ranges,
     insert_audit,
     insert_condition_events,
     load_book,
@@ -330,6 +332,7 @@ class Evaluator:
 
         events: list[ConditionEvent] = []
         to_save: dict[str, Checkpoint] = {}
+        peers = PeerFeed(conn, subjects, (cfg.bin_rules or BinRuleSettings()).stuck.stuck_after)
         superseded: set[tuple[Any, ...]] = set()
         for device_id, earliest in sorted(late_by_device.items()):
             restart = load_checkpoints(conn, [device_id], at_or_before=earliest).get(device_id)
@@ -345,7 +348,7 @@ class Evaluator:
             report.replays += 1
             old = set(events_after(conn, device_id, restart.horizon))
             detectors[device_id] = restart
-            replayed = self._feed(restart, conn, cutoff, evaluate_from, report)
+            replayed = self._feed(restart, conn, cutoff, evaluate_from, report, peers)
             new_keys = {event_key(e) for e in replayed}
             superseded |= old - new_keys
             events += replayed
@@ -374,7 +377,11 @@ class Evaluator:
                     # is simply rebuilt from its readings, so the first write can wait too.
                     checkpoint = Checkpoint(device_id, detector, first, first, saved_horizon=first)
                     detectors[device_id] = checkpoint
-                fed = checkpoint.detector.feed(readings)
+                    peers_after = first - _JUST_BEFORE
+                else:
+                    peers_after = checkpoint.horizon
+                items = peers.merge(device_id, readings, peers_after, cutoff)
+                fed = checkpoint.detector.feed(items)
                 fed += checkpoint.detector.advance(cutoff)
                 checkpoint.horizon = cutoff
                 report.readings += len(readings)
@@ -439,13 +446,15 @@ class Evaluator:
         cutoff: datetime,
         evaluate_from: datetime | None,
         report: CycleReport,
+        peers: PeerFeed,
     ) -> list[ConditionEvent]:
         device_id = checkpoint.device_id
         stream = read_readings(
             conn, [device_id], {device_id: checkpoint.fed_through}, cutoff, since=evaluate_from
         )
         readings = dict(stream).get(device_id, [])
-        events = checkpoint.detector.feed(readings)
+        items = peers.merge(device_id, readings, checkpoint.horizon, cutoff)
+        events = checkpoint.detector.feed(items)
         events += checkpoint.detector.advance(cutoff)
         checkpoint.horizon = cutoff
         if readings:
@@ -453,6 +462,40 @@ class Evaluator:
         report.readings += len(readings)
         report.devices += 1
         return events
+
+
+_JUST_BEFORE = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
+
+
+class PeerFeed:
+    """Peer summaries (:mod:`alerts.peers`) for one cycle's bins, taken from the store at each
+    summary instant on first use and merged into each bin's items."""
+
+    def __init__(self, conn: Conn, subjects: Mapping[str, Subject], window: timedelta) -> None:
+        self.conn = conn
+        self.window = window
+        self.bins = sorted(d for d, s in subjects.items() if s.kind == "bin")
+        self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in self.bins}
+        self._at: dict[datetime, dict[str, PeerChange]] = {}
+
+    def merge(
+        self, device_id: str, readings: list[Reading], after: datetime, until: datetime
+    ) -> list[Item]:
+        """``readings`` with this bin's summaries for instants in ``(after, until]``."""
+        if device_id not in self.group_of:
+            return list(readings)
+        summaries: list[Item] = []
+        for at in summary_times(after, until):
+            if at not in self._at:
+                ranges = fill_ranges(self.conn, self.bins, at - self.window, at)
+                self._at[at] = peer_changes(ranges, self.group_of, at=at, window=self.window)
+            change = self._at[at].get(device_id)
+            if change is not None:
+                summaries.append(change)
+        if not summaries:
+            return list(readings)
+        # A summary at the same instant as a reading comes after it: it is taken from it.
+        return sorted([*readings, *summaries], key=lambda i: (i.ts, isinstance(i, PeerChange)))
 
 
 def _subjects_by_subject(subjects: Mapping[str, Subject]) -> dict[str, Subject]:

@@ -32,6 +32,7 @@ __all__ = [
     "Subject",
     "alert_from_row",
     "event_key",
+    "fill_ranges",
     "insert_audit",
     "insert_condition_events",
     "load_book",
@@ -147,6 +148,21 @@ def read_readings(
                 continue
         if current is not None:
             yield current, readings
+
+
+def fill_ranges(
+    conn: Conn, device_ids: Sequence[str], after: datetime, until: datetime
+) -> dict[str, float]:
+    """Each bin's fill range (max - min) over readings with ``after < ts <= until``."""
+    if not device_ids:
+        return {}
+    rows = conn.execute(
+        """SELECT device_id, max(fill_pct) - min(fill_pct) AS range_pct FROM readings
+           WHERE device_id = ANY(%s) AND ts > %s AND ts <= %s AND fill_pct IS NOT NULL
+           GROUP BY device_id""",
+        (list(device_ids), after, until),
+    ).fetchall()
+    return {r["device_id"]: float(r["range_pct"]) for r in rows}
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +288,69 @@ def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
         "audit": [tuple(r.values()) for r in audit],
         "events": [tuple(r.values()) for r in events],
     }
+
+
+def _bin_fleet(start: datetime, hours: int) -> list[Reading]:
+    """Four bins in one patch filling and being emptied, and one whose sensor froze."""
+    readings = []
+    for k in range(hours):
+        ts = start + timedelta(hours=k)
+        for n in range(4):
+            fill = min(((k + 9 * n) % 40) * 2.2, 100.0)  # emptied every 40 h, staggered
+            readings.append(Reading(f"bin-peer-{n}", ts, fill_pct=fill, battery_v=3.6, seq=k))
+        frozen = 42.0 + (0.3 if k % 5 == 0 else 0.0)  # inside the 1 % flat tolerance
+        readings.append(Reading("bin-frozen", ts, fill_pct=frozen, battery_v=3.6, seq=k))
+    return readings
+
+
+def test_a_frozen_bin_sensor_is_found_against_its_moving_peers_live_as_in_backfill(
+    database_url: str,
+) -> None:
+    devices = [
+        Device(
+            d,
+            "bin",
+            52.63,
+            -1.13,
+            patch="north",
+            waste_stream="general",
+            capacity_l=240.0,
+            threshold_pct=80.0,
+        )
+        for d in ("bin-peer-0", "bin-peer-1", "bin-peer-2", "bin-peer-3", "bin-frozen")
+    ]
+    with connect(database_url) as conn:
+        upsert_devices(conn, devices)
+    start = datetime(2025, 11, 3, 0, 30, tzinfo=UTC)
+    readings = _bin_fleet(start, hours=5 * 24)
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, EvaluatorConfig())
+        for half_day in range(10):
+            lo = start + timedelta(hours=12 * half_day)
+            hi = lo + timedelta(hours=12)
+            _insert_fills(database_url, [r for r in readings if lo <= r.ts < hi])
+            evaluator.run_cycle(notify=False)
+        evaluator.close()
+    live = snapshot(database_url)
+    stuck = [e for e in live["events"] if "sensor_stuck" in e]
+    assert stuck, live["events"]
+    assert {e[0] for e in stuck} == {"bin-frozen"}
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, EvaluatorConfig())
+        evaluator.reset(start)
+        evaluator.run_cycle(notify=False)
+        evaluator.close()
+    assert snapshot(database_url) == live
+
+
+def _insert_fills(url: str, readings: Sequence[Reading]) -> None:
+    with connect(url) as conn, conn.transaction():
+        first = min(r.ts for r in readings)
+        last = max(r.ts for r in readings)
+        conn.execute("SELECT civic_ensure_partitions(%s, %s)", (first - timedelta(days=7), last))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO readings (device_id, ts, seq, fill_pct, battery_v, received_at)"
+                " VALUES (%s, %s, %s, %s, %s, clock_timestamp())",
+                [(r.device_id, r.ts, r.seq, r.fill_pct, r.battery_v) for r in readings],
+            )
