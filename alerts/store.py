@@ -9,10 +9,12 @@ other.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import pickle
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -20,7 +22,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from alerts.awaab import WorkingDayCalendar, alert_deadlines
-from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
+from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity, Transition
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
 from alerts.readings import Bin, Home, Reading, WasteStream
@@ -45,6 +47,8 @@ __all__ = [
 
 Conn = psycopg.Connection[dict[str, Any]]
 
+log = logging.getLogger(__name__)
+
 BOOK_LOCK = 7_304_404  # pg_advisory_xact_lock key: one writer of the alert book at a time
 
 
@@ -60,6 +64,9 @@ class Subject:
     void: bool
     threshold_pct: float | None
     waste_stream: str | None
+    report_interval: timedelta | None = None
+    """How often the device is configured to report (registry column ``report_interval_s``);
+    None: the rule default for its kind. "Offline" waits for missed reports of this."""
 
     def detector(
         self,
@@ -69,19 +76,48 @@ class Subject:
         if self.kind == "home":
             assert self.uprn is not None
             home = Home(uprn=self.uprn, void=self.void, patch=self.patch)
+            if self.report_interval is not None:
+                home_settings = home_settings or HomeRuleSettings()
+                home_settings = dataclasses.replace(
+                    home_settings, device=self._with_interval(home_settings.device)
+                )
             return Detector.for_home(home, self.device_id, home_settings)
         try:
             stream = WasteStream(self.waste_stream or "general")
         except ValueError:
             stream = WasteStream.GENERAL
         bin_ = Bin(self.device_id, threshold_pct=self.threshold_pct or 80.0, waste_stream=stream)
+        if self.report_interval is not None:
+            bin_settings = bin_settings or BinRuleSettings()
+            bin_settings = dataclasses.replace(
+                bin_settings, device=self._with_interval(bin_settings.device)
+            )
         return Detector.for_bin(bin_, bin_settings)
+
+    def _with_interval(self, settings: DeviceRuleSettings) -> DeviceRuleSettings:
+        assert self.report_interval is not None
+        offline = dataclasses.replace(settings.offline, expected_interval=self.report_interval)
+        return dataclasses.replace(settings, offline=offline)
+
+
+def _report_interval(extra: Mapping[str, Any] | None, device_id: str) -> timedelta | None:
+    text = (extra or {}).get("report_interval_s")
+    if text in (None, ""):
+        return None
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0:  # also NaN
+        log.warning("%s: ignoring report_interval_s=%r (want seconds > 0)", device_id, text)
+        return None
+    return timedelta(seconds=seconds)
 
 
 def load_subjects(conn: Conn) -> dict[str, Subject]:
     """Every registered device, keyed by device id."""
     rows = conn.execute(
-        "SELECT device_id, kind, uprn, patch, void, threshold_pct, waste_stream FROM devices"
+        "SELECT device_id, kind, uprn, patch, void, threshold_pct, waste_stream, extra FROM devices"
     ).fetchall()
     subjects = {}
     for r in rows:
@@ -95,6 +131,7 @@ def load_subjects(conn: Conn) -> dict[str, Subject]:
             void=bool(r["void"]),
             threshold_pct=r["threshold_pct"],
             waste_stream=r["waste_stream"],
+            report_interval=_report_interval(r["extra"], r["device_id"]),
         )
     return subjects
 

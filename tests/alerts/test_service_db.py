@@ -354,3 +354,47 @@ def _insert_fills(url: str, readings: Sequence[Reading]) -> None:
                 " VALUES (%s, %s, %s, %s, %s, clock_timestamp())",
                 [(r.device_id, r.ts, r.seq, r.fill_pct, r.battery_v) for r in readings],
             )
+
+
+def test_offline_waits_for_the_report_interval_the_registry_gives(database_url: str) -> None:
+    two_hourly = {"report_interval_s": "7200"}
+    devices = [
+        Device("env-slow", "env", 52.6, -1.1, uprn="100000000071", patch="n", void=False),
+        Device(
+            "env-told",
+            "env",
+            52.6,
+            -1.1,
+            uprn="100000000072",
+            patch="n",
+            void=False,
+            extra=two_hourly,
+        ),
+        Device(
+            "env-typo",
+            "env",
+            52.6,
+            -1.1,
+            uprn="100000000073",
+            patch="n",
+            void=False,
+            extra={"report_interval_s": "hourly"},
+        ),
+    ]
+    with connect(database_url) as conn:
+        upsert_devices(conn, devices)
+    start = datetime(2025, 11, 3, 0, 0, tzinfo=UTC)
+    readings = [
+        Reading(d.device_id, start + timedelta(hours=2 * k), temp_c=20.0, rh_pct=50.0, seq=k)
+        for k in range(12)
+        for d in devices
+    ]
+    insert(database_url, readings)
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, EvaluatorConfig())
+        evaluator.run_cycle(notify=False)
+        evaluator.close()
+    offline = {e[0] for e in snapshot(database_url)["events"] if e[1] == "device_offline"}
+    # Two-hourly reports look like silence to the 15-minute default (offline after 4 missed),
+    # not to a device said to report every 2 h; a value that is not a number is ignored.
+    assert offline == {"env-slow", "env-typo"}
