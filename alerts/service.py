@@ -48,7 +48,7 @@ from alerts.detector import BinRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
 from alerts.peers import peer_changes, summary_times
-from alerts.readings import Item, PeerChange, Reading
+from alerts.readings import FillForecast, Item, Reading
 from alerts.store import (
     Checkpoint,
     Conn,
@@ -332,7 +332,10 @@ class Evaluator:
 
         events: list[ConditionEvent] = []
         to_save: dict[str, Checkpoint] = {}
-        peers = PeerFeed(conn, subjects, (cfg.bin_rules or BinRuleSettings()).stuck.stuck_after)
+        bin_rules = cfg.bin_rules or BinRuleSettings()
+        bin_inputs = BinInputs(
+            conn, subjects, bin_rules.stuck.stuck_after, bin_rules.overflow.forecast_horizon
+        )
         superseded: set[tuple[Any, ...]] = set()
         for device_id, earliest in sorted(late_by_device.items()):
             restart = load_checkpoints(conn, [device_id], at_or_before=earliest).get(device_id)
@@ -348,7 +351,7 @@ class Evaluator:
             report.replays += 1
             old = set(events_after(conn, device_id, restart.horizon))
             detectors[device_id] = restart
-            replayed = self._feed(restart, conn, cutoff, evaluate_from, report, peers)
+            replayed = self._feed(restart, conn, cutoff, evaluate_from, report, bin_inputs)
             new_keys = {event_key(e) for e in replayed}
             superseded |= old - new_keys
             events += replayed
@@ -377,10 +380,10 @@ class Evaluator:
                     # is simply rebuilt from its readings, so the first write can wait too.
                     checkpoint = Checkpoint(device_id, detector, first, first, saved_horizon=first)
                     detectors[device_id] = checkpoint
-                    peers_after = first - _JUST_BEFORE
+                    inputs_after = first - _JUST_BEFORE
                 else:
-                    peers_after = checkpoint.horizon
-                items = peers.merge(device_id, readings, peers_after, cutoff)
+                    inputs_after = checkpoint.horizon
+                items = bin_inputs.merge(device_id, readings, inputs_after, cutoff)
                 fed = checkpoint.detector.feed(items)
                 fed += checkpoint.detector.advance(cutoff)
                 checkpoint.horizon = cutoff
@@ -446,14 +449,14 @@ class Evaluator:
         cutoff: datetime,
         evaluate_from: datetime | None,
         report: CycleReport,
-        peers: PeerFeed,
+        bin_inputs: BinInputs,
     ) -> list[ConditionEvent]:
         device_id = checkpoint.device_id
         stream = read_readings(
             conn, [device_id], {device_id: checkpoint.fed_through}, cutoff, since=evaluate_from
         )
         readings = dict(stream).get(device_id, [])
-        items = peers.merge(device_id, readings, checkpoint.horizon, cutoff)
+        items = bin_inputs.merge(device_id, readings, checkpoint.horizon, cutoff)
         events = checkpoint.detector.feed(items)
         events += checkpoint.detector.advance(cutoff)
         checkpoint.horizon = cutoff
@@ -467,35 +470,60 @@ class Evaluator:
 _JUST_BEFORE = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
 
-class PeerFeed:
-    """Peer summaries (:mod:`alerts.peers`) for one cycle's bins, taken from the store at each
-    summary instant on first use and merged into each bin's items."""
+class BinInputs:
+    """What bin rules need besides readings, taken from the store at fixed instants of data
+    time (:func:`alerts.peers.summary_times`) on first use in a cycle and merged into each
+    bin's items: peer summaries (:mod:`alerts.peers`) and the fill forecast for the next
+    ``forecast_horizon`` (routing's model, fitted on the readings before the instant). Fixed
+    instants, not cycle times, keep a live run and a backfill equal."""
 
-    def __init__(self, conn: Conn, subjects: Mapping[str, Subject], window: timedelta) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        subjects: Mapping[str, Subject],
+        window: timedelta,
+        forecast_horizon: timedelta,
+    ) -> None:
         self.conn = conn
         self.window = window
+        self.forecast_horizon = forecast_horizon
         self.bins = sorted(d for d, s in subjects.items() if s.kind == "bin")
         self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in self.bins}
-        self._at: dict[datetime, dict[str, PeerChange]] = {}
+        self._at: dict[datetime, dict[str, list[Item]]] = {}
 
     def merge(
         self, device_id: str, readings: list[Reading], after: datetime, until: datetime
     ) -> list[Item]:
-        """``readings`` with this bin's summaries for instants in ``(after, until]``."""
+        """``readings`` with this bin's inputs for instants in ``(after, until]``."""
         if device_id not in self.group_of:
             return list(readings)
-        summaries: list[Item] = []
+        extra: list[Item] = []
         for at in summary_times(after, until):
             if at not in self._at:
-                ranges = fill_ranges(self.conn, self.bins, at - self.window, at)
-                self._at[at] = peer_changes(ranges, self.group_of, at=at, window=self.window)
-            change = self._at[at].get(device_id)
-            if change is not None:
-                summaries.append(change)
-        if not summaries:
+                self._at[at] = self._inputs_at(at)
+            extra += self._at[at].get(device_id, [])
+        if not extra:
             return list(readings)
-        # A summary at the same instant as a reading comes after it: it is taken from it.
-        return sorted([*readings, *summaries], key=lambda i: (i.ts, isinstance(i, PeerChange)))
+        # Inputs at the same instant as a reading come after it: they are taken from it.
+        return sorted([*readings, *extra], key=lambda i: (i.ts, not isinstance(i, Reading)))
+
+    def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
+        from routing.history import forecast_bins  # routing owns the fill model
+
+        out: dict[str, list[Item]] = {}
+        ranges = fill_ranges(self.conn, self.bins, at - self.window, at)
+        for device_id, change in peer_changes(
+            ranges, self.group_of, at=at, window=self.window
+        ).items():
+            out.setdefault(device_id, []).append(change)
+        target = at + self.forecast_horizon
+        for forecast in forecast_bins(self.conn, target, now=at, device_ids=self.bins):
+            out.setdefault(forecast.device_id, []).append(
+                FillForecast(
+                    forecast.device_id, at, target, max(forecast.forecast_at_visit_pct, 0.0)
+                )
+            )
+        return out
 
 
 def _subjects_by_subject(subjects: Mapping[str, Subject]) -> dict[str, Subject]:

@@ -303,7 +303,7 @@ def _bin_fleet(start: datetime, hours: int) -> list[Reading]:
     return readings
 
 
-def test_a_frozen_bin_sensor_is_found_against_its_moving_peers_live_as_in_backfill(
+def test_bins_get_peer_summaries_and_forecasts_live_as_in_backfill(
     database_url: str,
 ) -> None:
     devices = [
@@ -335,6 +335,9 @@ def test_a_frozen_bin_sensor_is_found_against_its_moving_peers_live_as_in_backfi
     stuck = [e for e in live["events"] if "sensor_stuck" in e]
     assert stuck, live["events"]
     assert {e[0] for e in stuck} == {"bin-frozen"}
+    # Routing's fill forecast warns of overflows a day ahead, before the bins reach 80 %.
+    overflow = [e for e in live["events"] if e[1] == "bin_overflow"]
+    assert any(str(e[6]).startswith("forecast") for e in overflow), overflow
     with connect(database_url) as conn:
         evaluator = Evaluator(conn, EvaluatorConfig())
         evaluator.reset(start)
