@@ -48,11 +48,12 @@ from alerts.detector import BinRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
 from alerts.peers import peer_changes, summary_times
-from alerts.readings import FillForecast, Item, Reading
+from alerts.readings import CollectionRecord, FillForecast, Item, Reading
 from alerts.store import (
     Checkpoint,
     Conn,
     Subject,
+    collection_records,
     event_key,
     events_after,
     fill_ranges,
@@ -76,6 +77,15 @@ log = logging.getLogger(__name__)
 EVALUATOR_LOCK = 7_304_405  # session advisory lock: one evaluator per database
 LATE_MARGIN = timedelta(seconds=5)  # ingest stamps received_at moments before COMMIT
 DEVICES_PER_QUERY = 500  # devices per query and per batch of checkpoints written
+
+# What arrived since a time: readings, and crews' collection records (which come in after the
+# round, usually after the evaluator has passed their time: late data like a late reading).
+_ARRIVALS_SQL = """
+    SELECT device_id, ts, received_at, true AS reading FROM readings
+    WHERE received_at > %(since)s
+    UNION ALL
+    SELECT device_id, ts, recorded_at, false FROM collection_records
+    WHERE recorded_at > %(since)s"""
 
 Hook = Callable[[Conn, "CycleResult"], object]
 Progress = Callable[[int, int, int], object]
@@ -285,20 +295,14 @@ class Evaluator:
             newest_ts = newest["ts"] if newest else None
             newest_received = newest["received"] if newest else None
             window = (
-                conn.execute(
-                    "SELECT device_id, ts, received_at FROM readings WHERE received_at > %s",
-                    (newest_received - LATE_MARGIN,),
-                ).fetchall()
+                conn.execute(_ARRIVALS_SQL, {"since": newest_received - LATE_MARGIN}).fetchall()
                 if newest_received is not None
                 else []
             )
         else:
             window_start = watermark if first_cycle else watermark - LATE_MARGIN
-            window = conn.execute(
-                "SELECT device_id, ts, received_at FROM readings WHERE received_at > %s",
-                (window_start,),
-            ).fetchall()
-            newest_ts = max((r["ts"] for r in window), default=None)
+            window = conn.execute(_ARRIVALS_SQL, {"since": window_start}).fetchall()
+            newest_ts = max((r["ts"] for r in window if r["reading"]), default=None)
             newest_received = max((r["received_at"] for r in window), default=watermark)
         if newest_ts is None and state["cutoff"] is None:
             return report
@@ -334,7 +338,11 @@ class Evaluator:
         to_save: dict[str, Checkpoint] = {}
         bin_rules = cfg.bin_rules or BinRuleSettings()
         bin_inputs = BinInputs(
-            conn, subjects, bin_rules.stuck.stuck_after, bin_rules.overflow.forecast_horizon
+            conn,
+            subjects,
+            bin_rules.stuck.stuck_after,
+            bin_rules.overflow.forecast_horizon,
+            records_after=min((c.horizon for c in detectors.values()), default=evaluate_from),
         )
         superseded: set[tuple[Any, ...]] = set()
         for device_id, earliest in sorted(late_by_device.items()):
@@ -483,13 +491,18 @@ class BinInputs:
         subjects: Mapping[str, Subject],
         window: timedelta,
         forecast_horizon: timedelta,
+        records_after: datetime | None = None,
     ) -> None:
         self.conn = conn
+        self.records_after = records_after
+        """Where the cycle's bins start, roughly: records are read once from here."""
         self.window = window
         self.forecast_horizon = forecast_horizon
         self.bins = sorted(d for d, s in subjects.items() if s.kind == "bin")
         self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in self.bins}
         self._at: dict[datetime, dict[str, list[Item]]] = {}
+        self._records: dict[str, list[CollectionRecord]] = {}
+        self._records_span: tuple[datetime, datetime] | None = None
 
     def merge(
         self, device_id: str, readings: list[Reading], after: datetime, until: datetime
@@ -502,10 +515,22 @@ class BinInputs:
             if at not in self._at:
                 self._at[at] = self._inputs_at(at)
             extra += self._at[at].get(device_id, [])
+        extra += [r for r in self._records_for(device_id, after, until) if r.ts > after]
         if not extra:
             return list(readings)
         # Inputs at the same instant as a reading come after it: they are taken from it.
         return sorted([*readings, *extra], key=lambda i: (i.ts, not isinstance(i, Reading)))
+
+    def _records_for(
+        self, device_id: str, after: datetime, until: datetime
+    ) -> list[CollectionRecord]:
+        # One query per cycle for every bin (again only if a replay reaches further back).
+        span = self._records_span
+        if span is None or after < span[0] or until > span[1]:
+            start = after if self.records_after is None else min(after, self.records_after)
+            self._records = collection_records(self.conn, self.bins, start, until)
+            self._records_span = (start, until)
+        return [r for r in self._records.get(device_id, []) if r.ts <= until]
 
     def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
         from routing.history import forecast_bins  # routing owns the fill model
@@ -517,7 +542,9 @@ class BinInputs:
         ).items():
             out.setdefault(device_id, []).append(change)
         target = at + self.forecast_horizon
-        for forecast in forecast_bins(self.conn, target, now=at, device_ids=self.bins):
+        for forecast in forecast_bins(self.conn, target, now=at):  # bins with readings
+            if forecast.device_id not in self.group_of:
+                continue
             out.setdefault(forecast.device_id, []).append(
                 FillForecast(
                     forecast.device_id, at, target, max(forecast.forecast_at_visit_pct, 0.0)

@@ -25,7 +25,7 @@ from alerts.awaab import WorkingDayCalendar, alert_deadlines
 from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity, Transition
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
-from alerts.readings import Bin, Home, Reading, WasteStream
+from alerts.readings import Bin, CollectionRecord, Home, Reading, WasteStream
 
 __all__ = [
     "BOOK_LOCK",
@@ -33,6 +33,7 @@ __all__ = [
     "Conn",
     "Subject",
     "alert_from_row",
+    "collection_records",
     "event_key",
     "fill_ranges",
     "insert_audit",
@@ -200,6 +201,25 @@ def fill_ranges(
         (list(device_ids), after, until),
     ).fetchall()
     return {r["device_id"]: float(r["range_pct"]) for r in rows}
+
+
+def collection_records(
+    conn: Conn, device_ids: Sequence[str], after: datetime, until: datetime
+) -> dict[str, list[CollectionRecord]]:
+    """Crews' records for these bins with ``after < ts <= until``, in time order."""
+    out: dict[str, list[CollectionRecord]] = {}
+    if not device_ids:
+        return out
+    rows = conn.execute(
+        """SELECT device_id, ts, crew FROM collection_records
+           WHERE device_id = ANY(%s) AND ts > %s AND ts <= %s ORDER BY device_id, ts""",
+        (list(device_ids), after, until),
+    ).fetchall()
+    for r in rows:
+        out.setdefault(r["device_id"], []).append(
+            CollectionRecord(r["device_id"], r["ts"], r["crew"])
+        )
+    return out
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -153,6 +153,20 @@ def _register_store_commands(commands: Any) -> None:
     list_parser.add_argument("--limit", type=int, default=20)
     list_parser.set_defaults(func=_list_command)
 
+    collected = commands.add_parser(
+        "collected",
+        help="import crews' collection records (CSV: device_id,ts[,crew])",
+        description=(
+            "Record which bins crews emptied and when (round sheets, in-cab app exports). The "
+            "alerts service checks them against the fill sensors: an emptying with no record, "
+            "and a recorded collection of a nearly empty bin. All or nothing: a bad line or an "
+            "unknown bin fails the import with every problem listed."
+        ),
+    )
+    collected.add_argument("file", help="CSV file, or - for standard input")
+    collected.add_argument("--source", default="import", help="where the records came from")
+    collected.set_defaults(func=_collected_command)
+
     replan_parser = commands.add_parser(
         "replan",
         help="re-plan the rest of a stored plan's day",
@@ -432,6 +446,26 @@ def _list_command(args: argparse.Namespace) -> int:
             f"({row['bins_must']} must, {row['unserved_must']} unserved)  {verdict}  "
             f"{row['engine']}{parent}"
         )
+    return 0
+
+
+def _collected_command(args: argparse.Namespace) -> int:
+    from civic.cli import CliError
+    from routing.collections import import_collections, parse_collections
+    from store.registry import RegistryImportError
+
+    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        with _connect() as conn:
+            result = import_collections(conn, parse_collections(stream), source=args.source)
+    except RegistryImportError as exc:
+        for error in exc.errors:
+            print(f"{args.file}: {error}", file=sys.stderr)
+        raise CliError(str(exc)) from exc
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    print(f"collection records: {result.new} new of {result.rows}")
     return 0
 
 

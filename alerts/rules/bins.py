@@ -407,11 +407,16 @@ class UnrecordedEmptyingSettings:
     min_peak_pct: float = 40.0
     """Only drops from at least this level count: small wobbles are not emptyings."""
     record_tolerance: timedelta = timedelta(hours=3)
+    """A record this close to the emptying matches it."""
+    report_delay: timedelta = timedelta(hours=12)
+    """Crews' records arrive after the round (*default*): wait this much longer for one."""
     record_memory: timedelta = timedelta(days=1)
     severity: Severity = Severity.WATCH
 
     def __post_init__(self) -> None:
         check_positive("record_tolerance", self.record_tolerance)
+        if self.report_delay < timedelta(0):
+            raise ValueError("report_delay must not be negative")
         if self.record_memory < 2 * self.record_tolerance:
             raise ValueError("record_memory must be at least twice record_tolerance")
         if not 0.0 <= self.empty_level_pct < self.min_peak_pct <= 100.0:
@@ -438,7 +443,7 @@ class UnrecordedEmptyingRule(Rule):
         events: list[ConditionEvent] = []
         still: list[tuple[datetime, float]] = []
         for emptied_at, peak in self._pending:
-            deadline = emptied_at + s.record_tolerance
+            deadline = emptied_at + s.record_tolerance + s.report_delay
             if now > deadline:
                 events.append(
                     self._occurred(
@@ -447,11 +452,14 @@ class UnrecordedEmptyingRule(Rule):
                         severity=s.severity,
                         reason=f"bin emptied at {emptied_at.isoformat()} (from {peak:.0f} %) "
                         f"with no collection record within "
-                        f"{s.record_tolerance.total_seconds() / _HOUR:g} h",
+                        f"{s.record_tolerance.total_seconds() / _HOUR:g} h of it, none received "
+                        f"in the {(s.record_tolerance + s.report_delay).total_seconds() / _HOUR:g} "
+                        "h since",
                         evidence={
                             "emptied_at": emptied_at.isoformat(),
                             "peak_fill_pct": peak,
                             "record_tolerance_hours": s.record_tolerance.total_seconds() / _HOUR,
+                            "report_delay_hours": s.report_delay.total_seconds() / _HOUR,
                         },
                     )
                 )

@@ -401,3 +401,67 @@ def test_offline_waits_for_the_report_interval_the_registry_gives(database_url: 
     # Two-hourly reports look like silence to the 15-minute default (offline after 4 missed),
     # not to a device said to report every 2 h; a value that is not a number is ignored.
     assert offline == {"env-slow", "env-typo"}
+
+
+def test_crew_records_arriving_after_the_round_silence_unrecorded_emptyings(
+    civic_env, capsys, tmp_path
+) -> None:
+    url, _ = civic_env
+    bins = ("bin-crew-1", "bin-crew-2")
+    with connect(url) as conn:
+        upsert_devices(
+            conn,
+            [
+                Device(
+                    b,
+                    "bin",
+                    52.63,
+                    -1.13,
+                    patch="east",
+                    waste_stream="general",
+                    capacity_l=240.0,
+                    threshold_pct=80.0,
+                )
+                for b in bins
+            ],
+        )
+    start = datetime(2025, 11, 3, 0, 0, tzinfo=UTC)
+    readings = [
+        Reading(
+            b,
+            start + timedelta(hours=k),
+            fill_pct=(70.0 if k < 10 else 3.0) + 0.1 * (k % 3),
+            battery_v=3.6,
+            seq=k,
+        )
+        for k in range(48)
+        for b in bins
+    ]
+    sheet = tmp_path / "round.csv"
+    sheet.write_text("device_id,ts,crew\nbin-crew-1,2025-11-03T10:10:00Z,crew A\n")
+    config = EvaluatorConfig(lateness_allowance=timedelta(0))
+    with connect(url) as conn:
+        evaluator = Evaluator(conn, config)
+        for block in range(0, 48, 2):
+            lo, hi = start + timedelta(hours=block), start + timedelta(hours=block + 2)
+            _insert_fills(url, [r for r in readings if lo <= r.ts < hi])
+            if block == 16:  # the round sheet comes in six hours after the emptying
+                capsys.readouterr()
+                assert main(["routes", "collected", str(sheet)]) == 0
+                assert "1 new of 1" in capsys.readouterr().out
+            evaluator.run_cycle(notify=False)
+        evaluator.close()
+    live = snapshot(url)
+    unrecorded = [e for e in live["events"] if e[1] == "unrecorded_emptying"]
+    assert [e[0] for e in unrecorded] == ["bin-crew-2"]
+    with connect(url) as conn:
+        evaluator = Evaluator(conn, config)
+        evaluator.reset(start)
+        evaluator.run_cycle(notify=False)
+        evaluator.close()
+    assert snapshot(url) == live
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device_id,ts\nbin-crew-1,yesterday\nno-such-bin,2025-11-03T10:00:00Z\n")
+    assert main(["routes", "collected", str(bad)]) != 0
+    assert "line 2" in capsys.readouterr().err
