@@ -479,11 +479,15 @@ _JUST_BEFORE = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
 
 class BinInputs:
-    """What bin rules need besides readings, taken from the store at fixed instants of data
-    time (:func:`alerts.peers.summary_times`) on first use in a cycle and merged into each
-    bin's items: peer summaries (:mod:`alerts.peers`) and the fill forecast for the next
-    ``forecast_horizon`` (routing's model, fitted on the readings before the instant). Fixed
-    instants, not cycle times, keep a live run and a backfill equal."""
+    """What bin rules need besides readings, merged into each bin's items in time order.
+
+    At fixed instants of data time (:func:`alerts.peers.summary_times`), computed from the
+    store on first use in a cycle: peer summaries (:mod:`alerts.peers`) and the fill forecast
+    for the next ``forecast_horizon`` (routing's model, fitted on the readings before the
+    instant). Fixed instants, not cycle times, keep a live run and a backfill equal. And the
+    crews' collection records at their own times (one read per cycle, from
+    ``records_after``: roughly where the cycle's bins start).
+    """
 
     def __init__(
         self,
@@ -495,7 +499,6 @@ class BinInputs:
     ) -> None:
         self.conn = conn
         self.records_after = records_after
-        """Where the cycle's bins start, roughly: records are read once from here."""
         self.window = window
         self.forecast_horizon = forecast_horizon
         self.bins = sorted(d for d, s in subjects.items() if s.kind == "bin")
@@ -524,7 +527,7 @@ class BinInputs:
     def _records_for(
         self, device_id: str, after: datetime, until: datetime
     ) -> list[CollectionRecord]:
-        # One query per cycle for every bin (again only if a replay reaches further back).
+        # One query per cycle for every bin; again only if a device reaches further back.
         span = self._records_span
         if span is None or after < span[0] or until > span[1]:
             start = after if self.records_after is None else min(after, self.records_after)
