@@ -142,13 +142,30 @@ def register(subparsers: Any) -> None:
         help="escalate alerts whose Awaab's Law due date passed with the step not recorded",
         description=(
             "Raise the severity, audit and notify (once per alert and step) for every active "
-            "alert with a statutory due date passed and its step not recorded. Run it from a "
-            "scheduler (e.g. hourly); it reads the wall clock unless --at is given."
+            "alert with a statutory due date passed and its step not recorded. `civic alerts "
+            "run` does this itself every CIVIC_ALERTS_OVERDUE_CHECK_S; this command is for a "
+            "scheduler or a past time (--at). It reads the wall clock unless --at is given."
         ),
     )
     chase.add_argument("--at", help="check as of this time (RFC 3339 or date); default now")
     fmt(chase)
     chase.set_defaults(func=_overdue)
+
+    rules = commands.add_parser(
+        "rules",
+        help="check a rules file and show the settings a home or bin would get",
+        description=(
+            "Load a rules file (TOML: [home.<rule>], [bin.<rule>], [patch.<name>.home...], "
+            "[property.<uprn>.home...], [device.<id>.bin...]; see alerts/rule_config.py) and "
+            "report any error with its key. With --uprn/--patch or --device, print the "
+            "effective settings that home or bin would get. Point CIVIC_ALERTS_RULES at it."
+        ),
+    )
+    rules.add_argument("file", type=Path)
+    rules.add_argument("--uprn", help="show the settings of this home")
+    rules.add_argument("--device", help="show the settings of this bin (or the home's sensor)")
+    rules.add_argument("--patch", help="the patch of that home or bin")
+    rules.set_defaults(func=_rules)
 
     evidence = commands.add_parser("evidence", help="the evidence pack of an alert")
     evidence.add_argument("alert_id", metavar="ID")
@@ -233,7 +250,18 @@ def _evaluator_config() -> Any:
     from alerts.settings import AlertsSettings
 
     settings = AlertsSettings()
-    return EvaluatorConfig(lateness_allowance=timedelta(seconds=settings.alerts_lateness_s))
+    rules = None
+    if settings.alerts_rules:
+        from alerts.rule_config import RuleConfigError, load_rule_config
+        from civic.cli import CliError
+
+        try:
+            rules = load_rule_config(Path(settings.alerts_rules))
+        except RuleConfigError as exc:
+            raise CliError(f"CIVIC_ALERTS_RULES: {exc}") from exc
+    return EvaluatorConfig(
+        lateness_allowance=timedelta(seconds=settings.alerts_lateness_s), rules=rules
+    )
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -317,6 +345,50 @@ def _run(args: argparse.Namespace) -> int:
         if dispatcher is not None:
             dispatcher.stop()
     return 0
+
+
+def _rules(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from alerts.rule_config import RuleConfigError, load_rule_config
+    from civic.cli import CliError
+
+    try:
+        config = load_rule_config(args.file)
+    except RuleConfigError as exc:
+        raise CliError(str(exc)) from exc
+    if args.uprn:
+        chosen: Any = config.for_home(args.uprn, args.patch, args.device or "")
+    elif args.device:
+        chosen = config.for_bin(args.device, args.patch)
+    else:
+        print(
+            f"{args.file}: ok ({len(config.patches)} patch, {len(config.properties)} property "
+            f"and {len(config.devices)} device override(s))"
+        )
+        return 0
+    _print_json(_settings_plain(dataclasses.asdict(chosen)))
+    return 0
+
+
+def _settings_plain(value: Any) -> Any:
+    """Settings as a rules file would write them: durations as "2h", severities by name."""
+    from alerts.events import Severity
+
+    if isinstance(value, Mapping):
+        return {str(k): _settings_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_settings_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if isinstance(value, Severity):
+        return value.label
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds % size == 0:
+                return f"{seconds / size:g}{unit}"
+        return f"{seconds:g}s"
+    return value
 
 
 def _overdue_step(every: timedelta) -> Any:

@@ -44,11 +44,12 @@ from typing import Any
 import psycopg
 
 from alerts.awaab import WorkingDayCalendar
-from alerts.detector import BinRuleSettings, HomeRuleSettings
+from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
 from alerts.peers import peer_changes, summary_times
 from alerts.readings import CollectionRecord, FillForecast, Item, Reading
+from alerts.rule_config import RuleConfig
 from alerts.store import (
     Checkpoint,
     Conn,
@@ -107,6 +108,9 @@ class EvaluatorConfig:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     home_rules: HomeRuleSettings | None = None
     bin_rules: BinRuleSettings | None = None
+    rules: RuleConfig | None = None
+    """Per-patch, per-property and per-device settings (a rules file); when given, it also
+    supplies the defaults and ``home_rules`` / ``bin_rules`` are ignored."""
 
     def __post_init__(self) -> None:
         if self.lateness_allowance < timedelta(0):
@@ -336,7 +340,7 @@ class Evaluator:
 
         events: list[ConditionEvent] = []
         to_save: dict[str, Checkpoint] = {}
-        bin_rules = cfg.bin_rules or BinRuleSettings()
+        bin_rules = cfg.rules.bin if cfg.rules else cfg.bin_rules or BinRuleSettings()
         bin_inputs = BinInputs(
             conn,
             subjects,
@@ -382,7 +386,7 @@ class Evaluator:
                 if checkpoint is None:
                     if not readings:
                         continue  # never reported: nothing to judge yet
-                    detector = subjects[device_id].detector(cfg.home_rules, cfg.bin_rules)
+                    detector = self._new_detector(subjects[device_id])
                     first = readings[0].ts
                     # Counted as written at its start: after a crash a device never written
                     # is simply rebuilt from its readings, so the first write can wait too.
@@ -449,6 +453,15 @@ class Evaluator:
             for hook in self.hooks:
                 hook(conn, result)
         return report
+
+    def _new_detector(self, subject: Subject) -> Detector:
+        cfg = self.config
+        if cfg.rules is None:
+            return subject.detector(cfg.home_rules, cfg.bin_rules)
+        if subject.kind == "home":
+            home = cfg.rules.for_home(subject.uprn or "", subject.patch, subject.device_id)
+            return subject.detector(home_settings=home)
+        return subject.detector(bin_settings=cfg.rules.for_bin(subject.device_id, subject.patch))
 
     def _feed(
         self,

@@ -23,6 +23,9 @@ class AlertsSettings(BaseSettings):
     alerts_command_ttl_s: float = Field(default=1800.0, gt=0)
     alerts_frost_setpoint_c: float = Field(default=12.0, ge=5, le=25)
     alerts_webhook_attempts: int = Field(default=6, ge=1)
+    alerts_rules: str | None = None
+    """A rules file (TOML) with settings per portfolio, patch, property or device; see
+    :mod:`alerts.rule_config`. Unset: the documented defaults."""
     alerts_overdue_check_s: float = Field(default=300.0, ge=0)
     """How often ``civic alerts run`` chases Awaab's Law due dates, by the wall clock (they
     are real-world deadlines); 0 leaves it to ``civic alerts overdue`` (say, when replaying

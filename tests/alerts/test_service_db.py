@@ -465,3 +465,35 @@ def test_crew_records_arriving_after_the_round_silence_unrecorded_emptyings(
     bad.write_text("device_id,ts\nbin-crew-1,yesterday\nno-such-bin,2025-11-03T10:00:00Z\n")
     assert main(["routes", "collected", str(bad)]) != 0
     assert "line 2" in capsys.readouterr().err
+
+
+def test_a_rules_file_sets_thresholds_per_patch(civic_env, monkeypatch, tmp_path, capsys) -> None:
+    url, _ = civic_env
+    homes = [
+        Device("env-warm", "env", 52.6, -1.1, uprn="100000000081", patch="warm", void=False),
+        Device("env-cool", "env", 52.6, -1.1, uprn="100000000082", patch="cool", void=False),
+    ]
+    with connect(url) as conn:
+        upsert_devices(conn, homes)
+    start = datetime(2025, 11, 3, 0, 0, tzinfo=UTC)
+    insert(
+        url,
+        [
+            Reading(h.device_id, start + timedelta(minutes=15 * k), temp_c=19.5, rh_pct=50.0, seq=k)
+            for k in range(4 * 36)
+            for h in homes
+        ],
+    )
+    rules = tmp_path / "rules.toml"
+    # A patch of sheltered housing kept warmer than the 18 C default.
+    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 21.0\nclear_c = 21.5\n")
+    monkeypatch.setenv("CIVIC_ALERTS_RULES", str(rules))
+    monkeypatch.setenv("CIVIC_ALERTS_OVERDUE_CHECK_S", "0")
+    assert main(["alerts", "run", "--once", "--no-mqtt"]) == 0
+    cold = _cli_json(capsys, "alerts", "list", "--type", "excess_cold", "--format", "json")
+    assert [a["subject_id"] for a in cold] == ["100000000081"]
+
+    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 21.0\n")  # clear_c left at 18.5
+    capsys.readouterr()
+    assert main(["alerts", "run", "--once", "--no-mqtt"]) == 2
+    assert "patch.warm.home.cold_home: clear_c must be above limit_c" in capsys.readouterr().err

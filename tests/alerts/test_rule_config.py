@@ -1,0 +1,74 @@
+"""Rules files: layered settings per portfolio, patch, property and device, checked on load."""
+
+from datetime import timedelta
+
+import pytest
+
+from alerts import Severity
+from alerts.rule_config import RuleConfigError, load_rule_config
+
+RULES = """
+[home]
+disabled = ["poor_ventilation"]
+[home.cold_home]
+limit_c = 17.0
+[home.clock_policy.overrides]
+condensation_risk = false
+[bin.overflow]
+forecast_horizon = "12h"
+[patch.north.home.cold_home]
+limit_c = 21.0
+clear_c = 22.0
+window = "12h"
+[property.100000000001.home.cold_home]
+limit_c = 19.5
+clear_c = 20.0
+[device.bin-000123.bin.overflow]
+overflowing_pct = 90.0
+severity = "urgent"
+"""
+
+
+@pytest.fixture
+def rules(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    return load_rule_config(path)
+
+
+def test_layers_apply_in_order_defaults_patch_property(rules):
+    anywhere = rules.for_home("100000000009", None, "env-9")
+    assert anywhere.cold_home.limit_c == 17.0
+    assert anywhere.cold_home.clear_c == 18.5  # untouched fields keep the documented default
+    assert anywhere.disabled == frozenset({"poor_ventilation"})
+    assert anywhere.clock_policy.overrides == {"condensation_risk": False}
+    north = rules.for_home("100000000009", "north", "env-9")
+    assert (north.cold_home.limit_c, north.cold_home.window) == (21.0, timedelta(hours=12))
+    mine = rules.for_home("100000000001", "north", "env-1")
+    assert (mine.cold_home.limit_c, mine.cold_home.window) == (19.5, timedelta(hours=12))
+    bin_ = rules.for_bin("bin-000123", "north")
+    assert bin_.overflow.overflowing_pct == 90.0
+    assert bin_.overflow.severity is Severity.URGENT
+    assert bin_.overflow.forecast_horizon == timedelta(hours=12)
+    assert rules.for_bin("bin-000999", None).overflow.overflowing_pct == 95.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[home.cold_home]\nlimit_c = "cold"\n', "home.cold_home.limit_c: expected a number"),
+        ("[home.cold_home]\nlimit = 17\n", "home.cold_home.limit: no such setting"),
+        ("[home.void_frost]\non_duration = 30\n", 'give a duration such as "2h"'),
+        ('[home.mould]\nseverity = "loud"\n', "'loud' is not a severity"),
+        ("[home.cold_home]\nlimit_c = 20.0\n", "clear_c must be above limit_c"),
+        ("[patch.n.home.cold_home]\nlimit_c = 20.0\n", "patch.n.home.cold_home: clear_c"),
+        ("[homes.cold_home]\nlimit_c = 20.0\n", "unknown section(s) homes"),
+        ("[home.cold_home\n", "rules.toml"),
+    ],
+)
+def test_a_bad_file_fails_on_load_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(RuleConfigError) as caught:
+        load_rule_config(path)
+    assert message in str(caught.value)
