@@ -24,8 +24,9 @@ them in layers, each overriding the one before for the fields it names::
 
 Durations are strings such as ``"90m"``, ``"2h"`` or ``"7d"``; severities are names (``watch``,
 ``act``, ``urgent``, ``emergency``). Unknown names and bad values are errors that name the key,
-raised when the file is loaded, not when a rule first runs. Settings apply to detectors created
-after a change (a backfill re-creates them all).
+raised when the file is loaded, not when a rule first runs; each patch, property or device layer
+must be valid on its own over the portfolio settings (raise ``clear_c`` with ``limit_c``).
+Settings apply to detectors created after a change (a backfill re-creates them all).
 """
 
 from __future__ import annotations
