@@ -112,11 +112,7 @@ def test_an_evaluator_killed_between_cycles_loses_and_repeats_nothing(database_u
     assert live["events"]
     # The copies really did lag behind the evaluation, so restarts re-read readings.
     assert len(set(saved_horizons)) < len(saved_horizons)
-    with connect(database_url) as conn:
-        evaluator = Evaluator(conn, config)
-        evaluator.reset(min(r.ts for r in readings))
-        evaluator.run_cycle()
-        evaluator.close()
+    backfill(database_url, config, since=min(r.ts for r in readings))
     assert snapshot(database_url) == live
 
 
@@ -241,13 +237,32 @@ def insert(url: str, readings: Sequence[Any]) -> None:
         conn.execute("SELECT civic_ensure_partitions(%s, %s)", (first - timedelta(days=7), last))
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO readings (device_id, ts, seq, temp_c, rh_pct, battery_v, co2_ppm,"
-                " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+                "INSERT INTO readings (device_id, ts, seq, fill_pct, temp_c, rh_pct, battery_v,"
+                " co2_ppm, received_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
                 [
-                    (r.device_id, r.ts, r.seq, r.temp_c, r.rh_pct, r.battery_v, r.co2_ppm)
+                    (
+                        r.device_id,
+                        r.ts,
+                        r.seq,
+                        r.fill_pct,
+                        r.temp_c,
+                        r.rh_pct,
+                        r.battery_v,
+                        r.co2_ppm,
+                    )
                     for r in readings
                 ],
             )
+
+
+def backfill(url: str, config: EvaluatorConfig, *, since: datetime) -> None:
+    """What ``civic alerts backfill`` does, with this configuration."""
+    with connect(url) as conn:
+        evaluator = Evaluator(conn, config)
+        evaluator.reset(since)
+        evaluator.run_cycle(notify=False)
+        evaluator.close()
 
 
 def by_day(readings: Iterable[Reading]) -> list[list[Reading]]:
@@ -328,7 +343,7 @@ def test_bins_get_peer_summaries_and_forecasts_live_as_in_backfill(
         for half_day in range(10):
             lo = start + timedelta(hours=12 * half_day)
             hi = lo + timedelta(hours=12)
-            _insert_fills(database_url, [r for r in readings if lo <= r.ts < hi])
+            insert(database_url, [r for r in readings if lo <= r.ts < hi])
             evaluator.run_cycle(notify=False)
         evaluator.close()
     live = snapshot(database_url)
@@ -338,25 +353,8 @@ def test_bins_get_peer_summaries_and_forecasts_live_as_in_backfill(
     # Routing's fill forecast warns of overflows a day ahead, before the bins reach 80 %.
     overflow = [e for e in live["events"] if e[1] == "bin_overflow"]
     assert any(str(e[6]).startswith("forecast") for e in overflow), overflow
-    with connect(database_url) as conn:
-        evaluator = Evaluator(conn, EvaluatorConfig())
-        evaluator.reset(start)
-        evaluator.run_cycle(notify=False)
-        evaluator.close()
+    backfill(database_url, EvaluatorConfig(), since=start)
     assert snapshot(database_url) == live
-
-
-def _insert_fills(url: str, readings: Sequence[Reading]) -> None:
-    with connect(url) as conn, conn.transaction():
-        first = min(r.ts for r in readings)
-        last = max(r.ts for r in readings)
-        conn.execute("SELECT civic_ensure_partitions(%s, %s)", (first - timedelta(days=7), last))
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO readings (device_id, ts, seq, fill_pct, battery_v, received_at)"
-                " VALUES (%s, %s, %s, %s, %s, clock_timestamp())",
-                [(r.device_id, r.ts, r.seq, r.fill_pct, r.battery_v) for r in readings],
-            )
 
 
 def test_offline_waits_for_the_report_interval_the_registry_gives(database_url: str) -> None:
@@ -444,7 +442,7 @@ def test_crew_records_arriving_after_the_round_silence_unrecorded_emptyings(
         evaluator = Evaluator(conn, config)
         for block in range(0, 48, 2):
             lo, hi = start + timedelta(hours=block), start + timedelta(hours=block + 2)
-            _insert_fills(url, [r for r in readings if lo <= r.ts < hi])
+            insert(url, [r for r in readings if lo <= r.ts < hi])
             if block == 16:  # the round sheet comes in six hours after the emptying
                 capsys.readouterr()
                 assert main(["routes", "collected", str(sheet)]) == 0
@@ -454,11 +452,7 @@ def test_crew_records_arriving_after_the_round_silence_unrecorded_emptyings(
     live = snapshot(url)
     unrecorded = [e for e in live["events"] if e[1] == "unrecorded_emptying"]
     assert [e[0] for e in unrecorded] == ["bin-crew-2"]
-    with connect(url) as conn:
-        evaluator = Evaluator(conn, config)
-        evaluator.reset(start)
-        evaluator.run_cycle(notify=False)
-        evaluator.close()
+    backfill(url, config, since=start)
     assert snapshot(url) == live
 
     bad = tmp_path / "bad.csv"
