@@ -14,6 +14,14 @@ in time order, ticking the book (auto-resolve, escalation, reminders) at each ev
 and at the cutoff. Events are deduplicated against those already stored, so re-running a
 cycle from an older checkpoint (a crash between batches) changes nothing.
 
+State
+-----
+Detectors live in memory between cycles. Each is written to ``alert_checkpoints`` at most once
+per ``checkpoint_every`` of data time (and all of them when the evaluator closes): pickling
+every detector every cycle would cost more than evaluating. After a crash a device restarts
+from its last copy and re-reads what came after; the events it produces again are recognised
+and dropped. Bins also consume inputs besides readings (:class:`BinInputs`).
+
 Late data
 ---------
 A reading whose ``ts`` is at or before its device's horizon arrived later than the
