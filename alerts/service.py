@@ -34,7 +34,8 @@ produces that were not stored before are applied; stored events it no longer pro
 marked superseded in ``condition_events``. An alert already raised (and perhaps already
 acted on) is never retracted silently: the superseded event stays in the evidence. A reading
 older than every kept checkpoint (``checkpoint_keep``, default 3 days) is stored but only a
-backfill evaluates it.
+backfill evaluates it. A crew's collection record that comes in after its time was evaluated
+(the usual case: sheets arrive after the round) replays its bin the same way.
 """
 
 from __future__ import annotations
