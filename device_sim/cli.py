@@ -38,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--late-pct", type=float, default=0.0)
     parser.add_argument("--offline-pct", type=float, default=0.0)
     parser.add_argument("--rate", type=float, help="cap on messages per second")
+    parser.add_argument(
+        "--round-sheet",
+        type=Path,
+        help="write the crews' records of the weekly rounds simulated (CSV for "
+        "`civic routes collected`)",
+    )
+    parser.add_argument(
+        "--unrecorded-pct",
+        type=float,
+        default=5.0,
+        help="share of rounds left off the sheet (default 5)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--client-id", default="civic-sim")
     parser.set_defaults(func=run)
@@ -50,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from civic.timeparse import parse_duration, parse_when
     from device_sim.estate import generate_estate, read_estate_csv
     from device_sim.simulator import SimConfig, SimReport, Simulator
+    from firmware_contracts import format_rfc3339
 
     settings = get_settings()
     try:
@@ -88,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
 
     sim = Simulator(config, estate, host=host, port=port, progress=progress)
     report = sim.run().as_dict()
+    if args.round_sheet:
+        sheet = sim.round_sheet(args.unrecorded_pct)
+        with args.round_sheet.open("w", encoding="utf-8", newline="") as out:
+            out.write("device_id,ts,crew\n")
+            out.writelines(f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in sheet)
+        print(f"round sheet: {len(sheet)} collections -> {args.round_sheet}", file=sys.stderr)
     print(
         f"sent {report['published']:,} messages in {report['wall_s']}s "
         f"({report['rate_msg_s']} msg/s)",

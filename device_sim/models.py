@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 # Relative filling by weekday (Mon..Sun): weekends and Mondays are heavier on streets.
 WEEKDAY_FACTOR = (1.15, 0.95, 0.9, 0.95, 1.05, 1.25, 1.2)
@@ -72,6 +72,8 @@ class BinModel:
     last_ts: datetime | None = None
     last_collected_on: int | None = None  # ordinal of the day of the last weekly round
     weekly_round: bool = True
+    rounds: list[datetime] = field(default_factory=list)
+    """When the weekly round emptied the bin: what the crew's round sheet says."""
 
     @classmethod
     def create(cls, device_id: str, stream: str, rng: random.Random) -> BinModel:
@@ -107,6 +109,8 @@ class BinModel:
         ):
             self.collect()
             self.last_collected_on = day
+            midnight = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+            self.rounds.append(midnight + timedelta(hours=self.collection_hour))
         self.last_ts = ts
 
     def reading(self, ts: datetime) -> dict[str, float]:

@@ -170,6 +170,19 @@ class Simulator:
         self.client.on_publish = self._on_publish
         self._host, self._port = host, port
 
+    def round_sheet(self, unrecorded_pct: float = 0.0) -> list[tuple[str, datetime, str]]:
+        """(bin, emptied at, crew) for the weekly rounds the run simulated, as crews would
+        record them, less ``unrecorded_pct`` left off the sheet (forgotten, or not done)."""
+        rng = random.Random(f"{self.config.seed}:round-sheet")
+        sheet = []
+        for device in self.devices:
+            if isinstance(device.model, BinModel):
+                crew = f"crew-{device.model.collection_weekday + 1}"
+                for emptied in device.model.rounds:
+                    if rng.random() * 100 >= unrecorded_pct:
+                        sheet.append((device.device_id, emptied, crew))
+        return sorted(sheet, key=lambda row: (row[1], row[0]))
+
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._acked_lock:
             self.report.acked += 1

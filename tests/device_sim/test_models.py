@@ -25,6 +25,10 @@ def test_bins_fill_by_day_and_are_emptied_by_the_weekly_round() -> None:
     fills = [v["fill_pct"] for _, v in series]
     drops = [i for i in range(1, len(fills)) if fills[i - 1] - fills[i] > 20]
     assert drops, "a weekly collection shows as a sharp drop"
+    # The crew's round sheet has the collection, within the reporting step before the drop.
+    assert len(model.rounds) == len(drops) == 1
+    dropped_at = series[drops[0]][0]
+    assert dropped_at - timedelta(minutes=15) < model.rounds[0] <= dropped_at
     # It fills mostly by day: compare the true rise over night hours with late morning.
     model.weekly_round = False
     model.advance(MONDAY + timedelta(days=9))
