@@ -21,8 +21,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the whole platform on a simulated town",
         description=(
             "Services up, migrate, import a demo estate (bins and homes in Leicester), simulate "
-            "history with a few faults through MQTT ingest, then summarise. Re-running is safe."
+            "history with a few faults through MQTT ingest, then summarise. On the project's "
+            "own local services a re-run starts from an empty history (--keep-history to add "
+            "to it); a database given by CIVIC_DATABASE_URL is never cleared."
         ),
+    )
+    parser.add_argument(
+        "--keep-history",
+        action="store_true",
+        help="keep what an earlier demo stored (readings, alerts, plans) instead of clearing it",
     )
     parser.add_argument("--bins", type=int, default=1000)
     parser.add_argument("--homes", type=int, default=300)
@@ -30,6 +37,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--interval", default="30m", help="device reporting interval")
     parser.add_argument("--route-seconds", type=float, default=20.0, help="route search time limit")
     parser.set_defaults(func=run)
+
+
+_DEMO_TABLES = (
+    "readings",
+    "deadletters",
+    "device_status",
+    "condition_events",
+    "alert_checkpoints",
+    "alert_evaluator",
+    "alerts",
+    "notifications",
+    "commands",
+    "collection_records",
+    "route_plans",
+)
 
 
 def _step(text: str) -> None:
@@ -46,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from store.registry import parse_device_row, upsert_devices
 
     settings = get_settings()
+    local = not settings.database_url
     try:
         _step("services")
         if not (settings.database_url and settings.mqtt_url):
@@ -58,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     _step("schema")
     mode, applied = migrate(db_url)
     print(f"storage mode: {mode} ({'applied ' + ', '.join(applied) if applied else 'up to date'})")
+    if local and not args.keep_history:
+        with connect(db_url) as conn:
+            # Two simulated histories over the same days would interleave (and every
+            # device's message counter would look like lost messages).
+            conn.execute(f"TRUNCATE {', '.join(_DEMO_TABLES)} CASCADE")
+        print("cleared the earlier demo's history (--keep-history keeps it)")
 
     _step(f"demo estate: {args.bins} bins and {args.homes} homes in {TOWN}")
     demo_dir = settings.data_dir / "demo"
