@@ -498,17 +498,21 @@ class Evaluator:
 
 
 _JUST_BEFORE = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FORECAST_EVERY = timedelta(days=1)
+"""Fill forecasts are fitted for every bin at once, about 8 ms a bin: once a day (at 00:00
+UTC, for the next ``forecast_horizon``), not at every peer-summary instant."""
 
 
 class BinInputs:
     """What bin rules need besides readings, merged into each bin's items in time order.
 
     At fixed instants of data time (:func:`alerts.peers.summary_times`), computed from the
-    store on first use in a cycle: peer summaries (:mod:`alerts.peers`) and the fill forecast
-    for the next ``forecast_horizon`` (routing's model, fitted on the readings before the
-    instant). Fixed instants, not cycle times, keep a live run and a backfill equal. And the
-    crews' collection records at their own times (one read per cycle, from
-    ``records_after``: roughly where the cycle's bins start).
+    store on first use in a cycle: peer summaries (:mod:`alerts.peers`) and, once a day
+    (:data:`FORECAST_EVERY`), the fill forecast for the next ``forecast_horizon`` (routing's
+    model, fitted on the readings before the instant). Fixed instants, not cycle times,
+    keep a live run and a backfill equal. And the crews' collection records at their own
+    times (one read per cycle, from ``records_after``: roughly where the cycle's bins start).
     """
 
     def __init__(
@@ -566,6 +570,8 @@ class BinInputs:
             ranges, self.group_of, at=at, window=self.window
         ).items():
             out.setdefault(device_id, []).append(change)
+        if (at - _EPOCH) % FORECAST_EVERY:
+            return out
         target = at + self.forecast_horizon
         for forecast in forecast_bins(self.conn, target, now=at):  # bins with readings
             if forecast.device_id not in self.group_of:
