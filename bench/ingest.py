@@ -41,13 +41,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISH_WINDOW = 400  # paho scans its whole in-flight table per PUBACK: keep it small
 
 
-def publisher(host: str, port: int, prefix: str, devices: int, rate: float | None,
-              seconds: float, result: Any, count: int | None = None,
-              first_device: int = 0) -> None:
+def publisher(
+    host: str,
+    port: int,
+    prefix: str,
+    devices: int,
+    rate: float | None,
+    seconds: float,
+    result: Any,
+    count: int | None = None,
+    first_device: int = 0,
+) -> None:
     """Publish fresh readings (ts = now) round-robin over devices at ``rate`` msg/s, for
     ``seconds`` or until ``count`` messages."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.max_inflight_messages_set(PUBLISH_WINDOW)
     client.max_queued_messages_set(0)
     acked = [0]
@@ -74,9 +85,12 @@ def publisher(host: str, port: int, prefix: str, devices: int, rate: float | Non
             i = sent % devices
             seqs[i] += 1
             ts = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-            client.publish(topics[i], f'{{"v":1,"device_id":"{ids[i]}","seq":{seqs[i]},'
-                                      f'"ts":"{ts}","fill_pct":{sent % 100},"battery_v":3.6}}',
-                           qos=1)
+            client.publish(
+                topics[i],
+                f'{{"v":1,"device_id":"{ids[i]}","seq":{seqs[i]},'
+                f'"ts":"{ts}","fill_pct":{sent % 100},"battery_v":3.6}}',
+                qos=1,
+            )
             sent += 1
         if rate:
             time.sleep(0.001)
@@ -89,15 +103,35 @@ def publisher(host: str, port: int, prefix: str, devices: int, rate: float | Non
     result.put({"sent": sent, "publish_s": wall, "acked": acked[0]})
 
 
-def run_publishers(host: str, port: int, prefix: str, devices: int, *, rate: float | None,
-                   seconds: float, count: int | None = None, procs: int = 2) -> dict[str, float]:
+def run_publishers(
+    host: str,
+    port: int,
+    prefix: str,
+    devices: int,
+    *,
+    rate: float | None,
+    seconds: float,
+    count: int | None = None,
+    procs: int = 2,
+) -> dict[str, float]:
     """Several publisher processes (one paho client each) share the devices and the load."""
     result: mp.Queue = mp.Queue()
     share = devices // procs
     workers = [
-        mp.Process(target=publisher, args=(
-            host, port, prefix, share, rate / procs if rate else None, seconds, result,
-            count // procs if count else None, k * share))
+        mp.Process(
+            target=publisher,
+            args=(
+                host,
+                port,
+                prefix,
+                share,
+                rate / procs if rate else None,
+                seconds,
+                result,
+                count // procs if count else None,
+                k * share,
+            ),
+        )
         for k in range(procs)
     ]
     for w in workers:
@@ -117,27 +151,31 @@ def raw_subscribe_drain(host: str, port: int, devices: int, count: int) -> float
     client_id = f"bench-sub-{prefix}"
     result: mp.Queue = mp.Queue()
     ready = mp.Event()
-    probe = mp.Process(target=raw_subscriber,
-                       args=(host, port, client_id, prefix, 0, result, ready))
+    probe = mp.Process(
+        target=raw_subscriber, args=(host, port, client_id, prefix, 0, result, ready)
+    )
     probe.start()  # creates the session and its subscription, then leaves
     probe.join()
     result.get()
     run_publishers(host, port, prefix, devices, rate=None, seconds=600, count=count)
-    drain = mp.Process(target=raw_subscriber,
-                       args=(host, port, client_id, prefix, count, result, ready))
+    drain = mp.Process(
+        target=raw_subscriber, args=(host, port, client_id, prefix, count, result, ready)
+    )
     drain.start()
     outcome = result.get(timeout=300)
     drain.join()
     return float(outcome["rate"])
 
 
-def raw_subscriber(host: str, port: int, client_id: str, prefix: str, expected: int,
-                   result: Any, ready: Any) -> None:
+def raw_subscriber(
+    host: str, port: int, client_id: str, prefix: str, expected: int, result: Any, ready: Any
+) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=client_id, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     state = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(c, u, msg) -> None:
@@ -150,6 +188,7 @@ def raw_subscriber(host: str, port: int, client_id: str, prefix: str, expected: 
     subscribed = mp.Event()
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/v1/devices/+/telemetry", qos=1)
+
     def on_subscribe(*_: Any) -> None:
         subscribed.set()
         ready.set()
@@ -171,28 +210,54 @@ def raw_subscriber(host: str, port: int, client_id: str, prefix: str, expected: 
 
 def measure_copy(url: str, devices: int, rows: int = 300_000, batch: int = 5000) -> float:
     base = datetime.now(UTC) - timedelta(days=20)
-    readings = [Reading(f"bin-{i % devices + 1:06d}", base + timedelta(milliseconds=i), seq=i,
-                        fill_pct=float(i % 100), battery_v=3.6) for i in range(rows)]
+    readings = [
+        Reading(
+            f"bin-{i % devices + 1:06d}",
+            base + timedelta(milliseconds=i),
+            seq=i,
+            fill_pct=float(i % 100),
+            battery_v=3.6,
+        )
+        for i in range(rows)
+    ]
     with connect(url) as conn:
         prepare_session(conn)
         guard = PartitionGuard()
         write_batch(conn, readings[:batch], [], partitions=guard)  # warm: partition, caches
         start = time.perf_counter()
         for i in range(batch, rows, batch):
-            write_batch(conn, readings[i:i + batch], [], partitions=guard)
+            write_batch(conn, readings[i : i + batch], [], partitions=guard)
         elapsed = time.perf_counter() - start
         conn.execute("TRUNCATE readings")
     return (rows - batch) / elapsed
 
 
-def _ingest(url: str, host: str, port: int, prefix: str, workers: int,
-            idle_exit: float) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CIVIC_DATABASE_URL": url, "CIVIC_MQTT_URL": f"mqtt://{host}:{port}",
-           "CIVIC_TOPIC_PREFIX": prefix}
+def _ingest(
+    url: str, host: str, port: int, prefix: str, workers: int, idle_exit: float
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CIVIC_DATABASE_URL": url,
+        "CIVIC_MQTT_URL": f"mqtt://{host}:{port}",
+        "CIVIC_TOPIC_PREFIX": prefix,
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "civic.cli", "ingest", "--workers", str(workers),
-         "--client-id", f"bench-{prefix}", "--idle-exit", str(idle_exit)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "civic.cli",
+            "ingest",
+            "--workers",
+            str(workers),
+            "--client-id",
+            f"bench-{prefix}",
+            "--idle-exit",
+            str(idle_exit),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -215,8 +280,9 @@ def _stored(url: str) -> dict[str, float]:
     }
 
 
-def live(url: str, host: str, port: int, devices: int, rate: float, seconds: float,
-         workers: int) -> dict[str, Any]:
+def live(
+    url: str, host: str, port: int, devices: int, rate: float, seconds: float, workers: int
+) -> dict[str, Any]:
     """Ingest running while the device simulator offers ``rate`` msg/s of fresh readings
     (real time: every device reports every ``devices / rate`` seconds)."""
     prefix = f"b{uuid.uuid4().hex[:8]}"
@@ -224,25 +290,49 @@ def live(url: str, host: str, port: int, devices: int, rate: float, seconds: flo
     time.sleep(2.5)  # subscribed
     env = {**os.environ, "CIVIC_MQTT_URL": f"mqtt://{host}:{port}", "CIVIC_TOPIC_PREFIX": prefix}
     sim = subprocess.run(
-        [sys.executable, "-m", "civic.cli", "sim", "--bins", str(devices), "--homes", "0",
-         "--interval", f"{devices / rate:.3f}s", "--duration", f"{seconds:.0f}s",
-         "--speed", "1", "--client-id", f"sim-{prefix}"],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "civic.cli",
+            "sim",
+            "--bins",
+            str(devices),
+            "--homes",
+            "0",
+            "--interval",
+            f"{devices / rate:.3f}s",
+            "--duration",
+            f"{seconds:.0f}s",
+            "--speed",
+            "1",
+            "--client-id",
+            f"sim-{prefix}",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     published = json.loads(sim.stdout.strip().splitlines()[-1])
     ingest.wait(timeout=600)
     stored = _stored(url)
     return {
-        "scenario": "live", "workers": workers, "offered_msg_s": rate,
+        "scenario": "live",
+        "workers": workers,
+        "offered_msg_s": rate,
         "published": published["readings_total"],
         "achieved_publish_msg_s": round(published["published"] / published["wall_s"]),
-        "stored": stored["stored"], "readings_s": round(stored["sustained"]),
-        "p50_s": round(stored["p50"], 3), "p99_s": round(stored["p99"], 3),
+        "stored": stored["stored"],
+        "readings_s": round(stored["sustained"]),
+        "p50_s": round(stored["p50"], 3),
+        "p99_s": round(stored["p99"], 3),
     }
 
 
-def backlog(url: str, host: str, port: int, devices: int, count: int,
-            workers: int) -> dict[str, Any]:
+def backlog(
+    url: str, host: str, port: int, devices: int, count: int, workers: int
+) -> dict[str, Any]:
     """A burst after an outage: ``count`` readings queued on ingest's sessions, then drained."""
     prefix = f"q{uuid.uuid4().hex[:8]}"
     _ingest(url, host, port, prefix, workers, idle_exit=0.5).wait(timeout=60)  # sessions
@@ -251,17 +341,27 @@ def backlog(url: str, host: str, port: int, devices: int, count: int,
     ingest.wait(timeout=600)
     stored = _stored(url)
     return {
-        "scenario": "backlog", "workers": workers, "offered_msg_s": "queued",
-        "published": published["sent"], "achieved_publish_msg_s": round(published["rate"]),
-        "stored": stored["stored"], "readings_s": round(stored["sustained"]),
-        "p50_s": None, "p99_s": None,
+        "scenario": "backlog",
+        "workers": workers,
+        "offered_msg_s": "queued",
+        "published": published["sent"],
+        "achieved_publish_msg_s": round(published["rate"]),
+        "stored": stored["stored"],
+        "readings_s": round(stored["sustained"]),
+        "p50_s": None,
+        "p99_s": None,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[10_000, 5_000],
-                        help="offered msg/s for the live runs")
+    parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[10_000, 5_000],
+        help="offered msg/s for the live runs",
+    )
     parser.add_argument("--seconds", type=float, default=20, help="length of each live run")
     parser.add_argument("--backlog", type=int, default=150_000, help="queued readings to drain")
     parser.add_argument("--devices", type=int, default=10_000)
@@ -285,8 +385,10 @@ def main() -> None:
     copy_rate = measure_copy(url, args.devices)
     print(f"raw COPY write path: {copy_rate:,.0f} readings/s", flush=True)
     subscribe_rate = raw_subscribe_drain(host, port, args.devices, args.backlog)
-    print(f"raw subscribe (one paho client, QoS 1, json.loads): {subscribe_rate:,.0f} msg/s",
-          flush=True)
+    print(
+        f"raw subscribe (one paho client, QoS 1, json.loads): {subscribe_rate:,.0f} msg/s",
+        flush=True,
+    )
 
     runs = []
     for workers in (1, 2):

@@ -11,8 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ("ingest", "alerts_quality", "alerts_throughput", "routing_cvrplib", "routing_forecast",
-         "routing_closed_loop")
+ORDER = (
+    "ingest",
+    "alerts_quality",
+    "alerts_throughput",
+    "routing_cvrplib",
+    "routing_forecast",
+    "routing_closed_loop",
+)
 HEADER = """# Benchmarks
 
 Measured on this project's 2-core, 24 GiB machine, which is shared and noisy: compare figures
@@ -23,14 +29,17 @@ that produced it; `python -m bench.report` rebuilds this file from `bench/result
 
 def main() -> None:
     results = ROOT / "bench" / "results"
-    files = sorted(results.glob("*.md"), key=lambda p: (
-        ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    files = sorted(
+        results.glob("*.md"),
+        key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem),
+    )
     parts = [HEADER]
     for path in files:
         text = path.read_text().strip()
         # Demote each file's headings one level under this document's title.
-        parts.append("\n".join("#" + line if line.startswith("#") else line
-                               for line in text.splitlines()))
+        parts.append(
+            "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+        )
     (ROOT / "BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")
     print(f"BENCHMARKS.md: {len(files)} sections")
 
