@@ -20,13 +20,18 @@ from datetime import UTC, datetime, timedelta
 
 from alerts.readings import PeerChange
 
-__all__ = ["MIN_PEERS", "PEER_EVERY", "peer_changes", "summary_times"]
+__all__ = ["MIN_PEERS", "PEER_EVERY", "on_grid", "peer_changes", "summary_times"]
 
 PEER_EVERY = timedelta(hours=6)
 MIN_PEERS = 3
 """Fewer comparable bins than this say nothing about an area."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def on_grid(at: datetime, every: timedelta) -> bool:
+    """Whether ``at`` is one of the instants ``every`` apart from the Unix epoch."""
+    return (at - _EPOCH) % every == timedelta(0)
 
 
 def summary_times(

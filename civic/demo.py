@@ -54,6 +54,17 @@ _DEMO_TABLES = (
 )
 
 
+def _civic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A ``civic`` command against the demo's services, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "civic.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
@@ -193,40 +204,12 @@ def run(args: argparse.Namespace) -> int:
     _step("alerts for housing officers and waste crews")
     # The crews' sheets for the simulated rounds (a few left off, as happens) come in first,
     # so emptyings the sensors saw are checked against them.
-    collected = subprocess.run(
-        [sys.executable, "-m", "civic.cli", "routes", "collected", str(round_sheet)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    collected = _civic(env, "routes", "collected", str(round_sheet))
     print((collected.stdout or collected.stderr).strip()[-500:])
-    alerts = subprocess.run(
-        [sys.executable, "-m", "civic.cli", "alerts", "backfill", "--since", f"{history:.0f}s"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    alerts = _civic(env, "alerts", "backfill", "--since", f"{history:.0f}s")
     print((alerts.stdout or alerts.stderr).strip()[-1500:])
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "civic.cli",
-            "alerts",
-            "list",
-            "--state",
-            "active",
-            "--limit",
-            "100000",
-            "--format",
-            "json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    listing = _civic(
+        env, "alerts", "list", "--state", "active", "--limit", "100000", "--format", "json"
     )
     active = json.loads(listing.stdout) if listing.returncode == 0 and listing.stdout else []
     by_type: dict[str, int] = {}
@@ -236,24 +219,16 @@ def run(args: argparse.Namespace) -> int:
 
     _step(f"today's general-waste routes (up to {args.route_seconds:.0f} s of search)")
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    routes = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "civic.cli",
-            "routes",
-            "plan",
-            "--date",
-            today,
-            "--stream",
-            "general",
-            "--seconds",
-            str(args.route_seconds),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    routes = _civic(
+        env,
+        "routes",
+        "plan",
+        "--date",
+        today,
+        "--stream",
+        "general",
+        "--seconds",
+        str(args.route_seconds),
     )
     print(routes.stdout.strip()[-2500:] or routes.stderr.strip()[-1500:])
 

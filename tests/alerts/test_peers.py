@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.peers import PEER_EVERY, peer_changes, summary_times
+from alerts.peers import PEER_EVERY, on_grid, peer_changes, summary_times
 
 T = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
@@ -14,6 +14,9 @@ def test_summary_instants_are_fixed_in_data_time_whatever_the_cycle_boundaries()
     until = T + timedelta(days=2)
     whole = summary_times(T, until)
     assert all(t.hour % 6 == 0 and t.minute == 0 for t in whole)
+    assert all(on_grid(t, PEER_EVERY) for t in whole)
+    assert not on_grid(whole[0] + timedelta(minutes=1), PEER_EVERY)
+    assert [on_grid(t, timedelta(days=1)) for t in whole[:4]] == [False, False, False, True]
     assert whole[0] == datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     cuts = [T, T + timedelta(hours=7, minutes=13), T + timedelta(hours=18), until]
     pieces = [t for a, b in itertools.pairwise(cuts) for t in summary_times(a, b)]
