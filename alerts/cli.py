@@ -10,10 +10,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from common.cli import duration, print_table, when
+from store.db import connect_configured
 
 __all__ = ["register"]
 
@@ -195,33 +198,6 @@ def register(subparsers: Any) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _conn() -> Any:
-    from civic.settings import database_url
-    from store.db import connect
-
-    return connect(database_url())
-
-
-def _when(text: str) -> datetime:
-    from civic.cli import CliError
-    from civic.timeparse import parse_when
-
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def _duration(text: str) -> timedelta:
-    from civic.cli import CliError
-    from civic.timeparse import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-
-
 def _plain(value: Any) -> Any:
     from alerts.evidence import _plain as plain
 
@@ -232,19 +208,6 @@ def _print_json(value: Any) -> None:
     print(json.dumps(_plain(value), indent=2))
 
 
-def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    def text(v: Any) -> str:
-        if isinstance(v, datetime):
-            return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        return "" if v is None else str(v)
-
-    cells = [[text(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
 def _evaluator_config() -> Any:
     from alerts.service import EvaluatorConfig
     from alerts.settings import AlertsSettings
@@ -253,7 +216,7 @@ def _evaluator_config() -> Any:
     rules = None
     if settings.alerts_rules:
         from alerts.rule_config import RuleConfigError, load_rule_config
-        from civic.cli import CliError
+        from common.errors import CliError
 
         try:
             rules = load_rule_config(Path(settings.alerts_rules))
@@ -279,9 +242,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     from alerts.service import CycleReport, Evaluator, EvaluatorBusyError, run_service
     from alerts.settings import AlertsSettings
-    from civic.cli import CliError
-    from civic.services import parse_mqtt_url
-    from civic.settings import database_url, get_settings, mqtt_url
+    from common.errors import CliError
+    from common.services import parse_mqtt_url
+    from common.settings import database_url, get_settings, mqtt_url
 
     settings = AlertsSettings()
     policy = CommandPolicy(
@@ -351,7 +314,7 @@ def _rules(args: argparse.Namespace) -> int:
     import dataclasses
 
     from alerts.rule_config import RuleConfigError, load_rule_config
-    from civic.cli import CliError
+    from common.errors import CliError
 
     try:
         config = load_rule_config(args.file)
@@ -419,11 +382,11 @@ def _backfill(args: argparse.Namespace) -> int:
     from alerts.commands import plan_frost_commands
     from alerts.notify import notify_cycle
     from alerts.service import Evaluator, EvaluatorBusyError
-    from civic.cli import CliError
+    from common.errors import CliError
 
-    since = _when(args.since)
+    since = when(args.since)
     hooks: list[Any] = [notify_cycle, plan_frost_commands] if args.notify else []
-    with _conn() as conn:
+    with connect_configured() as conn:
         try:
             evaluator = Evaluator(conn, _evaluator_config(), hooks=hooks)
         except EvaluatorBusyError as exc:
@@ -488,22 +451,22 @@ def _list(args: argparse.Namespace) -> int:
         params["patch"] = args.patch
     if args.since:
         query.append("AND opened_at >= %(since)s")
-        params["since"] = _when(args.since)
+        params["since"] = when(args.since)
     if args.overdue:
         query.append(_OVERDUE_SQL)
         params["now"] = datetime.now(UTC)
     query.append("ORDER BY opened_at DESC, id LIMIT %(limit)s")
-    with _conn() as conn:
+    with connect_configured() as conn:
         rows = conn.execute(" ".join(query), params).fetchall()
     if args.format == "json":
         _print_json(rows)
     else:
-        _print_table(rows, _LIST_COLUMNS)
+        print_table(rows, _LIST_COLUMNS)
     return 0
 
 
 def _load_alert(conn: Any, alert_id: str) -> dict[str, Any]:
-    from civic.cli import CliError
+    from common.errors import CliError
 
     row = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     if row is None:
@@ -512,7 +475,7 @@ def _load_alert(conn: Any, alert_id: str) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _conn() as conn:
+    with connect_configured() as conn:
         alert = _load_alert(conn, args.alert_id)
         audit = conn.execute(
             "SELECT at, actor, action, severity, detail FROM alert_events WHERE alert_id = %s"
@@ -545,7 +508,7 @@ def _show(args: argparse.Namespace) -> int:
         if alert.get(key) is not None:
             print(f"{key:>20}: {_plain(alert[key])}")
     print()
-    _print_table(
+    print_table(
         [{**a, "detail": a["detail"].get("text", "")} for a in audit],
         ("at", "actor", "action", "detail"),
     )
@@ -555,10 +518,10 @@ def _show(args: argparse.Namespace) -> int:
 def _act(args: argparse.Namespace, action: str) -> int:
     from alerts.actions import acknowledge_alert, resolve_alert
     from alerts.errors import LifecycleError
-    from civic.cli import CliError
+    from common.errors import CliError
 
     now = datetime.now(UTC)
-    with _conn() as conn:
+    with connect_configured() as conn:
         current = _load_alert(conn, args.alert_id)
         if current["state"] == "resolved":
             raise CliError(f"alert {args.alert_id} is already resolved")
@@ -596,10 +559,10 @@ def _record(args: argparse.Namespace, step: str) -> int:
     from alerts.awaab import Milestone
     from alerts.errors import LifecycleError
     from alerts.statutory import record_milestone
-    from civic.cli import CliError
+    from common.errors import CliError
 
-    at = _when(args.at)
-    with _conn() as conn:
+    at = when(args.at)
+    with connect_configured() as conn:
         _load_alert(conn, args.alert_id)
         try:
             row = record_milestone(
@@ -629,16 +592,16 @@ def _record(args: argparse.Namespace, step: str) -> int:
         )
     else:
         print(f"{row['id']}: {step} recorded at {at.isoformat()} by {args.by}")
-        for name, when in due.items():
-            print(f"  {name:>34} due by {when}")
+        for name, due_at in due.items():
+            print(f"  {name:>34} due by {due_at}")
     return 0
 
 
 def _overdue(args: argparse.Namespace) -> int:
     from alerts.statutory import escalate_overdue
 
-    now = _when(args.at) if args.at else datetime.now(UTC)
-    with _conn() as conn:
+    now = when(args.at) if args.at else datetime.now(UTC)
+    with connect_configured() as conn:
         items = escalate_overdue(conn, now)
     rows = [
         {
@@ -652,7 +615,7 @@ def _overdue(args: argparse.Namespace) -> int:
     if args.format == "json":
         _print_json(rows)
     else:
-        _print_table(rows, ("id", "milestone", "due_at", "severity"))
+        print_table(rows, ("id", "milestone", "due_at", "severity"))
     return 0
 
 
@@ -666,14 +629,14 @@ def _milestone(args: argparse.Namespace) -> int:
 
 def _evidence(args: argparse.Namespace) -> int:
     from alerts.evidence import EvidenceNotFoundError, build_evidence, render_html, to_json
-    from civic.cli import CliError
+    from common.errors import CliError
 
     if args.format == "pdf" and args.output is None:
         raise CliError("a PDF is binary: give a file with -o/--output")
-    with _conn() as conn:
+    with connect_configured() as conn:
         try:
             pack = build_evidence(
-                conn, args.alert_id, before=_duration(args.before), after=_duration(args.after)
+                conn, args.alert_id, before=duration(args.before), after=duration(args.after)
             )
         except EvidenceNotFoundError as exc:
             raise CliError(str(exc)) from exc
@@ -695,7 +658,7 @@ def _evidence(args: argparse.Namespace) -> int:
 def _officer(args: argparse.Namespace) -> int:
     from alerts.events import Severity
     from alerts.recipients import Officer, upsert_officer
-    from civic.cli import CliError
+    from common.errors import CliError
 
     try:
         officer = Officer(
@@ -712,7 +675,7 @@ def _officer(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    with _conn() as conn:
+    with connect_configured() as conn:
         upsert_officer(conn, officer, args.patch)
     if args.format == "json":
         _print_json({"officer_id": officer.officer_id, "patches": args.patch})

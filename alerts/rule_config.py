@@ -44,7 +44,7 @@ from typing import Any
 
 from alerts.detector import BinRuleSettings, HomeRuleSettings
 from alerts.events import Severity
-from civic.timeparse import parse_duration
+from common.timeparse import parse_duration
 
 __all__ = ["RuleConfig", "RuleConfigError", "load_rule_config", "override"]
 

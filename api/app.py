@@ -22,7 +22,7 @@ MAX_PAGE = 10_000
 
 
 def _when(text: str | None, name: str) -> datetime | None:
-    from civic.timeparse import parse_when
+    from common.timeparse import parse_when
 
     if text is None:
         return None

@@ -16,13 +16,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from civic.cli import CliError
-    from civic.services import ServicesError
-    from civic.settings import database_url
+    from common.settings import database_url
 
-    try:
-        app = create_app(database_url())
-    except ServicesError as exc:
-        raise CliError(str(exc)) from exc
+    app = create_app(database_url())
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -44,7 +44,7 @@ from alerts.commands import CommandPolicy, plan_frost_commands
 from alerts.notify import deliver_due, digest_step, notify_cycle
 from alerts.service import CYCLE_INTERVAL_S, CycleReport, Evaluator, EvaluatorConfig, run_service
 from alerts.store import Conn
-from civic.services import LocalServices
+from common.services import LocalServices
 from device_sim import generate_estate
 from device_sim.models import HomeModel
 from firmware_contracts import Reading

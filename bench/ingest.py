@@ -30,7 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from civic.services import LocalServices
+from common.services import LocalServices
 from device_sim import generate_estate
 from firmware_contracts import Reading
 from store.db import connect, migrate

@@ -14,9 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.errors import CivicError
+
 # Order here is the order ``civic --help`` shows: the flow of data through the platform.
 COMMAND_MODULES = (
-    "civic.services_cli",
+    "common.services_cli",
     "store.cli",
     "firmware_contracts.cli",
     "ingest.cli",
@@ -26,10 +28,6 @@ COMMAND_MODULES = (
     "api.cli",
     "civic.demo",
 )
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result: int | None = args.func(args)
-    except CliError as exc:
+    except CivicError as exc:
         print(f"civic {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

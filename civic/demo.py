@@ -70,10 +70,10 @@ def _step(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-    from civic.services import LocalServices, ServicesError
-    from civic.settings import database_url, get_settings, mqtt_url
-    from civic.timeparse import parse_duration
+    from common.errors import CliError
+    from common.services import LocalServices, ServicesError
+    from common.settings import database_url, get_settings, mqtt_url
+    from common.timeparse import parse_duration
     from device_sim.estate import TOWN, generate_estate, write_estate_csv
     from store.db import connect, info, migrate
     from store.registry import parse_device_row, upsert_devices

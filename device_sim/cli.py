@@ -56,10 +56,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-    from civic.services import ServicesError, parse_mqtt_url
-    from civic.settings import get_settings, mqtt_url
-    from civic.timeparse import parse_duration, parse_when
+    from common.errors import CliError
+    from common.services import ServicesError, parse_mqtt_url
+    from common.settings import get_settings, mqtt_url
+    from common.timeparse import parse_duration, parse_when
     from device_sim.estate import generate_estate, read_estate_csv
     from device_sim.simulator import SimConfig, SimReport, Simulator
     from firmware_contracts import format_rfc3339

@@ -34,15 +34,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-
     layout = TopicLayout(args.prefix)
     if args.file == "-":
         lines = sys.stdin
     else:
         path = Path(args.file)
         if not path.is_file():
-            raise CliError(f"no such file: {path}")
+            # The contract package imports nothing else of the project, so it reports this itself.
+            print(f"civic contract check: error: no such file: {path}", file=sys.stderr)
+            return 2
         lines = path.open(encoding="utf-8")
     rejected = 0
     for result in check_lines(lines, layout=layout):

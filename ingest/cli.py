@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _config(args: argparse.Namespace, index: int) -> IngestConfig:
-    from civic.services import parse_mqtt_url
-    from civic.settings import database_url, get_settings, mqtt_url
+    from common.services import parse_mqtt_url
+    from common.settings import database_url, get_settings, mqtt_url
     from ingest.worker import IngestConfig
 
     settings = get_settings()
@@ -122,13 +122,7 @@ def _worker_main(args: argparse.Namespace, index: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-    from civic.services import ServicesError
-
-    try:
-        configs = [_config(args, i) for i in range(args.workers)]
-    except ServicesError as exc:
-        raise CliError(str(exc)) from exc
+    configs = [_config(args, i) for i in range(args.workers)]
     if args.workers == 1:
         run_worker(configs[0], args, 0)
         return 0

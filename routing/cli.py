@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from store.db import connect_configured
+
 if TYPE_CHECKING:
     from routing.fleet import FleetConfig
     from routing.model import Plan
@@ -218,20 +220,8 @@ def _ticker(limit_s: float) -> Iterator[None]:
         thread.join()
 
 
-def _connect() -> Any:
-    from civic.cli import CliError
-    from civic.services import ServicesError
-    from civic.settings import database_url
-    from store.db import StoreError, connect
-
-    try:
-        return connect(database_url())
-    except (ServicesError, StoreError) as exc:
-        raise CliError(str(exc)) from exc
-
-
 def _load_fleet(path: Path | None) -> FleetConfig:
-    from civic.cli import CliError
+    from common.errors import CliError
     from routing.fleet import FleetConfigError, load_fleet
 
     try:
@@ -241,7 +231,7 @@ def _load_fleet(path: Path | None) -> FleetConfig:
 
 
 def _load_stored(conn: Any, plan_id: str) -> StoredPlan:
-    from civic.cli import CliError
+    from common.errors import CliError
     from routing.plans import PlanNotFoundError, load_plan
 
     try:
@@ -315,24 +305,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _plan_command(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-    from civic.timeparse import parse_when
+    from common.cli import when
+    from common.errors import CliError
     from routing.errors import RoutingError
     from routing.plans import plan_day
 
     if args.seconds <= 0:
         raise CliError("--seconds must be positive")
     fleet = _load_fleet(args.fleet)
-    try:
-        as_of = parse_when(args.as_of) if args.as_of else dt.datetime.now(dt.UTC)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    as_of = when(args.as_of) if args.as_of else dt.datetime.now(dt.UTC)
     shift_end = fleet.local_time(args.date, fleet.shift.end_s)
     if shift_end <= as_of:
         raise CliError(
             f"the {args.date} shift ends before the data cut-off; pass --as-of to plan a past day"
         )
-    with _connect() as conn, _ticker(args.seconds):
+    with connect_configured() as conn, _ticker(args.seconds):
         try:
             day = plan_day(
                 conn,
@@ -373,7 +360,7 @@ def _show_command(args: argparse.Namespace) -> int:
     from routing.export import clock
     from routing.plans import plan_to_dict
 
-    with _connect() as conn:
+    with connect_configured() as conn:
         stored = _load_stored(conn, args.plan_id)
     if args.format == "json":
         document = {
@@ -412,7 +399,7 @@ def _export_command(args: argparse.Namespace) -> int:
     from routing.export import plan_to_csv, plan_to_geojson, plan_to_gpx
     from routing.fleet import fleet_from_dict
 
-    with _connect() as conn:
+    with connect_configured() as conn:
         stored = _load_stored(conn, args.plan_id)
     fleet = fleet_from_dict(stored.fleet)
     midnight = fleet.local_time(stored.plan_date, 0)
@@ -436,7 +423,7 @@ def _export_command(args: argparse.Namespace) -> int:
 def _list_command(args: argparse.Namespace) -> int:
     from routing.plans import recent_plans
 
-    with _connect() as conn:
+    with connect_configured() as conn:
         rows = recent_plans(conn, plan_date=args.date, limit=args.limit)
     for row in rows:
         parent = f" (re-plan of {row['parent_id']})" if row["parent_id"] else ""
@@ -450,13 +437,13 @@ def _list_command(args: argparse.Namespace) -> int:
 
 
 def _collected_command(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
+    from common.errors import CliError
     from routing.collections import import_collections, parse_collections
     from store.registry import RegistryImportError
 
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", newline="")  # noqa: SIM115
     try:
-        with _connect() as conn:
+        with connect_configured() as conn:
             result = import_collections(conn, parse_collections(stream), source=args.source)
     except RegistryImportError as exc:
         for error in exc.errors:
@@ -470,7 +457,7 @@ def _collected_command(args: argparse.Namespace) -> int:
 
 
 def _replan_command(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
+    from common.errors import CliError
     from routing.errors import RoutingError
     from routing.plans import replan_stored
 
@@ -480,7 +467,7 @@ def _replan_command(args: argparse.Namespace) -> int:
         raise CliError(f"--at {args.at!r} is not a clock time HH:MM") from exc
     if args.seconds <= 0:
         raise CliError("--seconds must be positive")
-    with _connect() as conn, _ticker(args.seconds):
+    with connect_configured() as conn, _ticker(args.seconds):
         stored = _load_stored(conn, args.plan_id)
         vehicles = {v.id for v in stored.request.vehicles}
         unknown = sorted(set(args.out_of_service) - vehicles)

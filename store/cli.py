@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from civic.cli import CliError
+from common.cli import optional_when, print_table
+from common.errors import CliError
+from common.settings import database_url
+from store.db import connect_configured
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -93,36 +95,6 @@ def register(subparsers: Subparsers) -> None:
     dead.set_defaults(func=run_deadletters)
 
 
-def _url() -> str:
-    from civic.services import ServicesError
-    from civic.settings import database_url
-
-    try:
-        return database_url()
-    except ServicesError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def _connect() -> Any:
-    from store.db import StoreError, connect
-
-    try:
-        return connect(_url())
-    except StoreError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def _when(text: str | None) -> datetime | None:
-    from civic.timeparse import parse_when
-
-    if text is None:
-        return None
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-
-
 def _open(path: str) -> TextIO:
     if path == "-":
         return sys.stdin
@@ -132,36 +104,30 @@ def _open(path: str) -> TextIO:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from store.db import StoreError, StoreMode, migrate
+    from store.db import StoreMode, migrate
 
-    try:
-        mode, applied = migrate(_url(), mode=StoreMode(args.mode) if args.mode else None)
-    except StoreError as exc:
-        raise CliError(str(exc)) from exc
+    mode, applied = migrate(database_url(), mode=StoreMode(args.mode) if args.mode else None)
     print(f"mode: {mode}; applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
     return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from store.db import StoreError, info
+    from store.db import info
     from store.extract import jsonable
 
-    try:
-        print(json.dumps(info(_url()), indent=2, default=jsonable))
-    except StoreError as exc:
-        raise CliError(str(exc)) from exc
+    print(json.dumps(info(database_url()), indent=2, default=jsonable))
     return 0
 
 
 def run_maintain(args: argparse.Namespace) -> int:
-    with _connect() as conn:
+    with connect_configured() as conn:
         created = conn.execute(
             "SELECT civic_ensure_partitions(now(), now() + interval '4 weeks') AS n"
-        ).fetchone()["n"]
+        ).fetchall()[0]["n"]
         dropped = conn.execute(
             "SELECT civic_drop_partitions_before(now() - make_interval(days => %s)) AS n",
             (args.retention_days,),
-        ).fetchone()["n"]
+        ).fetchall()[0]["n"]
     print(f"partitions created: {created}; dropped past {args.retention_days} days: {dropped}")
     return 0
 
@@ -176,7 +142,7 @@ def run_devices_import(args: argparse.Namespace) -> int:
             for error in exc.errors:
                 print(f"{args.file}: {error}", file=sys.stderr)
             raise CliError(str(exc)) from exc
-    with _connect() as conn:
+    with connect_configured() as conn:
         inserted, updated = upsert_devices(conn, devices)
     print(f"devices: {inserted} added, {updated} updated")
     return 0
@@ -187,7 +153,7 @@ def run_devices_list(args: argparse.Namespace) -> int:
 
     from store.registry import load_devices
 
-    with _connect() as conn:
+    with connect_configured() as conn:
         devices = [asdict(d) for d in load_devices(conn, args.kind)]
     if args.format == "json":
         print(json.dumps(devices, indent=2))
@@ -215,7 +181,7 @@ def run_readings_import(args: argparse.Namespace) -> int:
     def progress(rows: int) -> None:
         print(f"  {rows:,} rows read", file=sys.stderr)
 
-    with _open(args.file) as stream, _connect() as conn:
+    with _open(args.file) as stream, connect_configured() as conn:
         try:
             report = import_readings_csv(
                 conn, stream, skip_invalid=args.skip_invalid, progress=progress
@@ -237,7 +203,7 @@ def run_export_readings(args: argparse.Namespace) -> int:
     from store.extract import extract_chunks
     from store.readings import iter_readings
 
-    since, until = _when(args.since), _when(args.until)
+    since, until = optional_when(args.since), optional_when(args.until)
     assert since is not None
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     count = 0
@@ -249,7 +215,7 @@ def run_export_readings(args: argparse.Namespace) -> int:
             yield row
 
     try:
-        with _connect() as conn:
+        with connect_configured() as conn:
             rows = iter_readings(conn, since=since, until=until, device_id=args.device, by=args.by)
             out.writelines(extract_chunks(counted(rows), args.format))
     finally:
@@ -263,8 +229,9 @@ def run_deadletters(args: argparse.Namespace) -> int:
     from store.deadletters import iter_deadletters
     from store.extract import json_array_chunks
 
-    with _connect() as conn:
-        rows = iter_deadletters(conn, since=_when(args.since), reason=args.reason, limit=args.limit)
+    with connect_configured() as conn:
+        since = optional_when(args.since)
+        rows = iter_deadletters(conn, since=since, reason=args.reason, limit=args.limit)
         if args.format == "json":
             sys.stdout.writelines(json_array_chunks(rows))
         else:
@@ -272,16 +239,8 @@ def run_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48) -> None:
-    def cell(value: object) -> str:
-        from store.extract import jsonable
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from store.extract import jsonable
 
-        text = "" if value is None else str(jsonable(value)).replace("\n", " ")
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print_table([{c: jsonable(r.get(c)) for c in columns} for r in rows], columns, max_width=48)
     print(f"({len(rows)} rows)")

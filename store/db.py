@@ -12,13 +12,15 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from common.errors import CivicError
+
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(timescaledb|native))?\.sql$")
 _MIGRATE_LOCK = 7_304_201  # pg_advisory_lock key: one migrator at a time
 
 
-class StoreError(Exception):
+class StoreError(CivicError):
     """A store operation failed in a way the user can act on."""
 
 
@@ -41,6 +43,13 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str
         return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
     except psycopg.OperationalError as exc:
         raise StoreError(f"cannot connect to the database: {exc}".strip()) from exc
+
+
+def connect_configured(*, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
+    """The configured database: ``CIVIC_DATABASE_URL``, or the project-local service."""
+    from common.settings import database_url
+
+    return connect(database_url(), autocommit=autocommit)
 
 
 def timescaledb_usable(conn: psycopg.Connection[dict[str, Any]]) -> bool:

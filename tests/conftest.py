@@ -1,6 +1,6 @@
 """Real PostgreSQL and Mosquitto for the test suite.
 
-The session starts the project's own instances (``civic.services``) under ``.civic/test/<pid>`` on
+The session starts the project's own instances (``common.services``) under ``.civic/test/<pid>`` on
 free ports, unless ``CIVIC_TEST_DATABASE_URL`` / ``CIVIC_TEST_MQTT_URL`` point at existing
 servers. Each test that asks for ``database_url`` gets a fresh, migrated database of its own;
 each that asks for ``mqtt`` gets its own topic prefix.
@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 
-from civic.services import LocalServices, parse_mqtt_url
+from common.services import LocalServices, parse_mqtt_url
 from store.db import StoreMode, connect, migrate, timescaledb_usable
 
 # Wall-clock deadlines make property tests flaky on a busy 2-core machine; they test logic.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from civic.settings import get_settings
+from common.settings import get_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from civic.cli import CliError
-    from civic.services import LocalServices, ServicesError
+    from common.errors import CliError
+    from common.services import LocalServices, ServicesError
 
     settings = get_settings()
     services = LocalServices(settings.data_dir)

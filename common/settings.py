@@ -27,7 +27,7 @@ def get_settings() -> Settings:
 
 def database_url(settings: Settings | None = None) -> str:
     """The configured database, or the project-local one from ``civic services up``."""
-    from civic.services import LocalServices, ServicesError
+    from common.services import LocalServices, ServicesError
 
     settings = settings or get_settings()
     if settings.database_url:
@@ -42,7 +42,7 @@ def database_url(settings: Settings | None = None) -> str:
 
 def mqtt_url(settings: Settings | None = None) -> str:
     """The configured broker, or the project-local one from ``civic services up``."""
-    from civic.services import LocalServices, ServicesError
+    from common.services import LocalServices, ServicesError
 
     settings = settings or get_settings()
     if settings.mqtt_url:

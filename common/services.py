@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.errors import CivicError
+
 log = logging.getLogger(__name__)
 
 DEBIAN_PACKAGES = ("postgresql", "mosquitto", "mosquitto-clients")
@@ -31,7 +33,7 @@ DATABASE_USER = "civic"
 START_TIMEOUT_S = 30.0
 
 
-class ServicesError(Exception):
+class ServicesError(CivicError):
     """A local service could not be installed, started or reached."""
 
 
