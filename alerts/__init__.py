@@ -48,16 +48,8 @@ from alerts.lifecycle import (
 )
 from alerts.mould import MouldSettings, MouldState, MouldStep, SensitivityClass, mould_step
 from alerts.psychrometrics import condensation_margin_c, dew_point_c, surface_rh_pct
-from alerts.readings import (
-    Bin,
-    CollectionRecord,
-    FillForecast,
-    Home,
-    Item,
-    PeerChange,
-    Reading,
-    WasteStream,
-)
+from alerts.readings import Bin, CollectionRecord, FillForecast, Home, Item, PeerChange
+from firmware_contracts import Reading, WasteStream
 
 __all__ = [
     "SYSTEM_ACTOR",

@@ -41,14 +41,18 @@ def register(subparsers: Any) -> None:
         description="Alerts for housing officers and waste crews, with Awaab's Law clocks.",
     )
     commands = alerts.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND", required=True)
+    _register_evaluation(commands)
+    _register_lifecycle(commands)
+    _register_statutory(commands)
+    _register_setup(commands)
 
-    def fmt(parser: argparse.ArgumentParser, *choices: str) -> None:
-        parser.add_argument(
-            "--format",
-            choices=choices or ("table", "json"),
-            default=choices[0] if choices else "table",
-        )
 
+def _fmt(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _register_evaluation(commands: Any) -> None:
+    """``run`` and ``backfill``: the evaluator, live or over history."""
     run = commands.add_parser(
         "run",
         help="evaluate readings into alerts continuously; send notifications and commands",
@@ -60,7 +64,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
     run.add_argument("--interval", type=float, help="seconds between cycles")
     run.add_argument("--no-mqtt", action="store_true", help="do not publish device commands")
-    fmt(run)
+    _fmt(run)
     run.set_defaults(func=_run)
 
     backfill = commands.add_parser(
@@ -73,9 +77,12 @@ def register(subparsers: Any) -> None:
     )
     backfill.add_argument("--since", required=True, help="RFC 3339 time, date, or age (7d)")
     backfill.add_argument("--notify", action="store_true", help="queue notifications too")
-    fmt(backfill)
+    _fmt(backfill)
     backfill.set_defaults(func=_backfill)
 
+
+def _register_lifecycle(commands: Any) -> None:
+    """``list``, ``show``, ``ack`` and ``resolve``: an officer's work on alerts."""
     listing = commands.add_parser("list", help="list alerts")
     listing.add_argument("--type", dest="alert_type", help="alert type, e.g. damp_mould")
     listing.add_argument("--state", choices=(*_STATES, "active"), help="active: not resolved")
@@ -88,19 +95,19 @@ def register(subparsers: Any) -> None:
         help="only active alerts with an Awaab's Law due date passed and its step not recorded",
     )
     listing.add_argument("--limit", type=int, default=200)
-    fmt(listing)
+    _fmt(listing)
     listing.set_defaults(func=_list)
 
     show = commands.add_parser("show", help="one alert with its audit trail")
     show.add_argument("alert_id", metavar="ID")
-    fmt(show)
+    _fmt(show)
     show.set_defaults(func=_show)
 
     ack = commands.add_parser("ack", help="acknowledge an alert")
     ack.add_argument("alert_id", metavar="ID")
     ack.add_argument("--by", required=True, help="who is acknowledging (recorded)")
     ack.add_argument("--note")
-    fmt(ack)
+    _fmt(ack)
     ack.set_defaults(func=_ack)
 
     resolve = commands.add_parser("resolve", help="resolve an alert, with a note")
@@ -110,9 +117,12 @@ def register(subparsers: Any) -> None:
     resolve.add_argument(
         "--force", action="store_true", help="resolve even though the condition is still on"
     )
-    fmt(resolve)
+    _fmt(resolve)
     resolve.set_defaults(func=_resolve)
 
+
+def _register_statutory(commands: Any) -> None:
+    """``investigated``, ``milestone`` and ``overdue``: Awaab's Law steps."""
     investigated = commands.add_parser(
         "investigated",
         help="record that the Awaab's Law investigation ended; sets the later due dates",
@@ -125,7 +135,7 @@ def register(subparsers: Any) -> None:
     investigated.add_argument("--by", required=True, help="who is recording it (audited)")
     investigated.add_argument("--at", required=True, help="when it ended (RFC 3339 or date)")
     investigated.add_argument("--note")
-    fmt(investigated)
+    _fmt(investigated)
     investigated.set_defaults(func=_investigated)
 
     milestone = commands.add_parser(
@@ -137,7 +147,7 @@ def register(subparsers: Any) -> None:
     milestone.add_argument("--by", required=True)
     milestone.add_argument("--at", required=True, help="when it was done (RFC 3339 or date)")
     milestone.add_argument("--note")
-    fmt(milestone)
+    _fmt(milestone)
     milestone.set_defaults(func=_milestone)
 
     chase = commands.add_parser(
@@ -151,9 +161,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     chase.add_argument("--at", help="check as of this time (RFC 3339 or date); default now")
-    fmt(chase)
+    _fmt(chase)
     chase.set_defaults(func=_overdue)
 
+
+def _register_setup(commands: Any) -> None:
+    """``rules``, ``evidence`` and ``officer``: configuration and case files."""
     rules = commands.add_parser(
         "rules",
         help="check a rules file and show the settings a home or bin would get",
@@ -191,7 +204,7 @@ def register(subparsers: Any) -> None:
     officer.add_argument("--min-severity", choices=_SEVERITIES, default="act")
     officer.add_argument("--no-email", action="store_true")
     officer.add_argument("--no-digest", action="store_true")
-    fmt(officer)
+    _fmt(officer)
     officer.set_defaults(func=_officer)
 
 
@@ -231,15 +244,7 @@ def _evaluator_config() -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alerts.commands import CommandDispatcher, CommandPolicy, plan_frost_commands
-    from alerts.notify import (
-        RetryPolicy,
-        SmtpSender,
-        deliver_due,
-        digest_step,
-        notify_cycle,
-        parse_smtp_url,
-    )
+    from alerts.runner import assemble
     from alerts.service import CycleReport, Evaluator, EvaluatorBusyError, run_service
     from alerts.settings import AlertsSettings
     from common.errors import CliError
@@ -247,37 +252,11 @@ def _run(args: argparse.Namespace) -> int:
     from common.settings import database_url, get_settings, mqtt_url
 
     settings = AlertsSettings()
-    policy = CommandPolicy(
-        setpoint_c=settings.alerts_frost_setpoint_c,
-        ttl=timedelta(seconds=settings.alerts_command_ttl_s),
-    )
-    smtp = None
-    if settings.smtp_url:
-        host, port = parse_smtp_url(settings.smtp_url)
-        smtp = SmtpSender(host, port, sender=settings.smtp_from)
-    else:
-        log.warning("CIVIC_SMTP_URL is not set: email notifications stay queued")
-    retry = RetryPolicy(max_attempts=settings.alerts_webhook_attempts)
-
-    def frost(conn: Any, result: Any) -> None:
-        plan_frost_commands(conn, result, policy=policy)
-
-    def deliver(conn: Any, now: datetime) -> None:
-        deliver_due(conn, smtp=smtp, now=now, policy=retry)
-
-    steps: list[Any] = []
-    dispatcher = None
-    if not args.no_mqtt:
-        host, port = parse_mqtt_url(mqtt_url())
-        dispatcher = CommandDispatcher(host=host, port=port, prefix=get_settings().topic_prefix)
-        try:
-            dispatcher.start()
-        except (OSError, TimeoutError) as exc:
-            raise CliError(f"cannot reach the MQTT broker for device commands: {exc}") from exc
-        steps.append(dispatcher.step)
-    steps += [digest_step, deliver]
-    if settings.alerts_overdue_check_s > 0:
-        steps.append(_overdue_step(timedelta(seconds=settings.alerts_overdue_check_s)))
+    broker = None if args.no_mqtt else parse_mqtt_url(mqtt_url())
+    try:
+        parts = assemble(settings, broker=broker, topic_prefix=get_settings().topic_prefix)
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"cannot reach the MQTT broker for device commands: {exc}") from exc
 
     def report(cycle: CycleReport) -> None:
         if args.format == "json":
@@ -296,8 +275,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         run_service(
             database_url(),
-            lambda conn: Evaluator(conn, config, hooks=[notify_cycle, frost]),
-            steps,
+            lambda conn: Evaluator(conn, config, hooks=parts.hooks),
+            parts.steps,
             once=args.once,
             interval_s=args.interval or settings.alerts_interval_s,
             on_cycle=report,
@@ -305,8 +284,8 @@ def _run(args: argparse.Namespace) -> int:
     except EvaluatorBusyError as exc:
         raise CliError(str(exc)) from exc
     finally:
-        if dispatcher is not None:
-            dispatcher.stop()
+        if parts.dispatcher is not None:
+            parts.dispatcher.stop()
     return 0
 
 
@@ -352,30 +331,6 @@ def _settings_plain(value: Any) -> Any:
                 return f"{seconds / size:g}{unit}"
         return f"{seconds:g}s"
     return value
-
-
-def _overdue_step(every: timedelta) -> Any:
-    """Service step: escalate Awaab's Law due dates passed unrecorded, at most once per
-    ``every`` (each alert and step escalates only once however often this runs)."""
-    from alerts.statutory import escalate_overdue
-
-    last: list[datetime] = []
-
-    def step(conn: Any, now: datetime) -> None:
-        if last and now - last[0] < every:
-            return
-        items = escalate_overdue(conn, now)
-        last[:] = [now]
-        for item in items:
-            log.warning(
-                "%s: Awaab's Law %s was due by %s and is not recorded; now %s",
-                item.alert_id,
-                item.deadline.milestone.value,
-                item.deadline.due_at.isoformat(),
-                item.severity.label,
-            )
-
-    return step
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from alerts.errors import AlertsError
 from alerts.store import Conn
 from firmware_contracts import format_rfc3339
 
@@ -28,7 +29,7 @@ MAX_READINGS_PER_DEVICE = 5_000  # about 7 weeks at 15-minute readings
 _READING_COLUMNS = ("ts", "temp_c", "rh_pct", "fill_pct", "battery_v", "co2_ppm", "tilt_deg")
 
 
-class EvidenceNotFoundError(LookupError):
+class EvidenceNotFoundError(AlertsError, LookupError):
     def __init__(self, alert_id: str) -> None:
         super().__init__(f"no alert {alert_id!r}")
         self.alert_id = alert_id

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from psycopg.types.json import Jsonb
 
 from alerts.awaab import UK_TIME
+from alerts.errors import AlertsError
 from alerts.events import AlertType, Severity
 from alerts.lifecycle import AlertStatus, AuditAction
 from alerts.recipients import ALL_PATCHES, Officer, officer, officers_for, patches_of
@@ -63,7 +64,7 @@ NOTIFY_ON = {
 }
 
 
-class NotifyError(Exception):
+class NotifyError(AlertsError):
     """A notification could not be delivered (the outbox retries it)."""
 
 

@@ -1,4 +1,6 @@
-"""Domain values the rules consume: readings, subjects, and the side inputs bins need.
+"""Domain values the rules consume: subjects, and the side inputs bins need besides readings.
+
+Readings are the contract's :class:`firmware_contracts.Reading`, the one type every stage uses.
 
 Everything here is a frozen dataclass validated on construction, so a rule never has to ask
 whether a timestamp is naive or a humidity is 140 %.
@@ -10,7 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+
+from firmware_contracts import Reading, WasteStream
 
 __all__ = [
     "Bin",
@@ -19,8 +22,6 @@ __all__ = [
     "Home",
     "Item",
     "PeerChange",
-    "Reading",
-    "WasteStream",
 ]
 
 _UPRN = re.compile(r"^[0-9]{1,12}$")
@@ -38,44 +39,6 @@ def _require_utc(name: str, value: datetime) -> None:
 def _require_device_id(value: str) -> None:
     if not _DEVICE_ID.match(value):
         raise ValueError(f"device_id {value!r} must match {_DEVICE_ID.pattern}")
-
-
-def _check_range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is None:
-        return
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name}={value!r} is outside the plausible range [{low}, {high}]")
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One decoded uplink from one device. Absent quantities are ``None``.
-
-    The plausible ranges below reject decoder faults (a bin at 400 °C, RH of 140 %), not
-    unusual weather: a bin fire reads hot, so the temperature range is wide on purpose.
-    """
-
-    device_id: str
-    ts: datetime
-    fill_pct: float | None = None
-    temp_c: float | None = None
-    rh_pct: float | None = None
-    battery_v: float | None = None
-    co2_ppm: float | None = None
-    tilt_deg: float | None = None
-    seq: int | None = None
-
-    def __post_init__(self) -> None:
-        _require_device_id(self.device_id)
-        _require_utc("ts", self.ts)
-        _check_range("fill_pct", self.fill_pct, 0.0, 100.0)
-        _check_range("temp_c", self.temp_c, -50.0, 200.0)
-        _check_range("rh_pct", self.rh_pct, 0.0, 100.0)
-        _check_range("battery_v", self.battery_v, 0.0, 30.0)
-        _check_range("co2_ppm", self.co2_ppm, 0.0, 100_000.0)
-        _check_range("tilt_deg", self.tilt_deg, 0.0, 180.0)
-        if self.seq is not None and self.seq < 0:
-            raise ValueError(f"seq must be non-negative, got {self.seq}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +121,6 @@ class Home:
     @property
     def subject_id(self) -> str:
         return self.uprn
-
-
-class WasteStream(StrEnum):
-    """FIWARE ``storedWasteKind`` values the council collects separately."""
-
-    GENERAL = "general"
-    RECYCLING = "recycling"
-    GARDEN = "garden"
-    FOOD = "food"
 
 
 @dataclass(frozen=True, slots=True)

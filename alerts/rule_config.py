@@ -36,13 +36,14 @@ import enum
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from alerts.detector import BinRuleSettings, HomeRuleSettings
+from alerts.errors import AlertsError
 from alerts.events import Severity
 from common.timeparse import parse_duration
 
@@ -51,7 +52,7 @@ __all__ = ["RuleConfig", "RuleConfigError", "load_rule_config", "override"]
 _S = typing.TypeVar("_S")
 
 
-class RuleConfigError(ValueError):
+class RuleConfigError(AlertsError, ValueError):
     """A rules file that cannot be applied; the message names the key."""
 
 
@@ -163,6 +164,8 @@ def override(settings: _S, table: Mapping[str, Any], where: str) -> _S:
 
 
 def _convert(value: Any, hint: Any, path: str) -> Any:
+    """``value`` from the file as the settings field's type ``hint``, or an error naming
+    ``path``."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
@@ -171,26 +174,6 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], path)
-    if hint is timedelta:
-        if not isinstance(value, str):
-            raise RuleConfigError(f'{path}: give a duration such as "2h" or "30m"')
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise RuleConfigError(f"{path}: {exc}") from exc
-    if hint is Severity:
-        try:
-            return Severity[str(value).upper()]
-        except KeyError:
-            names = ", ".join(s.label for s in Severity)
-            raise RuleConfigError(f"{path}: {value!r} is not a severity ({names})") from None
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise RuleConfigError(
-                f"{path}: {value!r} is not one of {[e.value for e in hint]}"
-            ) from None
     if origin is frozenset:
         if not isinstance(value, list):
             raise RuleConfigError(f"{path}: expected a list")
@@ -199,18 +182,67 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, Mapping):
             raise RuleConfigError(f"{path}: expected a table")
         return {str(k): _convert(v, args[1], f"{path}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise RuleConfigError(f"{path}: expected true or false")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RuleConfigError(f"{path}: expected a number")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RuleConfigError(f"{path}: expected a whole number")
-        return value
-    if hint is str:
-        return str(value)
+    if hint is Severity:
+        return _severity(value, path)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return _enum(value, hint, path)
+    if hint in _SCALARS:
+        return _SCALARS[hint](value, path)
     raise RuleConfigError(f"{path}: cannot be set from a file")
+
+
+def _duration(value: Any, path: str) -> timedelta:
+    if not isinstance(value, str):
+        raise RuleConfigError(f'{path}: give a duration such as "2h" or "30m"')
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise RuleConfigError(f"{path}: {exc}") from exc
+
+
+def _severity(value: Any, path: str) -> Severity:
+    try:
+        return Severity[str(value).upper()]
+    except KeyError:
+        names = ", ".join(s.label for s in Severity)
+        raise RuleConfigError(f"{path}: {value!r} is not a severity ({names})") from None
+
+
+def _enum(value: Any, hint: type[enum.Enum], path: str) -> enum.Enum:
+    try:
+        return hint(value)
+    except ValueError:
+        raise RuleConfigError(
+            f"{path}: {value!r} is not one of {[e.value for e in hint]}"
+        ) from None
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise RuleConfigError(f"{path}: expected true or false")
+    return value
+
+
+def _float(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RuleConfigError(f"{path}: expected a number")
+    return float(value)
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RuleConfigError(f"{path}: expected a whole number")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    return str(value)
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    timedelta: _duration,
+    bool: _bool,
+    float: _float,
+    int: _int,
+    str: _str,
+}

@@ -28,17 +28,9 @@ from alerts.detector import (
     HomeRuleSettings,
 )
 from alerts.events import ConditionEvent, Transition
-from alerts.readings import (
-    Bin,
-    CollectionRecord,
-    FillForecast,
-    Home,
-    Item,
-    PeerChange,
-    Reading,
-    WasteStream,
-)
+from alerts.readings import Bin, CollectionRecord, FillForecast, Home, Item, PeerChange
 from alerts.rules import OfflineSettings
+from firmware_contracts import Reading, WasteStream
 
 __all__ = [
     "EARLY_SLACK",

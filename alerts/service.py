@@ -54,10 +54,11 @@ import psycopg
 
 from alerts.awaab import WorkingDayCalendar
 from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
+from alerts.errors import AlertsError
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
 from alerts.peers import on_grid, peer_changes, summary_times
-from alerts.readings import CollectionRecord, FillForecast, Item, Reading
+from alerts.readings import CollectionRecord, FillForecast, Item
 from alerts.rule_config import RuleConfig
 from alerts.store import (
     Checkpoint,
@@ -79,6 +80,7 @@ from alerts.store import (
     stored_event_keys,
     supersede_events,
 )
+from firmware_contracts import Reading
 
 __all__ = ["CycleReport", "Evaluator", "EvaluatorBusyError", "EvaluatorConfig", "fold_events"]
 
@@ -101,7 +103,7 @@ Hook = Callable[[Conn, "CycleResult"], object]
 Progress = Callable[[int, int, int], object]
 
 
-class EvaluatorBusyError(RuntimeError):
+class EvaluatorBusyError(AlertsError, RuntimeError):
     """Another evaluator holds this database (two would fight over the checkpoints)."""
 
 
@@ -291,16 +293,49 @@ class Evaluator:
 
     def _cycle(self, *, notify: bool, progress: Progress | None) -> CycleReport:
         conn = self.conn
-        cfg = self.config
         report = CycleReport()
         lock_book(conn)
         state = conn.execute(
             "SELECT cutoff, watermark, evaluate_from FROM alert_evaluator WHERE id = 1"
         ).fetchone() or {"cutoff": None, "watermark": None, "evaluate_from": None}
-        watermark: datetime | None = state["watermark"]
-        first_cycle = self._seen_in_margin is None
-        newest_ts: datetime | None
-        newest_received: datetime | None
+        arrivals = self._arrivals(state["watermark"])
+        cutoff = self._next_cutoff(state["cutoff"], arrivals.newest_ts)
+        if cutoff is None:
+            return report
+        report.newest_received_at = arrivals.newest_received
+        report.cutoff = cutoff
+
+        subjects = load_subjects(conn)
+        if self._detectors is None:
+            self._detectors = load_checkpoints(conn)
+        late_by_device = self._late_devices(arrivals.window, report)
+        run = self._start_run(subjects, cutoff, state["evaluate_from"], report)
+        superseded = self._replay_late(run, late_by_device)
+        device_ids = sorted(set(subjects) - set(late_by_device))
+        for start in range(0, len(device_ids), DEVICES_PER_QUERY):
+            chunk = device_ids[start : start + DEVICES_PER_QUERY]
+            self._evaluate_chunk(run, chunk)
+            if progress is not None:
+                progress(start + len(chunk), len(device_ids), report.readings)
+
+        changed, audit = self._record(run, superseded)
+        self._save_checkpoints(run.to_save.values())
+        conn.execute(
+            """INSERT INTO alert_evaluator (id, cutoff, watermark) VALUES (1, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET cutoff = EXCLUDED.cutoff,
+                   watermark = EXCLUDED.watermark, updated_at = now()""",
+            (cutoff, arrivals.newest_received),
+        )
+        if notify:
+            result = CycleResult(report, tuple(changed), tuple(audit), subjects)
+            for hook in self.hooks:
+                hook(conn, result)
+        return report
+
+    def _arrivals(self, watermark: datetime | None) -> _Arrivals:
+        """What arrived since the last cycle (with a margin for late commits), and the newest
+        reading time and arrival time among it."""
+        conn = self.conn
         if watermark is None:
             # The first cycle (or the first after a reset) reads the whole history anyway:
             # take the newest stamps from the indexes and keep only the last margin's keys,
@@ -315,56 +350,70 @@ class Evaluator:
                 if newest_received is not None
                 else []
             )
-        else:
-            window_start = watermark if first_cycle else watermark - LATE_MARGIN
-            window = conn.execute(_ARRIVALS_SQL, {"since": window_start}).fetchall()
-            newest_ts = max((r["ts"] for r in window if r["reading"]), default=None)
-            newest_received = max((r["received_at"] for r in window), default=watermark)
-        if newest_ts is None and state["cutoff"] is None:
-            return report
-        report.newest_received_at = newest_received
-        cutoff: datetime | None = state["cutoff"]
-        if newest_ts is not None:
-            candidate = min(newest_ts, self.wall_clock()) - cfg.lateness_allowance
-            cutoff = candidate if cutoff is None else max(cutoff, candidate)
-        if cutoff is None:
-            return report
-        report.cutoff = cutoff
+            return _Arrivals(window, newest_ts, newest_received)
+        first_cycle = self._seen_in_margin is None
+        window_start = watermark if first_cycle else watermark - LATE_MARGIN
+        window = conn.execute(_ARRIVALS_SQL, {"since": window_start}).fetchall()
+        newest_ts = max((r["ts"] for r in window if r["reading"]), default=None)
+        newest_received = max((r["received_at"] for r in window), default=watermark)
+        return _Arrivals(window, newest_ts, newest_received)
 
-        subjects = load_subjects(conn)
-        if self._detectors is None:
-            self._detectors = load_checkpoints(conn)
-        detectors = self._detectors
-        evaluate_from: datetime | None = state["evaluate_from"]
+    def _next_cutoff(self, cutoff: datetime | None, newest_ts: datetime | None) -> datetime | None:
+        """The data clock: the newest reading (never past the wall clock) less the lateness
+        allowance; it never goes back."""
+        if newest_ts is None:
+            return cutoff
+        candidate = min(newest_ts, self.wall_clock()) - self.config.lateness_allowance
+        return candidate if cutoff is None else max(cutoff, candidate)
 
-        # Late readings: received since the last cycle but at or before their device's horizon.
+    def _late_devices(
+        self, window: list[dict[str, Any]], report: CycleReport
+    ) -> dict[str, datetime]:
+        """Devices with readings received since the last cycle but at or before their
+        horizon, each with its earliest such reading."""
+        assert self._detectors is not None
         late_by_device: dict[str, datetime] = {}
         seen = self._seen_in_margin or set()
         for r in window:
             key = (r["device_id"], r["ts"])
-            current = detectors.get(r["device_id"])
+            current = self._detectors.get(r["device_id"])
             if current is None or r["ts"] > current.horizon or key in seen:
                 continue
             report.late_readings += 1
             earliest = late_by_device.get(r["device_id"])
             late_by_device[r["device_id"]] = min(earliest or r["ts"], r["ts"])
         self._seen_in_margin = {(r["device_id"], r["ts"]) for r in window}
+        return late_by_device
 
-        events: list[ConditionEvent] = []
-        to_save: dict[str, Checkpoint] = {}
+    def _start_run(
+        self,
+        subjects: dict[str, Subject],
+        cutoff: datetime,
+        evaluate_from: datetime | None,
+        report: CycleReport,
+    ) -> _CycleRun:
+        assert self._detectors is not None
+        cfg = self.config
         bin_rules = cfg.rules.bin if cfg.rules else cfg.bin_rules or BinRuleSettings()
         bin_inputs = BinInputs(
-            conn,
+            self.conn,
             subjects,
             bin_rules.stuck.stuck_after,
             bin_rules.overflow.forecast_horizon,
-            records_after=min((c.horizon for c in detectors.values()), default=evaluate_from),
+            records_after=min((c.horizon for c in self._detectors.values()), default=evaluate_from),
         )
+        return _CycleRun(subjects, self._detectors, cutoff, evaluate_from, bin_inputs, report)
+
+    def _replay_late(
+        self, run: _CycleRun, late_by_device: dict[str, datetime]
+    ) -> set[tuple[Any, ...]]:
+        """Replay each device with late readings from a checkpoint before them; returns the
+        keys of stored events the replay no longer produces."""
         superseded: set[tuple[Any, ...]] = set()
         for device_id, earliest in sorted(late_by_device.items()):
-            restart = load_checkpoints(conn, [device_id], at_or_before=earliest).get(device_id)
+            restart = load_checkpoints(self.conn, [device_id], at_or_before=earliest).get(device_id)
             if restart is None:
-                report.too_late += 1
+                run.report.too_late += 1
                 log.warning(
                     "reading for %s at %s is older than every kept checkpoint: stored, "
                     "evaluated only by a backfill",
@@ -372,89 +421,83 @@ class Evaluator:
                     earliest.isoformat(),
                 )
                 continue
-            report.replays += 1
-            old = set(events_after(conn, device_id, restart.horizon))
-            detectors[device_id] = restart
-            replayed = self._feed(restart, conn, cutoff, evaluate_from, report, bin_inputs)
-            new_keys = {event_key(e) for e in replayed}
-            superseded |= old - new_keys
-            events += replayed
-            to_save[device_id] = restart
+            run.report.replays += 1
+            old = set(events_after(self.conn, device_id, restart.horizon))
+            run.detectors[device_id] = restart
+            replayed = self._feed(
+                restart, self.conn, run.cutoff, run.evaluate_from, run.report, run.bin_inputs
+            )
+            superseded |= old - {event_key(e) for e in replayed}
+            run.events += replayed
+            run.to_save[device_id] = restart
+        return superseded
 
-        device_ids = sorted(set(subjects) - set(late_by_device))
-        for start in range(0, len(device_ids), DEVICES_PER_QUERY):
-            chunk = device_ids[start : start + DEVICES_PER_QUERY]
-            after: dict[str, datetime | None] = {
-                d: detectors[d].horizon if d in detectors else None for d in chunk
-            }
-            stream = read_readings(conn, chunk, after, cutoff, since=evaluate_from)
-            next_read = next(stream, None)
-            for device_id in chunk:
-                readings: list[Reading] = []
-                if next_read is not None and next_read[0] == device_id:
-                    readings = next_read[1]
-                    next_read = next(stream, None)
-                checkpoint = detectors.get(device_id)
-                if checkpoint is None:
-                    if not readings:
-                        continue  # never reported: nothing to judge yet
-                    detector = self._new_detector(subjects[device_id])
-                    first = readings[0].ts
-                    # Counted as written at its start: after a crash a device never written
-                    # is simply rebuilt from its readings, so the first write can wait too.
-                    checkpoint = Checkpoint(device_id, detector, first, first, saved_horizon=first)
-                    detectors[device_id] = checkpoint
-                    inputs_after = first - _JUST_BEFORE
-                else:
-                    inputs_after = checkpoint.horizon
-                items = bin_inputs.merge(device_id, readings, inputs_after, cutoff)
-                fed = checkpoint.detector.feed(items)
-                fed += checkpoint.detector.advance(cutoff)
-                checkpoint.horizon = cutoff
-                report.readings += len(readings)
-                if readings:
-                    checkpoint.fed_through = readings[-1].ts
-                if readings or fed:
-                    report.devices += 1
-                    saved = checkpoint.saved_horizon
-                    if saved is None or cutoff - saved >= cfg.checkpoint_every:
-                        to_save[device_id] = checkpoint
-                events += fed
-            if next_read is not None:
-                stream.close()
-                raise RuntimeError(f"readings for {next_read[0]} came back out of device order")
-            # Written chunk by chunk so a backfill never holds every detector's pickle at once.
-            chunk_saves = [to_save.pop(d) for d in chunk if d in to_save]
-            self._save_checkpoints(chunk_saves)
-            if progress is not None:
-                progress(start + len(chunk), len(device_ids), report.readings)
+    def _evaluate_chunk(self, run: _CycleRun, chunk: list[str]) -> None:
+        """Feed one query's worth of devices their new readings up to the cutoff."""
+        after: dict[str, datetime | None] = {
+            d: run.detectors[d].horizon if d in run.detectors else None for d in chunk
+        }
+        stream = read_readings(self.conn, chunk, after, run.cutoff, since=run.evaluate_from)
+        next_read = next(stream, None)
+        for device_id in chunk:
+            readings: list[Reading] = []
+            if next_read is not None and next_read[0] == device_id:
+                readings = next_read[1]
+                next_read = next(stream, None)
+            self._evaluate_device(run, device_id, readings)
+        if next_read is not None:
+            stream.close()
+            raise RuntimeError(f"readings for {next_read[0]} came back out of device order")
+        # Written chunk by chunk so a backfill never holds every detector's pickle at once.
+        self._save_checkpoints([run.to_save.pop(d) for d in chunk if d in run.to_save])
 
+    def _evaluate_device(self, run: _CycleRun, device_id: str, readings: list[Reading]) -> None:
+        checkpoint = run.detectors.get(device_id)
+        if checkpoint is None:
+            if not readings:
+                return  # never reported: nothing to judge yet
+            detector = self._new_detector(run.subjects[device_id])
+            first = readings[0].ts
+            # Counted as written at its start: after a crash a device never written
+            # is simply rebuilt from its readings, so the first write can wait too.
+            checkpoint = Checkpoint(device_id, detector, first, first, saved_horizon=first)
+            run.detectors[device_id] = checkpoint
+            inputs_after = first - _JUST_BEFORE
+        else:
+            inputs_after = checkpoint.horizon
+        items = run.bin_inputs.merge(device_id, readings, inputs_after, run.cutoff)
+        fed = checkpoint.detector.feed(items)
+        fed += checkpoint.detector.advance(run.cutoff)
+        checkpoint.horizon = run.cutoff
+        run.report.readings += len(readings)
+        if readings:
+            checkpoint.fed_through = readings[-1].ts
+        if readings or fed:
+            run.report.devices += 1
+            saved = checkpoint.saved_horizon
+            if saved is None or run.cutoff - saved >= self.config.checkpoint_every:
+                run.to_save[device_id] = checkpoint
+        run.events += fed
+
+    def _record(
+        self, run: _CycleRun, superseded: set[tuple[Any, ...]]
+    ) -> tuple[list[Alert], list[AuditEvent]]:
+        """Store the cycle's new events and fold them into the alert book."""
+        conn, report = self.conn, run.report
         report.superseded = supersede_events(conn, superseded)
-        stored = stored_event_keys(conn, events)
-        fresh = [e for e in events if event_key(e) not in stored]
-        report.duplicate_events = len(events) - len(fresh)
+        stored = stored_event_keys(conn, run.events)
+        fresh = [e for e in run.events if event_key(e) not in stored]
+        report.duplicate_events = len(run.events) - len(fresh)
         report.events = len(fresh)
         insert_condition_events(conn, fresh)
 
-        book = load_book(conn, cfg.lifecycle)
-        _, changed, audit = fold_events(book, fresh, cutoff)
-        save_alerts(conn, changed.values(), _subjects_by_subject(subjects), self.calendar)
+        book = load_book(conn, self.config.lifecycle)
+        _, changed, audit = fold_events(book, fresh, run.cutoff)
+        save_alerts(conn, changed.values(), _subjects_by_subject(run.subjects), self.calendar)
         insert_audit(conn, audit)
         report.alerts_changed = len(changed)
         report.alerts_opened = sum(1 for a in audit if a.action.value == "opened")
-
-        self._save_checkpoints(to_save.values())
-        conn.execute(
-            """INSERT INTO alert_evaluator (id, cutoff, watermark) VALUES (1, %s, %s)
-               ON CONFLICT (id) DO UPDATE SET cutoff = EXCLUDED.cutoff,
-                   watermark = EXCLUDED.watermark, updated_at = now()""",
-            (cutoff, newest_received),
-        )
-        if notify:
-            result = CycleResult(report, tuple(changed.values()), tuple(audit), subjects)
-            for hook in self.hooks:
-                hook(conn, result)
-        return report
+        return list(changed.values()), audit
 
     def _new_detector(self, subject: Subject) -> Detector:
         cfg = self.config
@@ -488,6 +531,27 @@ class Evaluator:
         report.readings += len(readings)
         report.devices += 1
         return events
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrivals:
+    window: list[dict[str, Any]]
+    newest_ts: datetime | None
+    newest_received: datetime | None
+
+
+@dataclass(slots=True)
+class _CycleRun:
+    """What one cycle carries from device to device: where it stops, and what it produced."""
+
+    subjects: dict[str, Subject]
+    detectors: dict[str, Checkpoint]
+    cutoff: datetime
+    evaluate_from: datetime | None
+    bin_inputs: BinInputs
+    report: CycleReport
+    events: list[ConditionEvent] = field(default_factory=list)
+    to_save: dict[str, Checkpoint] = field(default_factory=dict)
 
 
 _JUST_BEFORE = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
@@ -555,7 +619,7 @@ class BinInputs:
         return [r for r in self._records.get(device_id, []) if r.ts <= until]
 
     def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
-        from routing.history import forecast_bins  # routing owns the fill model
+        from forecast.bins import forecast_bins
 
         out: dict[str, list[Item]] = {}
         ranges = fill_ranges(self.conn, self.bins, at - self.window, at)

@@ -23,9 +23,10 @@ from psycopg.types.json import Jsonb
 
 from alerts.awaab import WorkingDayCalendar, alert_deadlines
 from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeRuleSettings
-from alerts.events import AlertType, ConditionEvent, Hazard, Severity, Transition
+from alerts.events import AlertType, ConditionEvent, Hazard, Severity
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
-from alerts.readings import Bin, CollectionRecord, Home, Reading, WasteStream
+from alerts.readings import Bin, CollectionRecord, Home
+from firmware_contracts import Reading, WasteStream
 
 __all__ = [
     "BOOK_LOCK",
@@ -83,10 +84,8 @@ class Subject:
                     home_settings, device=self._with_interval(home_settings.device)
                 )
             return Detector.for_home(home, self.device_id, home_settings)
-        try:
-            stream = WasteStream(self.waste_stream or "general")
-        except ValueError:
-            stream = WasteStream.GENERAL
+        # The registry only accepts known streams (store.registry); a bin without one is general.
+        stream = WasteStream(self.waste_stream or WasteStream.GENERAL)
         bin_ = Bin(self.device_id, threshold_pct=self.threshold_pct or 80.0, waste_stream=stream)
         if self.report_interval is not None:
             bin_settings = bin_settings or BinRuleSettings()
@@ -180,10 +179,19 @@ def read_readings(
                 if current is not None:
                     yield current, readings
                 current, readings = device_id, []
-            try:
-                readings.append(Reading(device_id, ts, fill, temp, rh, battery, co2, tilt, seq))
-            except ValueError:
-                continue
+            readings.append(
+                Reading(
+                    device_id,
+                    ts,
+                    seq=seq,
+                    fill_pct=fill,
+                    temp_c=temp,
+                    rh_pct=rh,
+                    battery_v=battery,
+                    co2_ppm=co2,
+                    tilt_deg=tilt,
+                )
+            )
         if current is not None:
             yield current, readings
 
@@ -411,23 +419,6 @@ def insert_condition_events(conn: Conn, events: Sequence[ConditionEvent]) -> Non
                     Jsonb(e.evidence_map),
                 )
             )
-
-
-def condition_event_from_row(row: Mapping[str, Any]) -> ConditionEvent:
-    return ConditionEvent(
-        subject_id=row["subject_id"],
-        device_id=row["device_id"],
-        condition=row["condition"],
-        alert_type=AlertType(row["alert_type"]),
-        transition=Transition(row["transition"]),
-        at=row["at"],
-        since=row["since"],
-        severity=Severity[row["severity"].upper()],
-        reason=row["reason"],
-        hazard=Hazard(row["hazard"]),
-        starts_statutory_clock=row["starts_clock"],
-        evidence=ConditionEvent.freeze_evidence(row["evidence"]),
-    )
 
 
 # -- the alert book --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from store.db import StoreError, connect, info
 from store.deadletters import iter_deadletters
@@ -53,12 +53,6 @@ def create_app(database_url: str) -> FastAPI:
     )
 
     app.state.database_url = database_url
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview(conn: Db) -> str:
-        from dashboards import overview_html
-
-        return overview_html(conn)
 
     @app.get("/health")
     def health() -> dict[str, object]:

@@ -6,7 +6,7 @@ Simulated crews follow each day's plan (bins are emptied at their ETA) for four 
 demo town (``device_sim.estate.generate_estate(..., seed=1)``; the first ``--bins`` bins of the
 demo estate, which are the same bins whatever the estate size). Both policies use the same
 fleet (``routing/fleet.default.toml``), solver and time limit; only stop selection differs.
-See :mod:`routing.closed_loop` for the model. Writes ``bench/results/routing_closed_loop.md``.
+See :mod:`bench.closed_loop` for the model. Writes ``bench/results/routing_closed_loop.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from routing.closed_loop import LoopConfig, LoopResult, run_closed_loop  # noqa: E402
+from bench.closed_loop import LoopConfig, LoopResult, run_closed_loop  # noqa: E402
 from routing.fleet import load_fleet  # noqa: E402
 from routing.solver import DEFAULT_REFUSE_ENGINE  # noqa: E402
 

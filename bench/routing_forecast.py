@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from device_sim.models import BinModel  # noqa: E402
-from routing.forecast import (  # noqa: E402
+from forecast.fit import (  # noqa: E402
     OVERFLOW_CAP_PCT,
     BinFit,
     cold_start,
@@ -91,7 +91,7 @@ class SimulatedBin:
 
 @dataclass(frozen=True)
 class CutSeries:
-    """A bin's readings before a cut, as :func:`routing.forecast.fit_bins` takes them."""
+    """A bin's readings before a cut, as :func:`forecast.fit.fit_bins` takes them."""
 
     device_id: str
     waste_stream: str
@@ -190,6 +190,33 @@ def peers_for(sim: SimulatedBin, bins: list[SimulatedBin], fits: dict[str, BinFi
     ]
 
 
+def score_collection_detection(bins: list[SimulatedBin]) -> dict[str, int]:
+    """Collections the fit found against the simulated ones (before a sensor stuck)."""
+    detection = {"tp": 0, "fp": 0, "fn": 0}
+    end = START + timedelta(days=DAYS)
+    for sim in bins:
+        ts, fill = sim.arrays_before(end)
+        found = [c.ts for c in fit_bin(ts, fill).collections]
+        visible = [t for t in sim.collections if sim.stuck_from is None or t < sim.stuck_from]
+        matched: set[int] = set()
+        for true_ts in visible:
+            hit = next(
+                (
+                    i
+                    for i, f in enumerate(found)
+                    if i not in matched and abs(f - true_ts) <= DETECTION_TOLERANCE
+                ),
+                None,
+            )
+            if hit is None:
+                detection["fn"] += 1
+            else:
+                matched.add(hit)
+                detection["tp"] += 1
+        detection["fp"] += len(found) - len(matched)
+    return detection
+
+
 def run(count: int, seed: int) -> tuple[str, float]:
     started = time.perf_counter()
     bins = simulate(count, seed)
@@ -255,28 +282,7 @@ def run(count: int, seed: int) -> tuple[str, float]:
                 cold_peers.append(abs(value - truth))
                 cold_covered.append(lo <= truth <= hi)
 
-    detection = {"tp": 0, "fp": 0, "fn": 0}
-    end = START + timedelta(days=DAYS)
-    for sim in bins:
-        ts, fill = sim.arrays_before(end)
-        found = [c.ts for c in fit_bin(ts, fill).collections]
-        visible = [t for t in sim.collections if sim.stuck_from is None or t < sim.stuck_from]
-        matched: set[int] = set()
-        for true_ts in visible:
-            hit = next(
-                (
-                    i
-                    for i, f in enumerate(found)
-                    if i not in matched and abs(f - true_ts) <= DETECTION_TOLERANCE
-                ),
-                None,
-            )
-            if hit is None:
-                detection["fn"] += 1
-            else:
-                matched.add(hit)
-                detection["tp"] += 1
-        detection["fp"] += len(found) - len(matched)
+    detection = score_collection_detection(bins)
     total_s = time.perf_counter() - started
     return (
         report(

@@ -13,6 +13,12 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,105 +75,109 @@ def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+@dataclass(frozen=True)
+class _Demo:
+    """Where the demo's services are and where it writes its files."""
+
+    db_url: str
+    broker_url: str
+    demo_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CIVIC_DATABASE_URL": self.db_url, "CIVIC_MQTT_URL": self.broker_url}
+
+    @property
+    def estate_csv(self) -> Path:
+        return self.demo_dir / "estate.csv"
+
+    @property
+    def round_sheet(self) -> Path:
+        return self.demo_dir / "round_sheet.csv"
+
+
 def run(args: argparse.Namespace) -> int:
-    from common.errors import CliError
-    from common.services import LocalServices, ServicesError
-    from common.settings import database_url, get_settings, mqtt_url
-    from common.timeparse import parse_duration
-    from device_sim.estate import TOWN, generate_estate, write_estate_csv
-    from store.db import connect, info, migrate
-    from store.registry import parse_device_row, upsert_devices
+    from common.cli import duration
+    from common.settings import get_settings
 
     settings = get_settings()
-    local = not settings.database_url
-    try:
-        _step("services")
-        if not (settings.database_url and settings.mqtt_url):
-            state = LocalServices(settings.data_dir).up()
-            print(f"PostgreSQL {state.database_url}\nMosquitto  {state.mqtt_url}")
-        db_url, broker_url = database_url(settings), mqtt_url(settings)
-    except ServicesError as exc:
-        raise CliError(str(exc)) from exc
+    demo = _start_services(settings)
+    _prepare_schema(demo, clear=not settings.database_url and not args.keep_history)
+    _import_estate(demo, args.bins, args.homes)
+    history = duration(args.history).total_seconds()
+    interval = duration(args.interval).total_seconds()
+    _step(f"simulating {args.history} of history every {args.interval} through MQTT ingest")
+    sent, stored = _simulate(demo, args.bins, args.homes, history, interval)
+    _show_store(demo)
+    _show_alerts(demo, history)
+    _show_routes(demo, args.route_seconds)
+    _where_to_look(demo)
+    # More than sent is fine: a re-run also drains what its persistent session had queued.
+    return 0 if stored >= sent else 1
+
+
+def _start_services(settings: Settings) -> _Demo:
+    from common.services import LocalServices
+    from common.settings import database_url, mqtt_url
+
+    _step("services")
+    if not (settings.database_url and settings.mqtt_url):
+        state = LocalServices(settings.data_dir).up()
+        print(f"PostgreSQL {state.database_url}\nMosquitto  {state.mqtt_url}")
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    return _Demo(database_url(settings), mqtt_url(settings), demo_dir)
+
+
+def _prepare_schema(demo: _Demo, *, clear: bool) -> None:
+    from store.db import connect, migrate
 
     _step("schema")
-    mode, applied = migrate(db_url)
+    mode, applied = migrate(demo.db_url)
     print(f"storage mode: {mode} ({'applied ' + ', '.join(applied) if applied else 'up to date'})")
-    if local and not args.keep_history:
-        with connect(db_url) as conn:
+    if clear:
+        with connect(demo.db_url) as conn:
             # Two simulated histories over the same days would interleave (and every
             # device's message counter would look like lost messages).
             conn.execute(f"TRUNCATE {', '.join(_DEMO_TABLES)} CASCADE")
         print("cleared the earlier demo's history (--keep-history keeps it)")
 
-    _step(f"demo estate: {args.bins} bins and {args.homes} homes in {TOWN}")
-    demo_dir = settings.data_dir / "demo"
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    estate = generate_estate(args.bins, args.homes, seed=1)
-    estate_csv = demo_dir / "estate.csv"
-    round_sheet = demo_dir / "round_sheet.csv"
-    write_estate_csv(estate, estate_csv)
-    with connect(db_url) as conn:
-        added, updated = upsert_devices(conn, [parse_device_row(r) for r in estate])
-    print(f"registry: {added} added, {updated} updated  (file: {estate_csv})")
 
-    history = parse_duration(args.history).total_seconds()
-    interval = parse_duration(args.interval).total_seconds()
-    _step(f"simulating {args.history} of history every {args.interval} through MQTT ingest")
-    env = {**os.environ, "CIVIC_DATABASE_URL": db_url, "CIVIC_MQTT_URL": broker_url}
+def _import_estate(demo: _Demo, bins: int, homes: int) -> None:
+    from device_sim.estate import TOWN, generate_estate, write_estate_csv
+    from store.db import connect
+    from store.registry import parse_device_row, upsert_devices
+
+    _step(f"demo estate: {bins} bins and {homes} homes in {TOWN}")
+    estate = generate_estate(bins, homes, seed=1)
+    write_estate_csv(estate, demo.estate_csv)
+    with connect(demo.db_url) as conn:
+        added, updated = upsert_devices(conn, [parse_device_row(r) for r in estate])
+    print(f"registry: {added} added, {updated} updated  (file: {demo.estate_csv})")
+
+
+def _simulate(
+    demo: _Demo, bins: int, homes: int, history_s: float, interval_s: float
+) -> tuple[int, int]:
+    """History through the simulator, MQTT and ingest; (readings sent, readings stored)."""
+    # The default client id: the same persistent session a later `civic ingest` resumes.
+    ingest_args = ["ingest", "--idle-exit", "5", "--stats", "--stats-interval", "15"]
     ingest = subprocess.Popen(
-        # The default client id: the same persistent session a later `civic ingest` resumes.
-        [
-            sys.executable,
-            "-m",
-            "civic.cli",
-            "ingest",
-            "--idle-exit",
-            "5",
-            "--stats",
-            "--stats-interval",
-            "15",
-        ],
-        env=env,
+        [sys.executable, "-m", "civic.cli", *ingest_args],
+        env=demo.env,
         stdout=subprocess.PIPE,
-        stderr=(demo_dir / "ingest.log").open("w"),
+        stderr=(demo.demo_dir / "ingest.log").open("w"),
         text=True,
     )
     time.sleep(2)  # let ingest subscribe first, so its session queues everything
-    sim = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "civic.cli",
-            "sim",
-            "--bins",
-            str(args.bins),
-            "--homes",
-            str(args.homes),
-            "--estate",
-            str(estate_csv),
-            "--interval",
-            f"{interval:.0f}s",
-            "--duration",
-            f"{history:.0f}s",
-            "--speed",
-            str(10**7),
-            "--malformed-pct",
-            "0.5",
-            "--duplicate-pct",
-            "0.5",
-            "--late-pct",
-            "1",
-            "--offline-pct",
-            "5",
-            "--client-id",
-            "civic-demo-sim",
-            "--round-sheet",
-            str(round_sheet),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+    faults = ["--malformed-pct", "0.5", "--duplicate-pct", "0.5", "--late-pct", "1"]
+    sim = _civic(
+        demo.env,
+        "sim",
+        *("--bins", str(bins), "--homes", str(homes), "--estate", str(demo.estate_csv)),
+        *("--interval", f"{interval_s:.0f}s", "--duration", f"{history_s:.0f}s"),
+        *("--speed", str(10**7), *faults, "--offline-pct", "5"),
+        *("--client-id", "civic-demo-sim", "--round-sheet", str(demo.round_sheet)),
     )
     sent = json.loads(sim.stdout.strip().splitlines()[-1]) if sim.stdout.strip() else {}
     ingest_out, _ = ingest.communicate(timeout=600)
@@ -183,11 +193,16 @@ def run(args: argparse.Namespace) -> int:
         f"duplicates, rejected {final.get('rejected', {})}, "
         f"batch latency p99 {final.get('batch_latency_p99_s')} s"
     )
+    return int(sent.get("readings_total", 1)), int(final.get("stored", 0))
+
+
+def _show_store(demo: _Demo) -> None:
+    from store.db import connect, info
 
     _step("what is in the store")
-    summary = info(db_url)
+    summary = info(demo.db_url)
     print(json.dumps({k: summary[k] for k in ("mode", "devices", "readings", "deadletters")}))
-    with connect(db_url) as conn:
+    with connect(demo.db_url) as conn:
         full = conn.execute(
             "SELECT count(*) AS n FROM devices d JOIN LATERAL (SELECT fill_pct FROM readings r"
             " WHERE r.device_id = d.device_id ORDER BY ts DESC LIMIT 1) last ON true"
@@ -201,12 +216,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"bins at or over their collection threshold now: {full['n'] if full else 0}")
     print(f"homes averaging above 70 % RH over the last day: {damp['n'] if damp else 0}")
 
+
+def _show_alerts(demo: _Demo, history_s: float) -> None:
+    env = demo.env
     _step("alerts for housing officers and waste crews")
     # The crews' sheets for the simulated rounds (a few left off, as happens) come in first,
     # so emptyings the sensors saw are checked against them.
-    collected = _civic(env, "routes", "collected", str(round_sheet))
+    collected = _civic(env, "routes", "collected", str(demo.round_sheet))
     print((collected.stdout or collected.stderr).strip()[-500:])
-    alerts = _civic(env, "alerts", "backfill", "--since", f"{history:.0f}s")
+    alerts = _civic(env, "alerts", "backfill", "--since", f"{history_s:.0f}s")
     print((alerts.stdout or alerts.stderr).strip()[-1500:])
     listing = _civic(
         env, "alerts", "list", "--state", "active", "--limit", "100000", "--format", "json"
@@ -217,10 +235,12 @@ def run(args: argparse.Namespace) -> int:
         by_type[alert["alert_type"]] = by_type.get(alert["alert_type"], 0) + 1
     print(f"active alerts by type: {json.dumps(by_type, sort_keys=True)}")
 
-    _step(f"today's general-waste routes (up to {args.route_seconds:.0f} s of search)")
+
+def _show_routes(demo: _Demo, seconds: float) -> None:
+    _step(f"today's general-waste routes (up to {seconds:.0f} s of search)")
     today = time.strftime("%Y-%m-%d", time.gmtime())
     routes = _civic(
-        env,
+        demo.env,
         "routes",
         "plan",
         "--date",
@@ -228,10 +248,12 @@ def run(args: argparse.Namespace) -> int:
         "--stream",
         "general",
         "--seconds",
-        str(args.route_seconds),
+        str(seconds),
     )
     print(routes.stdout.strip()[-2500:] or routes.stderr.strip()[-1500:])
 
+
+def _where_to_look(demo: _Demo) -> None:
     _step("where to look")
     print(
         "\n".join(
@@ -244,9 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 "civic api        then open http://127.0.0.1:8000/ (overview) and /docs (the API)",
                 "civic alerts list --state active      alerts (then show, ack, evidence)",
                 "civic routes list; civic routes export ID --format geojson -o routes.geojson",
-                f"files: {demo_dir}/ (estate.csv, round_sheet.csv, ingest.log)",
+                f"files: {demo.demo_dir}/ (estate.csv, round_sheet.csv, ingest.log)",
             ]
         )
     )
-    # More than sent is fine: a re-run also drains what its persistent session had queued.
-    return 0 if final.get("stored", 0) >= sent.get("readings_total", 1) else 1

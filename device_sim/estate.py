@@ -12,6 +12,8 @@ import random
 from pathlib import Path
 from typing import TextIO
 
+from firmware_contracts import DEVICE_CSV_COLUMNS, WasteStream
+
 TOWN = "Leicester"
 TOWN_CENTRE = (52.6369, -1.1398)  # Leicester Clock Tower
 TOWN_RADIUS_KM = 4.0
@@ -33,23 +35,12 @@ STREETS = (
     "Groby Road",
 )
 PATCHES = ("north", "east", "south", "west", "central", "riverside")
-WASTE_STREAMS: tuple[str, ...] = ("general", "recycling", "garden")
+# The streams the demo town collects (of the registry's WasteStream), and their mix.
+WASTE_STREAMS: tuple[str, ...] = (WasteStream.GENERAL, WasteStream.RECYCLING, WasteStream.GARDEN)
 WASTE_STREAM_WEIGHTS: tuple[float, ...] = (0.5, 0.35, 0.15)
 BIN_CAPACITIES_L = (240, 360, 660, 1100)
 VOID_SHARE = 0.1  # about one council home in ten is empty between tenancies
-COLUMNS = (
-    "device_id",
-    "kind",
-    "lat",
-    "lon",
-    "uprn",
-    "address",
-    "patch",
-    "void",
-    "waste_stream",
-    "capacity_l",
-    "threshold_pct",
-)
+COLUMNS = DEVICE_CSV_COLUMNS
 
 
 def _point(rng: random.Random) -> tuple[float, float]:

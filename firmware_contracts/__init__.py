@@ -8,6 +8,7 @@ from firmware_contracts.decode import MAX_FUTURE_SKEW, decode_telemetry, validat
 from firmware_contracts.errors import ContractError, Reason
 from firmware_contracts.messages import (
     MAX_BATCH_READINGS,
+    METRIC_RANGES,
     METRICS,
     CommandAckV1,
     CommandV1,
@@ -18,13 +19,16 @@ from firmware_contracts.messages import (
     format_rfc3339,
     parse_rfc3339,
 )
+from firmware_contracts.registry import DEVICE_CSV_COLUMNS, WasteStream
 from firmware_contracts.topics import DEFAULT_PREFIX, Channel, ParsedTopic, TopicLayout
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DEVICE_CSV_COLUMNS",
     "MAX_BATCH_READINGS",
     "MAX_FUTURE_SKEW",
     "METRICS",
+    "METRIC_RANGES",
     "Channel",
     "CommandAckV1",
     "CommandV1",
@@ -36,6 +40,7 @@ __all__ = [
     "TelemetryBatchV1",
     "TelemetryV1",
     "TopicLayout",
+    "WasteStream",
     "decode_telemetry",
     "format_rfc3339",
     "parse_rfc3339",

@@ -12,13 +12,42 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_BATCH_READINGS = 500
 
 # Physical ranges; a value outside is a broken sensor or encoder, rejected as out_of_range.
-FillPct = Annotated[float, Field(ge=-5, le=110, description="bin fill level, % of capacity")]
-TempC = Annotated[float, Field(ge=-40, le=85, description="temperature, °C (SenML Cel)")]
-BatteryV = Annotated[float, Field(ge=0, le=5, description="battery voltage, V")]
-RhPct = Annotated[float, Field(ge=0, le=100, description="relative humidity, % (SenML %RH)")]
-Co2Ppm = Annotated[float, Field(ge=0, le=40000, description="CO2, ppm")]
-TiltDeg = Annotated[float, Field(ge=0, le=180, description="tilt from upright, degrees")]
-RssiDbm = Annotated[float, Field(ge=-200, le=0, description="radio signal strength, dBm")]
+# One table for the wire models and for Reading, so no later stage narrows them on its own.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "fill_pct": (-5, 110),
+    "temp_c": (-40, 125),  # a burning bin reads far above room or weather: stored, not rejected
+    "battery_v": (0, 5),
+    "rh_pct": (0, 100),
+    "co2_ppm": (0, 40000),
+    "tilt_deg": (0, 180),
+    "rssi_dbm": (-200, 0),
+}
+
+
+_R = METRIC_RANGES
+FillPct = Annotated[
+    float,
+    Field(ge=_R["fill_pct"][0], le=_R["fill_pct"][1], description="bin fill level, % of capacity"),
+]
+TempC = Annotated[
+    float, Field(ge=_R["temp_c"][0], le=_R["temp_c"][1], description="temperature, °C (SenML Cel)")
+]
+BatteryV = Annotated[
+    float, Field(ge=_R["battery_v"][0], le=_R["battery_v"][1], description="battery voltage, V")
+]
+RhPct = Annotated[
+    float,
+    Field(ge=_R["rh_pct"][0], le=_R["rh_pct"][1], description="relative humidity, % (SenML %RH)"),
+]
+Co2Ppm = Annotated[float, Field(ge=_R["co2_ppm"][0], le=_R["co2_ppm"][1], description="CO2, ppm")]
+TiltDeg = Annotated[
+    float,
+    Field(ge=_R["tilt_deg"][0], le=_R["tilt_deg"][1], description="tilt from upright, degrees"),
+]
+RssiDbm = Annotated[
+    float,
+    Field(ge=_R["rssi_dbm"][0], le=_R["rssi_dbm"][1], description="radio signal strength, dBm"),
+]
 Seq = Annotated[int, Field(ge=0, le=2**32 - 1, description="per-device message counter")]
 
 METRICS = ("fill_pct", "temp_c", "battery_v", "rh_pct", "co2_ppm", "tilt_deg", "rssi_dbm")
@@ -128,7 +157,12 @@ class CommandAckV1(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One validated sensor reading, in UTC. Metrics a device does not have are None."""
+    """One validated sensor reading, in UTC. Metrics a device does not have are None.
+
+    The one reading type of the platform: ingest stores it, alerts and forecasts read it. It
+    is checked on construction against the contract's ranges (:data:`METRIC_RANGES`), so a
+    value the contract accepted is never refused further down the flow.
+    """
 
     device_id: str
     ts: datetime
@@ -142,5 +176,23 @@ class Reading:
     rssi_dbm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.ts.tzinfo is None:
+        offset = self.ts.utcoffset()
+        if offset is None:
             raise ValueError("Reading.ts must be timezone-aware (UTC)")
+        if offset:
+            raise ValueError(f"Reading.ts must be in UTC, got offset {offset}")
+        if not 0 < len(self.device_id) <= 64:
+            raise ValueError(
+                f"Reading.device_id must be 1 to 64 characters, got {self.device_id!r}"
+            )
+        if self.seq is not None and self.seq < 0:
+            raise ValueError(f"Reading.seq must be non-negative, got {self.seq}")
+        for name in METRICS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            low, high = METRIC_RANGES[name]
+            if not low <= value <= high:  # also false for NaN
+                raise ValueError(
+                    f"Reading.{name}={value!r} is outside the contract's [{low}, {high}]"
+                )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from routing.model import Plan
     from routing.plans import StoredPlan
 
-__all__ = ["register", "routes_subparsers"]
+__all__ = ["register"]
 
 # A solve longer than this gets a "still solving" line on stderr, and again at this interval,
 # so an operator watching a minute-long plan knows it is working.
@@ -36,13 +36,6 @@ PROGRESS_INTERVAL_S: Final = 10.0
 ENGINE_CHOICES = ("ortools", "pyvrp", "hybrid")
 
 _ROUTES_SUBPARSERS: list[Any] = []
-
-
-def routes_subparsers() -> Any:
-    """The ``civic routes`` subparsers object, for other modules to add commands to."""
-    if not _ROUTES_SUBPARSERS:
-        raise RuntimeError("routing.cli.register() has not been called")
-    return _ROUTES_SUBPARSERS[-1]
 
 
 def register(subparsers: Any) -> None:

@@ -48,7 +48,7 @@ DEFAULT_ENGINE: Final[Engine] = "pyvrp"
 
 # Share of the budget the hybrid engine gives PyVRP before OR-Tools polishes its routes;
 # OR-Tools' local search rarely improves PyVRP's answer, so it gets only a short tail.
-HYBRID_PYVRP_SHARE: Final = 0.85
+CVRP_HYBRID_PYVRP_SHARE: Final = 0.85
 
 Routes = list[list[int]]
 
@@ -234,7 +234,7 @@ def solve_cvrp(
         routes = _solve_pyvrp(instance, time_limit_s, seed=seed)
     else:
         started = time.perf_counter()
-        warm = _solve_pyvrp(instance, time_limit_s * HYBRID_PYVRP_SHARE, seed=seed)
+        warm = _solve_pyvrp(instance, time_limit_s * CVRP_HYBRID_PYVRP_SHARE, seed=seed)
         remaining = max(0.1, time_limit_s - (time.perf_counter() - started))
         routes = _solve_ortools(instance, remaining, search=search, initial_routes=warm)
         if route_cost(instance.distances, routes) > route_cost(instance.distances, warm):

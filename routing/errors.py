@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from routing.validate import Violation
+    from routing.model import Violation
 
 __all__ = ["InvalidPlanError", "MatrixError", "NoSolutionError", "RoutingError"]
 

@@ -26,6 +26,7 @@ __all__ = [
     "TimeWindow",
     "Unserved",
     "Vehicle",
+    "Violation",
     "drop_penalty_for_fill",
 ]
 
@@ -394,3 +395,16 @@ class Plan:
 
     def route_for(self, vehicle_id: str) -> Route | None:
         return next((r for r in self.routes if r.vehicle_id == vehicle_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: what kind, where, and a sentence a planner can act on."""
+
+    kind: str
+    message: str
+    vehicle_id: str | None = None
+    stop_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.message

@@ -9,32 +9,29 @@ in proportion to their forecast fill (:func:`~routing.model.drop_penalty_for_fil
 nearly full bin next door is taken; bins well below that are left out to keep the model small.
 
 Pure functions over plain values, apart from :func:`forecast_from_store`, which reads the fill
-history through :mod:`routing.history`.
+history through :mod:`forecast.bins`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 
+from forecast.bins import DEFAULT_LOOKBACK, BinForecast, forecast_visits, load_fill_history
+from forecast.fit import fit_bins
 from routing.fleet import FleetConfig
-from routing.forecast import BinFit, fit_bins, forecast_fill
-from routing.history import DEFAULT_LOOKBACK, BinHistory, load_fill_history
 from routing.model import BinStop, PlanRequest, drop_penalty_for_fill
 
 __all__ = [
     "OVERFLOW_PCT",
     "SelectedStop",
     "Selection",
-    "StopForecast",
     "build_request",
     "forecast_from_store",
-    "forecast_stops",
     "select_stops",
     "visit_times",
 ]
@@ -46,41 +43,11 @@ MAX_LOAD_PCT: Final = 110.0
 
 
 @dataclass(frozen=True, slots=True)
-class StopForecast:
-    """One bin's forecast, as stop selection needs it.
-
-    ``forecast_at_visit_pct`` is the expected fill at today's latest visit if nobody empties
-    the bin first; ``forecast_at_next_pct`` the same at the next working day's latest visit
-    (None when not computed).
-    """
-
-    device_id: str
-    lat: float
-    lon: float
-    stream: str
-    capacity_l: float
-    threshold_pct: float
-    fill_now_pct: float
-    forecast_at_visit_pct: float
-    lo_pct: float
-    hi_pct: float
-    forecast_at_next_pct: float | None = None
-    stuck: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("fill_now_pct", "forecast_at_visit_pct", "lo_pct", "hi_pct"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"StopForecast {self.device_id}: {name} must be finite")
-        if self.capacity_l <= 0:
-            raise ValueError(f"StopForecast {self.device_id}: capacity_l must be positive")
-
-
-@dataclass(frozen=True, slots=True)
 class SelectedStop:
     """A bin offered to the solver, the forecast behind it, and why (in words)."""
 
     stop: BinStop
-    forecast: StopForecast
+    forecast: BinForecast
     reason: str
 
 
@@ -104,48 +71,6 @@ def visit_times(fleet: FleetConfig, plan_date: dt.date) -> tuple[dt.datetime, dt
     return today.astimezone(dt.UTC), following.astimezone(dt.UTC)
 
 
-def forecast_stops(
-    histories: Sequence[BinHistory],
-    fits: Mapping[str, BinFit],
-    *,
-    visit_at: dt.datetime,
-    next_visit_at: dt.datetime | None = None,
-) -> list[StopForecast]:
-    """Forecast each fitted bin at ``visit_at`` (and ``next_visit_at``).
-
-    A bin whose last reading is later than ``visit_at`` is forecast at its last reading.
-    """
-    forecasts = []
-    for history in histories:
-        fit = fits.get(history.device_id)
-        if fit is None:
-            continue
-        at = max(visit_at, fit.last_ts)
-        fill, lo, hi = forecast_fill(fit, fit.fill_now_pct, fit.last_ts, at)
-        following = None
-        if next_visit_at is not None:
-            following = forecast_fill(
-                fit, fit.fill_now_pct, fit.last_ts, max(next_visit_at, fit.last_ts)
-            )[0]
-        forecasts.append(
-            StopForecast(
-                device_id=history.device_id,
-                lat=history.lat,
-                lon=history.lon,
-                stream=history.waste_stream,
-                capacity_l=history.capacity_l,
-                threshold_pct=history.threshold_pct,
-                fill_now_pct=fit.fill_now_pct,
-                forecast_at_visit_pct=fill,
-                lo_pct=lo,
-                hi_pct=hi,
-                forecast_at_next_pct=following,
-                stuck=fit.stuck,
-            )
-        )
-    return forecasts
-
-
 def forecast_from_store(
     conn: psycopg.Connection[dict[str, Any]],
     fleet: FleetConfig,
@@ -154,20 +79,20 @@ def forecast_from_store(
     stream: str,
     as_of: dt.datetime,
     lookback: dt.timedelta = DEFAULT_LOOKBACK,
-) -> list[StopForecast]:
+) -> list[BinForecast]:
     """Forecast the ``stream``'s bins for ``plan_date`` from readings before ``as_of``."""
     histories = load_fill_history(conn, since=as_of - lookback, until=as_of)
     mine = [h for h in histories.values() if h.waste_stream == stream]
     fits = fit_bins(mine)
     visit_at, next_visit_at = visit_times(fleet, plan_date)
-    return forecast_stops(mine, fits, visit_at=visit_at, next_visit_at=next_visit_at)
+    return forecast_visits(mine, fits, visit_at=visit_at, next_visit_at=next_visit_at)
 
 
 def _pct(value: float) -> str:
     return f"{value:.0f} %"
 
 
-def _must_reason(forecast: StopForecast, urgent: bool) -> str | None:
+def _must_reason(forecast: BinForecast, urgent: bool) -> str | None:
     if urgent:
         return "reported: collect today"
     if forecast.fill_now_pct >= OVERFLOW_PCT:
@@ -186,7 +111,7 @@ def _must_reason(forecast: StopForecast, urgent: bool) -> str | None:
 
 
 def select_stops(
-    forecasts: Sequence[StopForecast],
+    forecasts: Sequence[BinForecast],
     fleet: FleetConfig,
     *,
     stream: str,

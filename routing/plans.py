@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from forecast.bins import BinForecast
 from routing.errors import RoutingError
 from routing.fleet import FleetConfig, fleet_from_dict
 from routing.model import (
@@ -169,6 +170,15 @@ def plan_from_dict(raw: Mapping[str, Any]) -> Plan:
     )
 
 
+def _forecast_dict(forecast: BinForecast) -> Row:
+    """The forecast as JSON values (times in RFC 3339), without fields nobody computed."""
+    out = {}
+    for name, value in dataclasses.asdict(forecast).items():
+        if value is not None:
+            out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return out
+
+
 def selection_to_dicts(selection: Selection) -> list[Row]:
     """Per offered bin: the forecast behind it and the reason, for explaining the plan."""
     return [
@@ -179,7 +189,7 @@ def selection_to_dicts(selection: Selection) -> list[Row]:
             "drop_penalty_m": s.stop.drop_penalty,
             "weight_kg": s.stop.weight_kg,
             "volume_l": s.stop.volume_l,
-            "forecast": dataclasses.asdict(s.forecast),
+            "forecast": _forecast_dict(s.forecast),
         }
         for s in selection.stops
     ]

@@ -27,14 +27,13 @@ from routing.model import (
     BinStop,
     DisposalSite,
     Plan,
-    PlannedStop,
     PlanRequest,
     Route,
     Site,
     SolverStats,
     Unserved,
 )
-from routing.solver import required_breaks
+from routing.schedule import required_breaks, timed_route
 
 __all__ = ["EXHAUSTIVE_ON_BEST_MAX_BINS", "plan_routes_pyvrp"]
 
@@ -168,7 +167,7 @@ def plan_routes_pyvrp(
             elif 0 < position < len(activities) - 1:
                 sequence.append(tips_by_depot[activity.idx].id)
         served.update(sequence)
-        routes[vehicle_index] = _timed_route(
+        routes[vehicle_index] = timed_route(
             request,
             vehicle_index,
             sequence,
@@ -178,7 +177,7 @@ def plan_routes_pyvrp(
             start_s=int(solved.start_time()),
         )
     all_routes = tuple(
-        routes.get(v) or _timed_route(request, v, [], None, travel, location_of, start_s=None)
+        routes.get(v) or timed_route(request, v, [], None, travel, location_of, start_s=None)
         for v in range(len(request.vehicles))
     )
     unserved = tuple(
@@ -224,93 +223,3 @@ class _Deadline:
             self._longest_s = max(self._longest_s, now - self._last)
         self._last = now
         return now + self._longest_s >= self._deadline
-
-
-def _timed_route(
-    request: PlanRequest,
-    vehicle_index: int,
-    sequence: list[str],
-    final_tip: DisposalSite | None,
-    travel: Any,
-    location_of: dict[str, int],
-    *,
-    start_s: int | None,
-) -> Route:
-    """Schedule ``sequence`` (bin and tip ids) from the depot, inserting breaks as needed."""
-    vehicle = request.vehicles[vehicle_index]
-    rule = request.breaks
-    bins = {b.id: b for b in request.bins}
-    tips = {t.id: t for t in request.tips}
-    depot = request.depot(vehicle.start_depot)
-    clock = vehicle.shift.start_s if start_s is None else start_s
-    here = location_of[depot.id]
-    load_kg, load_l = vehicle.initial_load_kg, vehicle.initial_load_l
-    driving = vehicle.driving_since_break_s
-    distance = 0
-    stops = [
-        PlannedStop(depot.id, "depot", depot.lat, depot.lon, clock, clock, clock, load_kg, load_l)
-    ]
-    if sequence and final_tip is not None:
-        sequence = [*sequence, final_tip.id]
-    for stop_id in [*sequence, vehicle.end_depot_id]:
-        target = location_of[stop_id]
-        leg = int(travel.durations_s[here, target])
-        if driving + leg > rule.max_driving_s:
-            lat, lon = stops[-1].lat, stops[-1].lon
-            stops.append(
-                PlannedStop(
-                    "break", "break", lat, lon, clock, clock, clock + rule.break_s, load_kg, load_l
-                )
-            )
-            clock += rule.break_s
-            driving = 0
-        clock += leg
-        driving += leg
-        distance += int(travel.distances_m[here, target])
-        here = target
-        if stop_id in bins:
-            stop = bins[stop_id]
-            window = stop.time_window
-            start = max(clock, window.start_s) if window else clock
-            stops.append(
-                PlannedStop(
-                    stop_id,
-                    "bin",
-                    stop.lat,
-                    stop.lon,
-                    clock,
-                    start,
-                    start + stop.service_s,
-                    load_kg,
-                    load_l,
-                )
-            )
-            clock = start + stop.service_s
-            load_kg += stop.weight_kg
-            load_l += stop.volume_l
-        elif stop_id in tips:
-            tip = tips[stop_id]
-            stops.append(
-                PlannedStop(
-                    tip.id,
-                    "tip",
-                    tip.lat,
-                    tip.lon,
-                    clock,
-                    clock,
-                    clock + tip.unload_s,
-                    load_kg,
-                    load_l,
-                )
-            )
-            clock += tip.unload_s
-            load_kg = load_l = 0.0
-        else:
-            end = request.depot(stop_id)
-            stops.append(
-                PlannedStop(end.id, "depot", end.lat, end.lon, clock, clock, clock, load_kg, load_l)
-            )
-    if not sequence:
-        stops = [stops[0], stops[-1]]
-        distance = int(travel.distances_m[location_of[depot.id], location_of[vehicle.end_depot_id]])
-    return Route(vehicle.id, tuple(stops), distance, stops[-1].arrival_s - stops[0].departure_s)

@@ -23,7 +23,8 @@ from routing.model import (
     TimeWindow,
     Vehicle,
 )
-from routing.solver import REFUSE_SEARCH, plan_routes
+from routing.ortools_refuse import REFUSE_SEARCH
+from routing.solver import plan_routes
 
 __all__ = ["Replan", "VehicleProgress", "position_site_id", "remainder_request", "replan"]
 

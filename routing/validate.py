@@ -10,7 +10,6 @@ violations rather than as a crew that cannot do its round.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from routing.matrix import HaversineProvider, MatrixProvider, TravelMatrix
@@ -23,6 +22,7 @@ from routing.model import (
     Route,
     Site,
     Vehicle,
+    Violation,
 )
 
 __all__ = ["Violation", "validate_plan"]
@@ -30,19 +30,6 @@ __all__ = ["Violation", "validate_plan"]
 # Reported times are whole seconds and loads may be rounded for display.
 TIME_TOLERANCE_S: Final = 1
 LOAD_TOLERANCE: Final = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken rule: what kind, where, and a sentence a planner can act on."""
-
-    kind: str
-    message: str
-    vehicle_id: str | None = None
-    stop_id: str | None = None
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def _places(request: PlanRequest) -> tuple[list[tuple[float, float]], dict[str, int]]:

@@ -15,7 +15,6 @@ import numpy.typing as npt
 __all__ = [
     "CvrpInstance",
     "read_cvrp",
-    "read_cvrp_solution",
     "rounded_euclidean",
     "route_cost",
 ]
@@ -106,14 +105,6 @@ def read_cvrp(path: str | Path) -> CvrpInstance:
         node_ids=tuple(i + 1 for i in order),
         num_vehicles=int(vehicles) if vehicles is not None else None,
     )
-
-
-def read_cvrp_solution(path: str | Path) -> tuple[int, list[list[int]]]:
-    """Read a CVRPLIB ``.sol`` file: ``(cost, routes)`` with customers numbered 1..n."""
-    import vrplib
-
-    raw = vrplib.read_solution(str(path))
-    return int(raw["cost"]), [[int(c) for c in route] for route in raw["routes"]]
 
 
 def route_cost(distances: IntMatrix, routes: list[list[int]], depot: int = 0) -> int:

@@ -15,20 +15,10 @@ from typing import Any, Literal, TextIO
 
 import psycopg
 
-DEVICE_CSV_COLUMNS = (
-    "device_id",
-    "kind",
-    "lat",
-    "lon",
-    "uprn",
-    "address",
-    "patch",
-    "void",
-    "waste_stream",
-    "capacity_l",
-    "threshold_pct",
-)
-WASTE_STREAMS = frozenset({"general", "recycling", "garden", "food", "glass"})
+from firmware_contracts import DEVICE_CSV_COLUMNS, WasteStream
+from store.db import StoreError
+
+WASTE_STREAMS = frozenset(WasteStream)
 DEFAULT_THRESHOLD_PCT = 80.0  # FIWARE binFullnessThreshold default used by councils (*default*)
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UPRN = re.compile(r"^[0-9]{1,12}$")
@@ -61,7 +51,7 @@ class RowError:
         return f"line {self.line}: {self.message}"
 
 
-class RegistryImportError(Exception):
+class RegistryImportError(StoreError):
     def __init__(self, errors: list[RowError]) -> None:
         super().__init__(f"{len(errors)} bad row(s); nothing imported")
         self.errors = errors

@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Hazard, Severity
-from alerts.readings import Item, Reading
+from alerts.readings import Item
 from alerts.rules._base import Debounce, HeldSpans, Rule, RuleContext, WindowIntegral
+from firmware_contracts import Reading
 
 __all__ = ["Co2Rule", "Co2Settings"]
 

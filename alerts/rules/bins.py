@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Severity
-from alerts.readings import CollectionRecord, FillForecast, Item, PeerChange, Reading
+from alerts.readings import CollectionRecord, FillForecast, Item, PeerChange
 from alerts.rules._base import Debounce, Rule, RuleContext, check_positive
+from firmware_contracts import Reading
 
 __all__ = [
     "BinFireRule",

@@ -22,7 +22,7 @@ from typing import ClassVar
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Hazard, Severity
 from alerts.mould import FORMULA, MouldSettings, MouldState, MouldStep, mould_step
 from alerts.psychrometrics import dew_point_c, surface_rh_pct
-from alerts.readings import Item, Reading
+from alerts.readings import Item
 from alerts.rules._base import (
     Debounce,
     HeldSpans,
@@ -32,6 +32,7 @@ from alerts.rules._base import (
     check_positive,
     from_epoch,
 )
+from firmware_contracts import Reading
 
 __all__ = [
     "Adf2006Rule",

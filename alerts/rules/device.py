@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Severity
-from alerts.readings import Item, Reading
+from alerts.readings import Item
 from alerts.rules._base import Debounce, Rule, RuleContext, check_positive
+from firmware_contracts import Reading
 
 __all__ = [
     "BatteryLowRule",

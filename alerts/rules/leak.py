@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Hazard, Severity
-from alerts.readings import Item, Reading
+from alerts.readings import Item
 from alerts.rules._base import Debounce, Rule, RuleContext, check_positive
+from firmware_contracts import Reading
 
 __all__ = ["SuspectedLeakRule", "SuspectedLeakSettings"]
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Hazard, Severity
-from alerts.readings import Item, Reading
+from alerts.readings import Item
 from alerts.rules._base import (
     Debounce,
     HeldSpans,
@@ -17,6 +17,7 @@ from alerts.rules._base import (
     check_positive,
     from_epoch,
 )
+from firmware_contracts import Reading
 
 __all__ = [
     "ColdHomeRule",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from api import create_app
+from dashboards.web import create_web_app
 from firmware_contracts import Reading
 from store.db import connect
 from store.readings import PartitionGuard, prepare_session, write_batch
@@ -27,7 +27,7 @@ def client(database_url: str) -> TestClient:
     with connect(database_url) as conn:
         prepare_session(conn)
         write_batch(conn, readings, [], partitions=PartitionGuard())
-    return TestClient(create_app(database_url))
+    return TestClient(create_web_app(database_url))
 
 
 def test_health_and_openapi(client: TestClient) -> None:

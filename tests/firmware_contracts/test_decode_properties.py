@@ -15,7 +15,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LAYOUT = TopicLayout()
 RANGES = {
     "fill_pct": (-5, 110),
-    "temp_c": (-40, 85),
+    "temp_c": (-40, 125),
     "battery_v": (0, 5),
     "rh_pct": (0, 100),
 }

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from forecast.bins import BinForecast
 from routing.fleet import FleetConfigError, load_fleet
-from routing.planning import SelectedStop, StopForecast, build_request, select_stops, visit_times
+from routing.planning import SelectedStop, build_request, select_stops, visit_times
 
 FLEET = load_fleet()
 
 
-def forecast(device_id: str, at_visit: float, **extra: object) -> StopForecast:
+def forecast(device_id: str, at_visit: float, **extra: object) -> BinForecast:
     options: dict[str, object] = {
         "lat": 52.63,
         "lon": -1.13,
@@ -29,10 +30,10 @@ def forecast(device_id: str, at_visit: float, **extra: object) -> StopForecast:
         "forecast_at_next_pct": at_visit + 10,
     }
     options.update(extra)
-    return StopForecast(device_id, **options)
+    return BinForecast(device_id, **options)
 
 
-def selected(forecasts: list[StopForecast], **options: Any) -> dict[str, SelectedStop]:
+def selected(forecasts: list[BinForecast], **options: Any) -> dict[str, SelectedStop]:
     selection = select_stops(forecasts, FLEET, stream="general", **options)
     return {s.stop.id: s for s in selection.stops}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from routing.model import BreakRule, DisposalSite, Site, TimeWindow
-from routing.solver import plan_routes, required_breaks
+from routing.schedule import required_breaks
+from routing.solver import plan_routes
 from routing.validate import validate_plan
 from tests.routing.conftest import (
     DEPOT,

@@ -1,15 +1,16 @@
-"""Bin fill history from the store, and per-bin forecasts at a visit time for stop selection.
+"""Bin fill history from the store, and each bin's forecast at a visit time.
 
 The only part of the forecast that does I/O: :func:`load_fill_history` reads readings joined to
 the device registry into numpy arrays; :func:`forecast_bins` fits them with
-:func:`routing.forecast.fit_bins` and forecasts each bin at the planned visit.
+:func:`forecast.fit.fit_bins` and forecasts each bin at a time; :func:`forecast_visits` does the
+same for already fitted bins at a visit and the next one (stop selection in routing).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from routing.forecast import (
+from forecast.fit import (
     DEFAULT_FIT_SETTINGS,
+    BinFit,
     FitSettings,
     FitSource,
     fit_bins,
@@ -27,7 +29,14 @@ from routing.forecast import (
     forecast_full_time,
 )
 
-__all__ = ["DEFAULT_LOOKBACK", "BinForecast", "BinHistory", "forecast_bins", "load_fill_history"]
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "BinForecast",
+    "BinHistory",
+    "forecast_bins",
+    "forecast_visits",
+    "load_fill_history",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +96,12 @@ class BinHistory:
 
 @dataclass(frozen=True, slots=True)
 class BinForecast:
-    """One bin ready for stop selection: its fill now and forecast at the planned visit."""
+    """One bin's forecast: its fill now and at a visit time, for alerts and stop selection.
+
+    ``forecast_at_visit_pct`` is the expected fill at the visit if nobody empties the bin
+    first; ``forecast_at_next_pct`` the same at the next working day's visit. Fields left at
+    their defaults were not computed (stop selection needs no full time; alerts no next visit).
+    """
 
     device_id: str
     lat: float
@@ -97,23 +111,28 @@ class BinForecast:
     threshold_pct: float
     fill_now_pct: float
     """Smoothed level at ``last_reading_ts``."""
-    last_reading_ts: datetime
     forecast_at_visit_pct: float
-    """Expected fill at the visit if not emptied before it."""
     lo_pct: float
     hi_pct: float
     """The 90 % prediction interval of the fill at the visit."""
-    forecast_full_time: datetime | None
-    """When the fill is expected to reach ``threshold_pct`` (None: not within four weeks)."""
-    full_earliest: datetime | None
-    full_latest: datetime | None
-    stuck: bool
+    forecast_at_next_pct: float | None = None
+    stuck: bool = False
     """The sensor has repeated a flat value for days: its level is not to be trusted."""
-    fit_source: FitSource
+    last_reading_ts: datetime | None = None
+    forecast_full_time: datetime | None = None
+    """When the fill is expected to reach ``threshold_pct`` (None: not within four weeks)."""
+    full_earliest: datetime | None = None
+    full_latest: datetime | None = None
+    fit_source: FitSource = "own"
     """``own`` history, or ``peers`` / ``blended`` for a bin with little history."""
-    history_h: float
+    history_h: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("fill_now_pct", "forecast_at_visit_pct", "lo_pct", "hi_pct"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"BinForecast {self.device_id}: {name} must be finite")
+        if self.capacity_l <= 0:
+            raise ValueError(f"BinForecast {self.device_id}: capacity_l must be positive")
         if not self.lo_pct <= self.forecast_at_visit_pct <= self.hi_pct:
             raise ValueError(
                 f"BinForecast {self.device_id}: need lo <= forecast <= hi, got "
@@ -216,6 +235,51 @@ def forecast_bins(
                 full_earliest=earliest,
                 full_latest=latest,
                 stuck=fit.stuck,
+                fit_source=fit.source,
+                history_h=fit.history_h,
+            )
+        )
+    return forecasts
+
+
+def forecast_visits(
+    histories: Sequence[BinHistory],
+    fits: Mapping[str, BinFit],
+    *,
+    visit_at: datetime,
+    next_visit_at: datetime | None = None,
+) -> list[BinForecast]:
+    """Forecast each fitted bin at ``visit_at`` (and ``next_visit_at``).
+
+    A bin whose last reading is later than ``visit_at`` is forecast at its last reading.
+    """
+    forecasts = []
+    for history in histories:
+        fit = fits.get(history.device_id)
+        if fit is None:
+            continue
+        at = max(visit_at, fit.last_ts)
+        fill, lo, hi = forecast_fill(fit, fit.fill_now_pct, fit.last_ts, at)
+        following = None
+        if next_visit_at is not None:
+            following = forecast_fill(
+                fit, fit.fill_now_pct, fit.last_ts, max(next_visit_at, fit.last_ts)
+            )[0]
+        forecasts.append(
+            BinForecast(
+                device_id=history.device_id,
+                lat=history.lat,
+                lon=history.lon,
+                stream=history.waste_stream,
+                capacity_l=history.capacity_l,
+                threshold_pct=history.threshold_pct,
+                fill_now_pct=fit.fill_now_pct,
+                forecast_at_visit_pct=fill,
+                lo_pct=lo,
+                hi_pct=hi,
+                forecast_at_next_pct=following,
+                stuck=fit.stuck,
+                last_reading_ts=fit.last_ts,
                 fit_source=fit.source,
                 history_h=fit.history_h,
             )

@@ -1,6 +1,6 @@
 """Bin fill forecasts: collections, fill rates with a weekly pattern, and when a bin will be full.
 
-Pure numpy/scipy over one bin's readings; the store is read by :mod:`routing.history`.
+Pure numpy/scipy over one bin's readings; the store is read by :mod:`forecast.bins`.
 
 How a bin's history becomes a forecast (:func:`fit_bin`):
 
@@ -970,7 +970,7 @@ def forecast_full_time(
 
 
 class FillSeries(Protocol):
-    """One bin's readings and what makes bins similar (``routing.history.BinHistory`` is one)."""
+    """One bin's readings and what makes bins similar (``forecast.bins.BinHistory`` is one)."""
 
     @property
     def device_id(self) -> str: ...

@@ -1,4 +1,4 @@
-"""``civic api``: serve the HTTP API (OpenAPI docs at /docs)."""
+"""``civic api``: serve the HTTP API (OpenAPI docs at /docs) and the screens built on it."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
     from common.settings import database_url
+    from dashboards.web import create_web_app
 
-    app = create_app(database_url())
+    app = create_web_app(database_url())
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from device_sim.models import BinModel
-from routing.forecast import (
+from forecast.fit import (
     OVERFLOW_CAP_PCT,
     BinFit,
     FillPattern,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from routing.closed_loop import LoopConfig, build_town, simulate
+from bench.closed_loop import LoopConfig, build_town, simulate
 
 SMALL = LoopConfig(bins=30, days=3, warmup_days=7, solve_seconds=0.5)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firmware_contracts import Reading
-from routing.history import forecast_bins, load_fill_history
+from forecast.bins import forecast_bins, load_fill_history
 from store.db import connect
 from store.readings import PartitionGuard, prepare_session, write_batch
 from store.registry import Device, upsert_devices

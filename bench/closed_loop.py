@@ -8,7 +8,7 @@ plan is made for the whole estate (every stream at once), and every bin a planne
 is emptied (:meth:`BinModel.collect`) at its ETA. Two policies share everything but stop
 selection:
 
-* ``dynamic``: forecast every bin from its readings (:mod:`routing.forecast`), select stops as
+* ``dynamic``: forecast every bin from its readings (:mod:`forecast.fit`), select stops as
   ``civic routes plan`` does (:func:`routing.planning.select_stops`);
 * ``weekly``: every bin on its fixed weekday, whatever its fill (the status quo).
 
@@ -31,14 +31,13 @@ import numpy as np
 
 from device_sim.estate import generate_estate
 from device_sim.models import BinModel
+from forecast.bins import DEFAULT_LOOKBACK, BinHistory, forecast_visits
+from forecast.fit import fit_bins
 from routing.fleet import FleetConfig, load_fleet
-from routing.forecast import fit_bins
-from routing.history import DEFAULT_LOOKBACK, BinHistory
 from routing.model import BinStop, Plan, PlanRequest, Vehicle
 from routing.planning import (
     OVERFLOW_PCT,
     build_request,
-    forecast_stops,
     select_stops,
     visit_times,
 )
@@ -215,7 +214,7 @@ def _dynamic_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanReques
     histories = [b.history(town.clock - DEFAULT_LOOKBACK) for b in town.bins]
     fits = fit_bins(histories)
     visit_at, next_visit_at = visit_times(fleet, day)
-    forecasts = forecast_stops(histories, fits, visit_at=visit_at, next_visit_at=next_visit_at)
+    forecasts = forecast_visits(histories, fits, visit_at=visit_at, next_visit_at=next_visit_at)
     requests = [
         build_request(select_stops(forecasts, fleet, stream=stream), fleet)
         for stream in sorted({b.stream for b in town.bins})
