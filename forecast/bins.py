@@ -8,6 +8,7 @@ same for already fitted bins at a visit and the next one (stop selection in rout
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -210,36 +211,18 @@ def forecast_bins(
         if missing:
             log.warning("no fill readings in the window for %d bin(s): %s", len(missing), missing)
     fits = fit_bins(list(histories.values()), settings=settings)
-    at_utc = at.astimezone(UTC)
-    forecasts: list[BinForecast] = []
-    for device_id, history in histories.items():
-        fit = fits[device_id]
-        fill, lo, hi = forecast_fill(fit, fit.fill_now_pct, fit.last_ts, at_utc)
-        full, earliest, latest = forecast_full_time(
-            fit, fit.fill_now_pct, fit.last_ts, history.threshold_pct
-        )
-        forecasts.append(
-            BinForecast(
-                device_id=device_id,
-                lat=history.lat,
-                lon=history.lon,
-                stream=history.waste_stream,
-                capacity_l=history.capacity_l,
-                threshold_pct=history.threshold_pct,
-                fill_now_pct=fit.fill_now_pct,
-                last_reading_ts=fit.last_ts,
-                forecast_at_visit_pct=fill,
-                lo_pct=lo,
-                hi_pct=hi,
-                forecast_full_time=full,
-                full_earliest=earliest,
-                full_latest=latest,
-                stuck=fit.stuck,
-                fit_source=fit.source,
-                history_h=fit.history_h,
-            )
-        )
-    return forecasts
+    forecasts = forecast_visits(list(histories.values()), fits, visit_at=at.astimezone(UTC))
+    return [_with_full_time(f, fits[f.device_id]) for f in forecasts]
+
+
+def _with_full_time(forecast: BinForecast, fit: BinFit) -> BinForecast:
+    """``forecast`` with when its bin is expected to reach its threshold."""
+    full, earliest, latest = forecast_full_time(
+        fit, fit.fill_now_pct, fit.last_ts, forecast.threshold_pct
+    )
+    return dataclasses.replace(
+        forecast, forecast_full_time=full, full_earliest=earliest, full_latest=latest
+    )
 
 
 def forecast_visits(
