@@ -379,40 +379,20 @@ def _backfill(args: argparse.Namespace) -> int:
 _LIST_COLUMNS = ("id", "state", "severity", "alert_type", "subject_id", "patch", "opened_at")
 
 
-# A due date in the stored ``deadlines`` that has passed with its step not recorded.
-_OVERDUE_SQL = """AND state <> 'resolved' AND EXISTS (
-    SELECT 1 FROM jsonb_array_elements(deadlines) AS d
-    WHERE (d->>'due_at')::timestamptz < %(now)s
-      AND NOT milestones_done ? (d->>'milestone')
-      AND NOT (d->>'milestone' = 'investigate' AND investigation_ended_at IS NOT NULL))"""
-
-
 def _list(args: argparse.Namespace) -> int:
-    query = ["SELECT * FROM alerts WHERE true"]
-    params: dict[str, Any] = {"limit": args.limit}
-    if args.alert_type:
-        query.append("AND alert_type = %(type)s")
-        params["type"] = args.alert_type
-    if args.state == "active":
-        query.append("AND state <> 'resolved'")
-    elif args.state:
-        query.append("AND state = %(state)s")
-        params["state"] = args.state
-    if args.subject:
-        query.append("AND (subject_id = %(subject)s OR uprn = %(subject)s)")
-        params["subject"] = args.subject
-    if args.patch:
-        query.append("AND patch = %(patch)s")
-        params["patch"] = args.patch
-    if args.since:
-        query.append("AND opened_at >= %(since)s")
-        params["since"] = when(args.since)
-    if args.overdue:
-        query.append(_OVERDUE_SQL)
-        params["now"] = datetime.now(UTC)
-    query.append("ORDER BY opened_at DESC, id LIMIT %(limit)s")
+    from alerts.queries import AlertFilter, list_alerts
+
+    f = AlertFilter(
+        alert_type=args.alert_type,
+        state=args.state,
+        subject=args.subject,
+        patch=args.patch,
+        since=when(args.since) if args.since else None,
+        overdue_at=datetime.now(UTC) if args.overdue else None,
+        limit=args.limit,
+    )
     with connect_configured() as conn:
-        rows = conn.execute(" ".join(query), params).fetchall()
+        rows = list_alerts(conn, f)
     if args.format == "json":
         _print_json(rows)
     else:
@@ -421,9 +401,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _load_alert(conn: Any, alert_id: str) -> dict[str, Any]:
+    from alerts.queries import find_alert
     from common.errors import CliError
 
-    row = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    row = find_alert(conn, alert_id)
     if row is None:
         raise CliError(f"no alert {alert_id!r} (see `civic alerts list`)")
     return dict(row)
@@ -431,12 +412,10 @@ def _load_alert(conn: Any, alert_id: str) -> dict[str, Any]:
 
 def _show(args: argparse.Namespace) -> int:
     with connect_configured() as conn:
+        from alerts.queries import alert_timeline
+
         alert = _load_alert(conn, args.alert_id)
-        audit = conn.execute(
-            "SELECT at, actor, action, severity, detail FROM alert_events WHERE alert_id = %s"
-            " ORDER BY at, id",
-            (args.alert_id,),
-        ).fetchall()
+        audit = alert_timeline(conn, args.alert_id)
     if args.format == "json":
         _print_json({**alert, "audit": audit})
         return 0

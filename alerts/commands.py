@@ -38,7 +38,9 @@ __all__ = [
     "CommandDispatcher",
     "CommandPolicy",
     "expire_commands",
+    "open_command",
     "plan_frost_commands",
+    "queue_setpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 FROST_COMMAND = "set_heating_setpoint"
 PUBLISH_TIMEOUT_S = 5.0  # a QoS 1 PUBACK from a local broker takes milliseconds
 _OPEN_STATES = ("pending", "accepted")
+# Heating setpoints a platform may ask for: frost protection up to a comfortable room.
+MIN_SETPOINT_C = 5.0
+MAX_SETPOINT_C = 25.0
 _TRIGGERS = (AuditAction.OPENED, AuditAction.CONDITION_RETURNED)
 
 
@@ -58,8 +63,10 @@ class CommandPolicy:
     """A device must act within this long; after it, an officer visits instead."""
 
     def __post_init__(self) -> None:
-        if not 5.0 <= self.setpoint_c <= 25.0:
-            raise ValueError("setpoint_c must be between 5 and 25 C")
+        if not MIN_SETPOINT_C <= self.setpoint_c <= MAX_SETPOINT_C:
+            raise ValueError(
+                f"setpoint_c must be between {MIN_SETPOINT_C:g} and {MAX_SETPOINT_C:g} C"
+            )
         if self.ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
 
@@ -83,26 +90,16 @@ def plan_frost_commands(
             subject = result.subjects.get(device_id)
             if subject is None or subject.kind != "home" or not subject.void:
                 continue
-            busy = conn.execute(
-                "SELECT 1 FROM commands WHERE device_id = %s AND state = ANY(%s)",
-                (device_id, list(_OPEN_STATES)),
-            ).fetchone()
-            if busy:
+            if open_command(conn, device_id) is not None:
                 continue
-            command_id = uuid.uuid4().hex
-            args = {"setpoint_c": policy.setpoint_c, "reason": "frost_protection"}
-            conn.execute(
-                """INSERT INTO commands (id, device_id, name, args, issued_at, expires_at,
-                       alert_id) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    command_id,
-                    device_id,
-                    FROST_COMMAND,
-                    Jsonb(args),
-                    now,
-                    now + policy.ttl,
-                    alert["id"],
-                ),
+            command_id = queue_setpoint(
+                conn,
+                device_id,
+                policy.setpoint_c,
+                reason="frost_protection",
+                ttl=policy.ttl,
+                now=now,
+                alert_id=alert["id"],
             )
             record_action(
                 conn,
@@ -118,6 +115,45 @@ def plan_frost_commands(
             )
             queued += 1
     return queued
+
+
+def open_command(conn: Conn, device_id: str) -> str | None:
+    """The id of the device's command still waiting for its ack, if any."""
+    row = conn.execute(
+        "SELECT id FROM commands WHERE device_id = %s AND state = ANY(%s)",
+        (device_id, list(_OPEN_STATES)),
+    ).fetchone()
+    return None if row is None else str(row["id"])
+
+
+def queue_setpoint(
+    conn: Conn,
+    device_id: str,
+    setpoint_c: float,
+    *,
+    reason: str,
+    ttl: timedelta,
+    now: datetime,
+    alert_id: str | None = None,
+) -> str:
+    """Queue a heating setpoint for the dispatcher to publish; returns the command id."""
+    if not MIN_SETPOINT_C <= setpoint_c <= MAX_SETPOINT_C:
+        raise ValueError(f"setpoint_c must be between {MIN_SETPOINT_C:g} and {MAX_SETPOINT_C:g} C")
+    command_id = uuid.uuid4().hex
+    conn.execute(
+        """INSERT INTO commands (id, device_id, name, args, issued_at, expires_at, alert_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (
+            command_id,
+            device_id,
+            FROST_COMMAND,
+            Jsonb({"setpoint_c": setpoint_c, "reason": reason}),
+            now,
+            now + ttl,
+            alert_id,
+        ),
+    )
+    return command_id
 
 
 def _escalate(conn: Conn, row: Any, now: datetime, why: str) -> None:

@@ -1,4 +1,5 @@
-"""The HTTP API: documented (OpenAPI at /docs), real-time queries and time-based extracts."""
+"""The secured HTTP API (``/api/v1``): OAuth 2.0 login, roles and scopes, patch scoping in SQL,
+an append-only access log, problem+json errors. See :func:`create_app`."""
 
 from api.app import create_app
 

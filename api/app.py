@@ -1,141 +1,166 @@
-"""FastAPI application over the store.
+"""The HTTP API: ``/api/v1`` resources for every role, secured, documented at ``/docs``.
 
-Every list endpoint answers JSON; ``/v1/readings`` also streams CSV, the council's time-based
-extract. Bad parameters are 400/404/422 with a message, never a 500.
+:func:`create_app` builds it for a database; the screens (``dashboards``) mount on top of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+import psycopg
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
 
-from store.db import StoreError, connect, info
-from store.deadletters import iter_deadletters
-from store.extract import extract_chunks, jsonable
-from store.readings import iter_readings
+from api.deps import RateLimiter
+from api.jobs import JobRunner
+from api.problems import install_problem_handlers
+from api.routes import alerts, auth, commands, devices, live, operations, readings, routes
+from api.settings import ApiSettings
 
-MAX_PAGE = 10_000
+__all__ = ["create_app"]
 
-
-def _when(text: str | None, name: str) -> datetime | None:
-    from common.timeparse import parse_when
-
-    if text is None:
-        return None
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise HTTPException(400, f"{name}: {exc}") from exc
-
-
-def _db(request: Request) -> Iterator[Any]:
-    """One connection per request, from the URL the app was built with."""
-    try:
-        conn = connect(request.app.state.database_url)
-    except StoreError as exc:
-        raise HTTPException(503, "database unavailable") from exc
-    with conn:
-        yield conn
+POOL_MAX = 16  # two cores: more connections than this only queue inside PostgreSQL
+LOGIN_ATTEMPTS_PER_MINUTE = 10  # per user name or client id: slows guessing to a crawl
 
 
-Db = Annotated[Any, Depends(_db)]
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
 
 
-def create_app(database_url: str) -> FastAPI:
-    app = FastAPI(
-        title="Civic Sensors API",
-        version="1",
-        description="Bins and homes: registry, readings, time-based extracts and dead letters.",
+def _metrics(app: FastAPI) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    requests = Counter(
+        "civic_api_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "civic_api_request_seconds", "HTTP request latency", ["route"], registry=registry
     )
 
-    app.state.database_url = database_url
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+        return response
 
-    @app.get("/health")
-    def health() -> dict[str, object]:
+    return registry
+
+
+def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAPI:
+    """The API for ``database_url``; refuses to build without a usable signing secret."""
+    settings = settings or ApiSettings()
+    secret = settings.signing_secret()
+    pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=POOL_MAX,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
+    )
+
+    jobs = JobRunner(pool)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.open()
+        jobs.recover()
         try:
-            summary = info(database_url)
-        except StoreError as exc:
-            raise HTTPException(503, "database unavailable") from exc
-        return {"status": "ok", "storage_mode": summary.get("mode")}
+            yield
+        finally:
+            app.state.stopping.set()
+            jobs.shutdown()
+            pool.close()
 
-    @app.get("/v1/devices")
-    def devices(
-        conn: Db,
-        kind: Literal["bin", "env"] | None = None,
-        patch: str | None = None,
-    ) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            "SELECT d.*, s.state AS status, s.updated_at AS status_at FROM devices d"
-            " LEFT JOIN device_status s USING (device_id)"
-            " WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)"
-            " AND (%(patch)s::text IS NULL OR patch = %(patch)s) ORDER BY device_id",
-            {"kind": kind, "patch": patch},
-        ).fetchall()
-        return [{k: jsonable(v) for k, v in r.items()} for r in rows]
+    app = FastAPI(
+        title="Civic Sensors API",
+        version="1.0.0",
+        description=(
+            "Bins, homes, readings, alerts, routes and commands for council staff and systems. "
+            "Log in at `POST /api/v1/auth/token` (OAuth 2.0 password grant for people, client "
+            "credentials for scripts) and send `Authorization: Bearer <token>`. Each endpoint "
+            "needs the scope it names; housing officers see only their patches. Errors are "
+            "`application/problem+json` (RFC 9457)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.secret = secret
+    app.state.pool = pool
+    app.state.jobs = jobs
+    app.state.database_url = database_url
+    app.state.stopping = threading.Event()
+    app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute)
+    app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
+    install_problem_handlers(app)
+    registry = _metrics(app)
+    if settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api_cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    for module in (auth, devices, readings, alerts, commands, routes, operations, live):
+        app.include_router(module.router)
 
-    @app.get("/v1/devices/{device_id}")
-    def device(conn: Db, device_id: str) -> dict[str, Any]:
-        row = conn.execute(
-            "SELECT d.*, s.state AS status, s.fw, s.updated_at AS status_at FROM devices d"
-            " LEFT JOIN device_status s USING (device_id) WHERE device_id = %s",
-            (device_id,),
-        ).fetchone()
-        if row is None:
-            raise HTTPException(404, f"no device {device_id!r}")
-        latest = conn.execute(
-            "SELECT * FROM readings WHERE device_id = %s ORDER BY ts DESC LIMIT 1", (device_id,)
-        ).fetchone()
-        return {
-            **{k: jsonable(v) for k, v in row.items()},
-            "latest_reading": {k: jsonable(v) for k, v in latest.items()} if latest else None,
-        }
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> Health:
+        """The process is up (no dependencies checked)."""
+        return Health(status="ok")
 
-    @app.get("/v1/readings", response_model=None)
-    def readings(
-        since: Annotated[str, Query(description="RFC 3339, a date, or an age such as 24h")],
-        until: str | None = None,
-        device_id: str | None = None,
-        by: Literal["ts", "received"] = "ts",
-        format: Literal["json", "csv"] = "json",
-    ) -> StreamingResponse:
-        start, end = _when(since, "since"), _when(until, "until")
-        assert start is not None
-        if end is not None and end <= start:
-            raise HTTPException(400, "until must be after since")
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": Health}})
+    def readyz(response: Response) -> Health:
+        """The database and the broker answer; 503 with which one does not."""
+        checks = _readiness(pool)
+        if any(v != "ok" for v in checks.values()):
+            response.status_code = 503
+            return Health(status="unavailable", checks=checks)
+        return Health(status="ok", checks=checks)
 
-        def rows() -> Iterator[dict[str, Any]]:
-            with connect(database_url) as conn:
-                yield from iter_readings(conn, since=start, until=end, device_id=device_id, by=by)
-
-        media_type = "text/csv" if format == "csv" else "application/json"
-        return StreamingResponse(extract_chunks(rows(), format), media_type=media_type)
-
-    @app.get("/v1/readings/hourly")
-    def hourly(
-        conn: Db,
-        device_id: str,
-        since: str = "7d",
-    ) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            "SELECT * FROM readings_hourly WHERE device_id = %s AND bucket >= %s ORDER BY bucket",
-            (device_id, _when(since, "since")),
-        ).fetchall()
-        return [{k: jsonable(v) for k, v in r.items()} for r in rows]
-
-    @app.get("/v1/deadletters")
-    def deadletters(
-        conn: Db,
-        since: str | None = None,
-        reason: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
-    ) -> list[dict[str, Any]]:
-        return [
-            {k: jsonable(v) for k, v in r.items()}
-            for r in iter_deadletters(conn, since=_when(since, "since"), reason=reason, limit=limit)
-        ]
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics of the API process (request counts and latency; no personal
+        data), for the monitoring scraper."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _readiness(pool: ConnectionPool[psycopg.Connection[dict[str, Any]]]) -> dict[str, str]:
+    from common.services import ServicesError, parse_mqtt_url
+    from common.settings import mqtt_url
+
+    checks: dict[str, str] = {}
+    try:
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+        checks["database"] = "ok"
+    except (psycopg.Error, TimeoutError) as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        host, port = parse_mqtt_url(mqtt_url())
+        with socket.create_connection((host, port), timeout=2):
+            checks["broker"] = "ok"
+    except (OSError, ServicesError) as exc:
+        checks["broker"] = f"unavailable: {type(exc).__name__}"
+    return checks

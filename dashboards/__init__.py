@@ -1,5 +1,9 @@
-"""Server-rendered HTML dashboards (no JavaScript: readable by screen readers, WCAG 2.1 AA)."""
+"""The screens people open, served with the API (``civic api``).
 
-from dashboards.overview import overview_html
+Screens read only through the secured API, with the user's own token, so a screen never shows
+what its user could not read.
+"""
 
-__all__ = ["overview_html"]
+from dashboards.web import create_web_app
+
+__all__ = ["create_web_app"]

@@ -24,7 +24,6 @@ from store.db import connect_configured
 
 if TYPE_CHECKING:
     from routing.fleet import FleetConfig
-    from routing.model import Plan
     from routing.plans import StoredPlan
 
 __all__ = ["register"]
@@ -233,37 +232,6 @@ def _load_stored(conn: Any, plan_id: str) -> StoredPlan:
         raise CliError(str(exc)) from exc
 
 
-def _plan_summary(plan_id: str, plan: Plan, extra: dict[str, Any]) -> dict[str, Any]:
-    must_unserved = [u for u in plan.unserved if u.must_collect]
-    return {
-        "plan_id": plan_id,
-        **extra,
-        "engine": plan.stats.engine,
-        "km": round(plan.distance_m / 1000, 2),
-        "tip_trips": plan.tip_trips,
-        "model_build_s": plan.stats.model_build_s,
-        "search_s": plan.stats.search_s,
-        "valid": plan.is_valid,
-        "violations": list(plan.violations),
-        "vehicles": [
-            {
-                "vehicle": r.vehicle_id,
-                "bins": len(r.bin_ids),
-                "km": round(r.distance_m / 1000, 2),
-                "hours": round(r.duration_s / 3600, 2),
-                "tip_trips": r.tip_trips,
-                "breaks": sum(1 for s in r.stops if s.kind == "break"),
-            }
-            for r in plan.routes
-        ],
-        "unserved": [
-            {"bin": u.bin_id, "must_collect": u.must_collect, "reason": u.reason}
-            for u in plan.unserved
-        ],
-        "unserved_must_collect": len(must_unserved),
-    }
-
-
 def _print_summary(summary: dict[str, Any]) -> None:
     from routing.export import clock
 
@@ -301,7 +269,7 @@ def _plan_command(args: argparse.Namespace) -> int:
     from common.cli import when
     from common.errors import CliError
     from routing.errors import RoutingError
-    from routing.plans import plan_day
+    from routing.plans import plan_day, plan_summary
 
     if args.seconds <= 0:
         raise CliError("--seconds must be positive")
@@ -330,7 +298,7 @@ def _plan_command(args: argparse.Namespace) -> int:
     if not day.forecast_bins:
         _progress(f"no {args.stream} bin has readings in the last four weeks before the cut-off")
     selection = day.selection
-    summary = _plan_summary(
+    summary = plan_summary(
         day.plan_id,
         day.plan,
         {
@@ -351,7 +319,7 @@ def _plan_command(args: argparse.Namespace) -> int:
 
 def _show_command(args: argparse.Namespace) -> int:
     from routing.export import clock
-    from routing.plans import plan_to_dict
+    from routing.plans import plan_summary, plan_to_dict
 
     with connect_configured() as conn:
         stored = _load_stored(conn, args.plan_id)
@@ -371,7 +339,7 @@ def _show_command(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=1))
         return 0
     extra = {"date": stored.plan_date.isoformat(), "stream": stored.stream}
-    _print_summary(_plan_summary(stored.id, stored.plan, extra))
+    _print_summary(plan_summary(stored.id, stored.plan, extra))
     if stored.parent_id:
         print(f"  re-plan of {stored.parent_id}")
     for route in stored.plan.routes:
@@ -389,22 +357,11 @@ def _show_command(args: argparse.Namespace) -> int:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    from routing.export import plan_to_csv, plan_to_geojson, plan_to_gpx
-    from routing.fleet import fleet_from_dict
+    from routing.plans import export_stored
 
     with connect_configured() as conn:
         stored = _load_stored(conn, args.plan_id)
-    fleet = fleet_from_dict(stored.fleet)
-    midnight = fleet.local_time(stored.plan_date, 0)
-    offset = midnight.utcoffset() or dt.timedelta(0)
-    if args.format == "geojson":
-        text = json.dumps(
-            plan_to_geojson(stored.plan, plan_date=stored.plan_date, utc_offset=offset), indent=1
-        )
-    elif args.format == "gpx":
-        text = plan_to_gpx(stored.plan, plan_date=stored.plan_date, utc_offset=offset)
-    else:
-        text = plan_to_csv(stored.plan)
+    text = export_stored(stored, args.format)
     if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -452,7 +409,7 @@ def _collected_command(args: argparse.Namespace) -> int:
 def _replan_command(args: argparse.Namespace) -> int:
     from common.errors import CliError
     from routing.errors import RoutingError
-    from routing.plans import replan_stored
+    from routing.plans import plan_summary, replan_stored
 
     try:
         hours, minutes = (int(part) for part in args.at.split(":"))
@@ -478,7 +435,7 @@ def _replan_command(args: argparse.Namespace) -> int:
             )
         except (RoutingError, ValueError) as exc:
             raise CliError(str(exc)) from exc
-    summary = _plan_summary(
+    summary = plan_summary(
         result.plan_id,
         result.plan,
         {"parent_id": result.parent_id, "date": stored.plan_date.isoformat()},

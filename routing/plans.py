@@ -618,3 +618,55 @@ def replan_stored(
         parent_id=stored.id,
     )
     return StoredReplan(new_id, stored.id, result, full_day)
+
+
+def plan_summary(plan_id: str, plan: Plan, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a planner reads first: km, trucks, validity and the bins left unserved."""
+    must_unserved = [u for u in plan.unserved if u.must_collect]
+    return {
+        "plan_id": plan_id,
+        **extra,
+        "engine": plan.stats.engine,
+        "km": round(plan.distance_m / 1000, 2),
+        "tip_trips": plan.tip_trips,
+        "model_build_s": plan.stats.model_build_s,
+        "search_s": plan.stats.search_s,
+        "valid": plan.is_valid,
+        "violations": list(plan.violations),
+        "vehicles": [
+            {
+                "vehicle": r.vehicle_id,
+                "bins": len(r.bin_ids),
+                "km": round(r.distance_m / 1000, 2),
+                "hours": round(r.duration_s / 3600, 2),
+                "tip_trips": r.tip_trips,
+                "breaks": sum(1 for s in r.stops if s.kind == "break"),
+            }
+            for r in plan.routes
+        ],
+        "unserved": [
+            {"bin": u.bin_id, "must_collect": u.must_collect, "reason": u.reason}
+            for u in plan.unserved
+        ],
+        "unserved_must_collect": len(must_unserved),
+    }
+
+
+def export_stored(stored: StoredPlan, fmt: str) -> str:
+    """A stored plan as ``geojson``, ``gpx`` or ``csv`` text, times in the fleet's local time."""
+    import json
+
+    from routing.export import plan_to_csv, plan_to_geojson, plan_to_gpx
+
+    fleet = fleet_from_dict(stored.fleet)
+    offset = fleet.local_time(stored.plan_date, 0).utcoffset() or dt.timedelta(0)
+    if fmt == "geojson":
+        geojson = plan_to_geojson(stored.plan, plan_date=stored.plan_date, utc_offset=offset)
+        text = json.dumps(geojson, indent=1)
+    elif fmt == "gpx":
+        text = plan_to_gpx(stored.plan, plan_date=stored.plan_date, utc_offset=offset)
+    elif fmt == "csv":
+        text = plan_to_csv(stored.plan)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: geojson, gpx or csv")
+    return text if text.endswith("\n") else text + "\n"

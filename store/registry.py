@@ -203,7 +203,7 @@ def upsert_devices(conn: psycopg.Connection[Any], devices: Iterable[Device]) -> 
 def known_device_ids(conn: psycopg.Connection[Any]) -> set[str]:
     return {
         str(r["device_id"] if isinstance(r, dict) else r[0])
-        for r in conn.execute("SELECT device_id FROM devices")
+        for r in conn.execute("SELECT device_id FROM devices WHERE disabled_at IS NULL")
     }
 
 

@@ -1,0 +1,231 @@
+"""Readings: the estate's latest, one device's series at a chosen resolution, and the
+time-based extract (paged, CSV or JSON, streamed).
+
+Which devices a caller may read is decided in SQL: housing officers the sensors of homes in
+their patches, waste crews bins, engineers and admins every device.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from api.deps import Caller, Db
+from api.problems import PROBLEM_RESPONSES, Problem
+from api.security import Principal
+from common.timeparse import parse_when
+from firmware_contracts import METRICS
+from store.extract import extract_chunks
+
+router = APIRouter(prefix="/api/v1", tags=["readings"], responses=PROBLEM_RESPONSES)
+
+BUCKETS: dict[str, timedelta | None] = {
+    "raw": None,
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+MAX_SERIES_POINTS = 50_000
+MAX_EXTRACT_PAGE = 100_000
+_METRIC_COLUMNS = ", ".join(f"r.{m}" for m in METRICS)
+
+
+class Reading(BaseModel):
+    device_id: str
+    ts: datetime
+    fill_pct: float | None = None
+    temp_c: float | None = None
+    battery_v: float | None = None
+    rh_pct: float | None = None
+    co2_ppm: float | None = None
+    tilt_deg: float | None = None
+    rssi_dbm: float | None = None
+
+
+class SeriesPoint(BaseModel):
+    ts: datetime
+    """Start of the bucket (or the reading's time for ``raw``)."""
+    count: int
+    fill_pct: float | None = None
+    temp_c: float | None = None
+    battery_v: float | None = None
+    rh_pct: float | None = None
+    co2_ppm: float | None = None
+    tilt_deg: float | None = None
+    rssi_dbm: float | None = None
+
+
+def device_kinds(principal: Principal) -> list[str]:
+    return ["env" if kind == "home" else "bin" for kind in principal.subject_kinds]
+
+
+def visible(principal: Principal) -> dict[str, Any]:
+    """Query parameters for the ``_VISIBLE`` condition on ``devices d``."""
+    return {"kinds": device_kinds(principal), "patches": principal.patch_filter}
+
+
+_VISIBLE = "d.kind = ANY(%(kinds)s) AND (%(patches)s::text[] IS NULL OR d.patch = ANY(%(patches)s))"
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise Problem(400, f"{name}: {exc}") from exc
+
+
+@router.get("/readings/latest")
+def latest(
+    conn: Db,
+    principal: Annotated[Principal, Caller("readings:read")],
+    kind: Literal["bin", "env"] | None = None,
+) -> list[Reading]:
+    """The latest reading of every device the caller may see."""
+    rows = conn.execute(
+        f"""SELECT d.device_id, l.* FROM devices d
+            JOIN LATERAL (SELECT r.ts, {_METRIC_COLUMNS} FROM readings r
+                          WHERE r.device_id = d.device_id ORDER BY r.ts DESC LIMIT 1) l ON true
+            WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)
+            ORDER BY d.device_id""",
+        {**visible(principal), "kind": kind},
+    ).fetchall()
+    return [Reading(**r) for r in rows]
+
+
+def _require_visible(conn: Db, principal: Principal, device_id: str) -> None:
+    row = conn.execute(
+        f"SELECT 1 FROM devices d WHERE d.device_id = %(device)s AND {_VISIBLE}",
+        {**visible(principal), "device": device_id},
+    ).fetchone()
+    if row is None:
+        raise Problem(404, f"no device {device_id!r} you may read")
+
+
+@router.get("/devices/{device_id}/readings")
+def series(
+    conn: Db,
+    principal: Annotated[Principal, Caller("readings:read")],
+    device_id: str,
+    since: Annotated[str, Query(description="RFC 3339, a date, or an age such as 30d")] = "7d",
+    until: str | None = None,
+    bucket: Annotated[Literal["raw", "15m", "1h", "1d"], Query(description="resolution")] = "1h",
+) -> list[SeriesPoint]:
+    """One device's readings in ``[since, until)``: raw, or averaged per 15 minutes, hour or
+    day in the database (``date_bin``)."""
+    start, end = _when(since, "since"), _when(until, "until")
+    if end is not None and start is not None and end <= start:
+        raise Problem(400, "until must be after since")
+    _require_visible(conn, principal, device_id)
+    width = BUCKETS[bucket]
+    params: dict[str, Any] = {
+        "device": device_id,
+        "since": start,
+        "until": end,
+        "limit": MAX_SERIES_POINTS,
+    }
+    where = (
+        "device_id = %(device)s AND ts >= %(since)s"
+        " AND (%(until)s::timestamptz IS NULL OR ts < %(until)s)"
+    )
+    if width is None:
+        sql = (
+            f"SELECT ts, 1 AS count, {', '.join(METRICS)} FROM readings WHERE {where}"
+            " ORDER BY ts LIMIT %(limit)s"
+        )
+    else:
+        averages = ", ".join(f"avg({m}) AS {m}" for m in METRICS)
+        sql = (
+            f"SELECT date_bin(%(width)s, ts, TIMESTAMPTZ '2000-01-03 00:00+00') AS ts,"
+            f" count(*) AS count, {averages} FROM readings WHERE {where}"
+            " GROUP BY 1 ORDER BY 1 LIMIT %(limit)s"
+        )
+        params["width"] = width
+    return [SeriesPoint(**r) for r in conn.execute(sql, params).fetchall()]
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        ts, device_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(ts), str(device_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise Problem(400, "cursor is not one this API gave out") from exc
+
+
+def _encode_cursor(ts: datetime, device_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ts.isoformat(), device_id]).encode()).decode()
+
+
+@router.get(
+    "/readings",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+)
+def extract(
+    request: Request,
+    conn: Db,
+    principal: Annotated[Principal, Caller("readings:read")],
+    since: Annotated[
+        str | None, Query(description="readings taken at or after (RFC 3339, date, age)")
+    ] = None,
+    until: Annotated[str | None, Query(description="readings taken before")] = None,
+    changed_since: Annotated[
+        str | None,
+        Query(description="instead of since: readings stored at or after (picks up late data)"),
+    ] = None,
+    device_id: str | None = None,
+    format: Literal["json", "csv"] = "json",
+    limit: Annotated[int, Query(ge=1, le=MAX_EXTRACT_PAGE)] = 10_000,
+    cursor: Annotated[str | None, Query(description="from the X-Next-Cursor header")] = None,
+) -> StreamingResponse:
+    """The time-based extract, oldest first, ``limit`` rows a page; when more remain the
+    ``X-Next-Cursor`` header (and a ``Link: rel=next``) gives the next page."""
+    if (since is None) == (changed_since is None):
+        raise Problem(400, "give exactly one of since or changed_since")
+    column = "r.ts" if since is not None else "r.received_at"
+    start = _when(since if since is not None else changed_since, "since")
+    end = _when(until, "until")
+    after = _decode_cursor(cursor) if cursor else None
+    sql = (
+        f"SELECT r.device_id, r.ts, {_METRIC_COLUMNS}, r.seq, r.received_at, {column} AS k"
+        f" FROM readings r JOIN devices d USING (device_id)"
+        f" WHERE {_VISIBLE} AND {column} >= %(start)s"
+        f" AND (%(end)s::timestamptz IS NULL OR {column} < %(end)s)"
+        f" AND (%(device)s::text IS NULL OR r.device_id = %(device)s)"
+        f" AND (%(after_k)s::timestamptz IS NULL"
+        f"      OR ({column}, r.device_id) > (%(after_k)s, %(after_d)s))"
+        f" ORDER BY {column}, r.device_id LIMIT %(limit)s"
+    )
+    params = {
+        **visible(principal),
+        "start": start,
+        "end": end,
+        "device": device_id,
+        "after_k": after[0] if after else None,
+        "after_d": after[1] if after else None,
+        "limit": limit + 1,
+    }
+    rows = conn.execute(sql, params).fetchall()
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        token = _encode_cursor(rows[-1]["k"], rows[-1]["device_id"])
+        headers["X-Next-Cursor"] = token
+        headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
+
+    def page() -> Iterator[dict[str, Any]]:
+        for row in rows:
+            row.pop("k")
+            yield row
+
+    media = "text/csv" if format == "csv" else "application/json"
+    return StreamingResponse(extract_chunks(page(), format), media_type=media, headers=headers)

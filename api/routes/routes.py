@@ -1,0 +1,257 @@
+"""Refuse routes: plan a day (a background job with progress), list and read plans, export
+them for drivers, re-plan from progress, and import crews' collection records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from api.deps import Caller, Db, audit
+from api.problems import PROBLEM_RESPONSES, Problem
+from api.security import Principal
+from routing.collections import import_collections, parse_collections
+from routing.fleet import FleetConfigError, load_fleet
+from routing.plans import (
+    PlanNotFoundError,
+    export_stored,
+    load_plan,
+    plan_day,
+    plan_summary,
+    plan_to_dict,
+    recent_plans,
+    replan_stored,
+)
+from store.registry import RegistryImportError
+
+router = APIRouter(prefix="/api/v1", tags=["routes"], responses=PROBLEM_RESPONSES)
+
+MAX_SEARCH_S = 600.0
+
+
+class PlanRequestBody(BaseModel):
+    date: dt.date
+    stream: str = "general"
+    seconds: float = Field(30.0, gt=0, le=MAX_SEARCH_S, description="solver time limit")
+    as_of: dt.datetime | None = Field(None, description="data cut-off (default: now)")
+    engine: Literal["pyvrp", "hybrid", "ortools"] | None = None
+    urgent: list[str] = Field([], description="bins someone reported: always collected")
+
+
+class ReplanBody(BaseModel):
+    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local clock time HH:MM")
+    urgent: list[str] = []
+    out_of_service: list[str] = Field([], description="vehicle ids that stopped")
+    seconds: float = Field(10.0, gt=0, le=MAX_SEARCH_S)
+
+
+class Job(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PlanListItem(BaseModel):
+    id: str
+    plan_date: dt.date
+    stream: str
+    created_at: dt.datetime
+    parent_id: str | None
+    distance_m: float | None
+    bins_offered: int | None
+    bins_must: int | None
+    unserved_must: int | None
+    valid: bool | None
+    engine: str | None
+
+
+class CollectionsReport(BaseModel):
+    rows: int
+    new: int
+
+
+def _job(conn: Db, job_id: str) -> Job:
+    row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    if row is None:
+        raise Problem(404, f"no job {job_id!r}")
+    return Job(**row)
+
+
+def _accepted(response: Response, conn: Db, job_id: str) -> Job:
+    response.status_code = 202
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    return _job(conn, job_id)
+
+
+@router.post("/routes/plans", status_code=202)
+def plan(
+    request: Request,
+    response: Response,
+    conn: Db,
+    principal: Annotated[Principal, Caller("routes:write")],
+    body: PlanRequestBody,
+) -> Job:
+    """Start planning a day's routes for one stream; poll the job (``Location``) for
+    progress and the plan id."""
+    try:
+        fleet = load_fleet()
+        fleet.stream(body.stream)
+    except FleetConfigError as exc:
+        raise Problem(422, str(exc)) from exc
+    as_of = body.as_of or dt.datetime.now(dt.UTC)
+    if as_of.tzinfo is None:
+        raise Problem(422, "as_of needs a UTC offset")
+    if fleet.local_time(body.date, fleet.shift.end_s) <= as_of:
+        raise Problem(422, f"the {body.date} shift ends before the data cut-off; give as_of")
+
+    def work(job_conn: Any, progress: Any) -> dict[str, Any]:
+        day = plan_day(
+            job_conn,
+            fleet,
+            body.date,
+            stream=body.stream,
+            as_of=as_of,
+            time_limit_s=body.seconds,
+            engine=body.engine,
+            urgent=set(body.urgent),
+            progress=progress,
+        )
+        return plan_summary(day.plan_id, day.plan, {"date": body.date.isoformat()})
+
+    params = body.model_dump(mode="json")
+    with conn.transaction():
+        job_id = request.app.state.jobs.create(conn, "plan", params, principal.actor)
+        audit(conn, request, principal, "write", [job_id], job="plan")
+    request.app.state.jobs.start(job_id, work)
+    return _accepted(response, conn, job_id)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(conn: Db, _: Annotated[Principal, Caller("routes:read")], job_id: str) -> Job:
+    """A background job's state, progress and, once done, its result."""
+    return _job(conn, job_id)
+
+
+@router.get("/routes/plans")
+def list_plans(
+    conn: Db,
+    _: Annotated[Principal, Caller("routes:read")],
+    date: dt.date | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> list[PlanListItem]:
+    """Stored plans, newest first."""
+    return [PlanListItem(**r) for r in recent_plans(conn, plan_date=date, limit=limit)]
+
+
+def _stored(conn: Db, plan_id: str) -> Any:
+    try:
+        return load_plan(conn, plan_id)
+    except PlanNotFoundError as exc:
+        raise Problem(404, str(exc)) from exc
+
+
+@router.get("/routes/plans/{plan_id}")
+def get_plan(
+    conn: Db, _: Annotated[Principal, Caller("routes:read")], plan_id: str
+) -> dict[str, Any]:
+    """A plan: its summary, and each truck's stops with times and loads."""
+    stored = _stored(conn, plan_id)
+    summary = plan_summary(stored.id, stored.plan, {"date": stored.plan_date.isoformat()})
+    return {
+        **summary,
+        "stream": stored.stream,
+        "parent_id": stored.parent_id,
+        "plan": json.loads(json.dumps(plan_to_dict(stored.plan), default=str)),
+    }
+
+
+_MEDIA = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv"}
+
+
+@router.get(
+    "/routes/plans/{plan_id}/export",
+    response_class=Response,
+    responses={200: {"content": {m: {} for m in _MEDIA.values()}}},
+)
+def export_plan(
+    conn: Db,
+    _: Annotated[Principal, Caller("routes:read")],
+    plan_id: str,
+    format: Literal["geojson", "gpx", "csv"] = "geojson",
+) -> Response:
+    """The plan for drivers and maps: GeoJSON, GPX (stops as waypoints) or CSV."""
+    text = export_stored(_stored(conn, plan_id), format)
+    filename = f"{plan_id}.{format}"
+    return Response(
+        text,
+        media_type=_MEDIA[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/routes/plans/{plan_id}/replan", status_code=202)
+def replan(
+    request: Request,
+    response: Response,
+    conn: Db,
+    principal: Annotated[Principal, Caller("routes:write")],
+    plan_id: str,
+    body: ReplanBody,
+) -> Job:
+    """Re-plan the rest of the day from ``at`` (a background job like planning)."""
+    stored = _stored(conn, plan_id)
+    unknown = sorted(set(body.out_of_service) - {v.id for v in stored.request.vehicles})
+    if unknown:
+        raise Problem(422, f"unknown vehicle(s): {', '.join(unknown)}")
+    hours, minutes = (int(p) for p in body.at.split(":"))
+
+    def work(job_conn: Any, progress: Any) -> dict[str, Any]:
+        progress(f"re-planning {plan_id} from {body.at}")
+        result = replan_stored(
+            job_conn,
+            plan_id,
+            at_s=hours * 3600 + minutes * 60,
+            urgent=body.urgent,
+            out_of_service=set(body.out_of_service),
+            time_limit_s=body.seconds,
+        )
+        return plan_summary(result.plan_id, result.plan, {"parent_id": result.parent_id})
+
+    params = {"plan_id": plan_id, **body.model_dump(mode="json")}
+    with conn.transaction():
+        job_id = request.app.state.jobs.create(conn, "replan", params, principal.actor)
+        audit(conn, request, principal, "write", [plan_id, job_id], job="replan")
+    request.app.state.jobs.start(job_id, work)
+    return _accepted(response, conn, job_id)
+
+
+@router.post("/routes/collections")
+async def collections(
+    request: Request,
+    conn: Db,
+    principal: Annotated[Principal, Caller("routes:write")],
+    file: UploadFile,
+) -> CollectionsReport:
+    """Crews' collection records (CSV ``device_id,ts[,crew]``), as ``civic routes collected``:
+    any bad row and nothing is stored (422 lists them)."""
+    raw = await file.read()
+    try:
+        rows = parse_collections(io.StringIO(raw.decode("utf-8-sig")))
+        imported = import_collections(conn, rows, source="api")
+    except UnicodeDecodeError as exc:
+        raise Problem(400, "the file is not UTF-8 text") from exc
+    except RegistryImportError as exc:
+        raise Problem(422, "; ".join(str(e) for e in exc.errors[:50])) from exc
+    audit(conn, request, principal, "write", [], collections=imported.rows, new=imported.new)
+    return CollectionsReport(rows=imported.rows, new=imported.new)

@@ -1,0 +1,159 @@
+"""Logging in, tokens for scripts, refresh and revocation, and the settings' secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from api.identity import create_token, disable_user
+from api.security import ROLE_SCOPES, Principal, Role, decode_access_token, issue_access_token
+from api.settings import ApiSettingsError
+from store.db import connect
+from tests.api.conftest import PASSWORD, Api, api_settings
+
+SECRET = "t" * 48
+
+
+def test_no_credentials_is_401_problem_json_with_a_challenge(api: Api) -> None:
+    response = api.client.get("/api/v1/homes")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    body = response.json()
+    assert body["status"] == 401 and body["title"] == "Unauthorized" and body["detail"]
+
+
+def test_a_wrong_password_or_unknown_user_gets_no_token(api: Api) -> None:
+    for username, password in (("olivia", "wrong password!"), ("nobody", PASSWORD)):
+        response = api.client.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "password", "username": username, "password": password},
+        )
+        assert response.status_code == 401
+        assert "access_token" not in response.json()
+
+
+def test_login_gives_a_token_with_the_roles_scopes(api: Api) -> None:
+    me = api.as_("olivia")("GET", "/api/v1/auth/me").json()
+    assert me == {
+        "name": "olivia",
+        "kind": "user",
+        "role": "housing_officer",
+        "scopes": sorted(ROLE_SCOPES[Role.HOUSING_OFFICER]),
+        "patches": ["north"],
+    }
+
+
+def test_a_forged_or_expired_token_is_refused(api: Api) -> None:
+    principal = Principal("user", "ada", Role.ADMIN, ROLE_SCOPES[Role.ADMIN])
+    expired = issue_access_token(principal, secret=SECRET, ttl=timedelta(seconds=-5))
+    forged = issue_access_token(principal, secret="f" * 48, ttl=timedelta(minutes=5))
+    for token, words in ((expired, "expired"), (forged, "not valid")):
+        response = api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+        assert words in response.json()["detail"]
+
+
+def test_a_disabled_user_is_refused_at_the_next_request(api: Api) -> None:
+    call = api.as_("sam")
+    assert call("GET", "/api/v1/auth/me").status_code == 200
+    with connect(api.url) as conn:
+        disable_user(conn, "sam")
+    response = call("GET", "/api/v1/auth/me")
+    assert response.status_code == 401
+    assert "disabled" in response.json()["detail"]
+
+
+def test_refresh_tokens_rotate_and_can_be_revoked(api: Api) -> None:
+    login = api.client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": "wendy", "password": PASSWORD},
+    ).json()
+    first = login["refresh_token"]
+    refreshed = api.client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": first}
+    )
+    assert refreshed.status_code == 200
+    second = refreshed.json()["refresh_token"]
+    assert second != first
+    again = api.client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": first}
+    )
+    assert again.status_code == 401  # single use
+    headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert (
+        api.client.post("/api/v1/auth/revoke", data={"token": second}, headers=headers).status_code
+        == 204
+    )
+    revoked = api.client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": second}
+    )
+    assert revoked.status_code == 401
+
+
+def test_client_credentials_for_scripts_and_revocation(api: Api) -> None:
+    with connect(api.url) as conn:
+        token = create_token(conn, "council-crm", role="engineer", scopes=["devices:read"])
+    response = api.client.post(
+        "/api/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": token.client_id,
+            "client_secret": token.client_secret,
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["scope"] == "devices:read" and body.get("refresh_token") is None
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    assert api.client.get("/api/v1/devices", headers=headers).status_code == 200
+    # A scope the engineer role has but this token was not given.
+    assert api.client.get("/api/v1/ops/ingest", headers=headers).status_code == 403
+    wrong = api.client.post(
+        "/api/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": token.client_id,
+            "client_secret": token.client_secret + "x",
+        },
+    )
+    assert wrong.status_code == 401
+    with connect(api.url) as conn:
+        from api.identity import revoke_token
+
+        revoke_token(conn, "council-crm")
+    assert api.client.get("/api/v1/devices", headers=headers).status_code == 401
+
+
+def test_a_token_never_carries_more_than_its_role() -> None:
+    principal = Principal("user", "x", Role.ENGINEER, frozenset({"homes:read", "ops:read"}))
+    token = issue_access_token(principal, secret=SECRET, ttl=timedelta(minutes=1))
+    assert decode_access_token(token, secret=SECRET).scopes == frozenset({"ops:read"})
+
+
+@pytest.mark.parametrize("secret", [None, "changeme", "short"])
+def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) -> None:
+    settings = api_settings(api_secret=SecretStr(secret) if secret else None)
+    with pytest.raises(ApiSettingsError):
+        settings.signing_secret()
+
+
+def test_development_makes_its_own_secret_once(tmp_path) -> None:
+    settings = api_settings(env="development", api_secret=None, data_dir=tmp_path)
+    first = settings.signing_secret()
+    assert len(first) >= 32 and settings.signing_secret() == first
+    assert (tmp_path / "api-secret").stat().st_mode & 0o077 == 0
+
+
+def test_logins_are_rate_limited_per_user(api: Api) -> None:
+    codes = [
+        api.client.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "password", "username": "ed", "password": "not the password"},
+        ).status_code
+        for _ in range(12)
+    ]
+    assert codes[:10] == [401] * 10
+    assert codes[10] == 429
