@@ -22,7 +22,9 @@ def test_no_credentials_is_401_problem_json_with_a_challenge(api: Api) -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == "Bearer"
     body = response.json()
-    assert body["status"] == 401 and body["title"] == "Unauthorized" and body["detail"]
+    assert body["status"] == 401
+    assert body["title"] == "Unauthorized"
+    assert body["detail"]
 
 
 def test_a_wrong_password_or_unknown_user_gets_no_token(api: Api) -> None:
@@ -106,7 +108,8 @@ def test_client_credentials_for_scripts_and_revocation(api: Api) -> None:
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["scope"] == "devices:read" and body.get("refresh_token") is None
+    assert body["scope"] == "devices:read"
+    assert body.get("refresh_token") is None
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     assert api.client.get("/api/v1/devices", headers=headers).status_code == 200
     # A scope the engineer role has but this token was not given.
@@ -143,7 +146,8 @@ def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) 
 def test_development_makes_its_own_secret_once(tmp_path) -> None:
     settings = api_settings(env="development", api_secret=None, data_dir=tmp_path)
     first = settings.signing_secret()
-    assert len(first) >= 32 and settings.signing_secret() == first
+    assert len(first) >= 32
+    assert settings.signing_secret() == first
     assert (tmp_path / "api-secret").stat().st_mode & 0o077 == 0
 
 
