@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -92,6 +93,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first["loc"]) if first else "request"
         detail = f"{where}: {first['msg']}" if first else "the request is not valid"
         return _response(request, 422, detail, errors=errors)
+
+    @app.exception_handler(psycopg.DataError)
+    async def data_problem(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # SQLSTATE class 22: a value from the request the database cannot take (a NUL
+        # character, a number out of range). The caller's input, so a 400, not a 500.
+        log.info("data error in %s %s: %s", request.method, request.url.path, exc)
+        return _response(request, 400, f"a value in the request cannot be used: {exc}")
 
     @app.exception_handler(Exception)
     async def server_problem(request: Request, exc: Exception) -> JSONResponse:

@@ -39,6 +39,8 @@ class ApiSettings(BaseSettings):
     api_rate_per_minute: int = 1200
     """Requests per minute per caller before 429 (a screen polling every few seconds uses
     a few dozen)."""
+    api_route_max_seconds: float = 600.0
+    """The longest route search a caller may ask for (the solver holds a core meanwhile)."""
     api_cors_origins: list[str] = []
     """Origins allowed to call the API from a browser; none by default (same origin only)."""
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import psycopg
 
 from firmware_contracts import parse_rfc3339
-from store.registry import RegistryImportError, RowError
+from store.registry import RegistryImportError, RowError, csv_rows
 
 __all__ = ["CollectionRecordRow", "ImportedCollections", "import_collections", "parse_collections"]
 
@@ -48,7 +48,7 @@ def parse_collections(stream: TextIO) -> list[CollectionRecordRow]:
         )
     rows: list[CollectionRecordRow] = []
     errors: list[RowError] = []
-    for row in reader:
+    for row in csv_rows(reader):
         device_id = (row.get("device_id") or "").strip()
         stamp = (row.get("ts") or "").strip()
         if not device_id:

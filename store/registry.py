@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -124,6 +124,15 @@ def parse_device_row(row: dict[str, str]) -> Device:
     )
 
 
+def csv_rows(reader: csv.DictReader[str]) -> Iterator[dict[str, str]]:
+    """The reader's rows; a file that is not CSV at all is a :class:`RegistryImportError`
+    naming the line, not a traceback."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise RegistryImportError([RowError(reader.line_num, f"not CSV: {exc}")]) from exc
+
+
 def parse_devices_csv(stream: TextIO) -> list[Device]:
     """All devices in a registry CSV, or RegistryImportError with every bad row."""
     reader = csv.DictReader(stream)
@@ -136,7 +145,7 @@ def parse_devices_csv(stream: TextIO) -> list[Device]:
     devices: list[Device] = []
     errors: list[RowError] = []
     first_line: dict[str, int] = {}
-    for row in reader:
+    for row in csv_rows(reader):
         line = reader.line_num
         try:
             device = parse_device_row(row)

@@ -150,20 +150,6 @@ def list_(
     return [Alert(**r) for r in rows]
 
 
-@router.get("/{alert_id}")
-def get(
-    request: Request,
-    conn: Db,
-    principal: Annotated[Principal, Caller("alerts:read")],
-    alert_id: str,
-) -> AlertDetail:
-    """One alert with the evidence its rule gave and its timeline (who did what, when)."""
-    row = _load(conn, principal, alert_id)
-    _log_homes(conn, request, principal, [row])
-    timeline = [TimelineEntry(**t) for t in alert_timeline(conn, alert_id)]
-    return AlertDetail(**row, timeline=timeline)
-
-
 def _after_action(
     conn: Db, request: Request, principal: Principal, alert_id: str, action: str, **detail: Any
 ) -> AlertDetail:
@@ -171,7 +157,7 @@ def _after_action(
     return get(request, conn, principal, alert_id)
 
 
-@router.post("/{alert_id}/acknowledge")
+@router.post("/{alert_id:path}/acknowledge")
 def acknowledge(
     request: Request,
     conn: Db,
@@ -188,7 +174,7 @@ def acknowledge(
     return _after_action(conn, request, principal, alert_id, "write", change="acknowledged")
 
 
-@router.post("/{alert_id}/resolve")
+@router.post("/{alert_id:path}/resolve")
 def resolve(
     request: Request,
     conn: Db,
@@ -234,7 +220,7 @@ def _record(
     return _after_action(conn, request, principal, alert_id, "write", step=step.value)
 
 
-@router.post("/{alert_id}/investigated")
+@router.post("/{alert_id:path}/investigated")
 def investigated(
     request: Request,
     conn: Db,
@@ -247,7 +233,7 @@ def investigated(
     return _record(request, conn, principal, alert_id, Milestone.INVESTIGATE, body)
 
 
-@router.post("/{alert_id}/milestones")
+@router.post("/{alert_id:path}/milestones")
 def milestone(
     request: Request,
     conn: Db,
@@ -260,7 +246,7 @@ def milestone(
 
 
 @router.get(
-    "/{alert_id}/evidence",
+    "/{alert_id:path}/evidence",
     response_class=Response,
     responses={200: {"content": {"application/json": {}, "text/html": {}, "application/pdf": {}}}},
 )
@@ -290,3 +276,19 @@ def evidence(
     if format == "html":
         return Response(render_html(pack), media_type="text/html")
     return Response(to_json(pack), media_type="application/json")
+
+
+# Last: an alert id has slashes (uprn/type/time), so this path would also match the
+# action and evidence paths above if it came first.
+@router.get("/{alert_id:path}")
+def get(
+    request: Request,
+    conn: Db,
+    principal: Annotated[Principal, Caller("alerts:read")],
+    alert_id: str,
+) -> AlertDetail:
+    """One alert with the evidence its rule gave and its timeline (who did what, when)."""
+    row = _load(conn, principal, alert_id)
+    _log_homes(conn, request, principal, [row])
+    timeline = [TimelineEntry(**t) for t in alert_timeline(conn, alert_id)]
+    return AlertDetail(**row, timeline=timeline)

@@ -227,7 +227,7 @@ async def import_devices(
     is imported (422 lists every bad row)."""
     raw = await file.read()
     try:
-        devices = parse_devices_csv(io.StringIO(raw.decode("utf-8-sig")))
+        devices = parse_devices_csv(io.StringIO(raw.decode("utf-8-sig"), newline=""))
     except UnicodeDecodeError as exc:
         raise Problem(400, "the file is not UTF-8 text") from exc
     except RegistryImportError as exc:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from api.deps import Caller, Db
+from api.deps import Caller, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import Principal
 from common.timeparse import parse_when
@@ -188,7 +188,8 @@ def extract(
     cursor: Annotated[str | None, Query(description="from the X-Next-Cursor header")] = None,
 ) -> StreamingResponse:
     """The time-based extract, oldest first, ``limit`` rows a page; when more remain the
-    ``X-Next-Cursor`` header (and a ``Link: rel=next``) gives the next page."""
+    ``X-Next-Cursor`` header (and a ``Link: rel=next``) gives the next page. Columns as
+    ``civic export readings``; ``uprn`` only for callers who may see homes (logged)."""
     if (since is None) == (changed_since is None):
         raise Problem(400, "give exactly one of since or changed_since")
     column = "r.ts" if since is not None else "r.received_at"
@@ -196,7 +197,8 @@ def extract(
     end = _when(until, "until")
     after = _decode_cursor(cursor) if cursor else None
     sql = (
-        f"SELECT r.device_id, r.ts, {_METRIC_COLUMNS}, r.seq, r.received_at, {column} AS k"
+        f"SELECT r.device_id, r.ts, {_METRIC_COLUMNS}, r.seq,"
+        f" CASE WHEN %(uprns)s THEN d.uprn END AS uprn, r.received_at, {column} AS k"
         f" FROM readings r JOIN devices d USING (device_id)"
         f" WHERE {_VISIBLE} AND {column} >= %(start)s"
         f" AND (%(end)s::timestamptz IS NULL OR {column} < %(end)s)"
@@ -213,6 +215,7 @@ def extract(
         "after_k": after[0] if after else None,
         "after_d": after[1] if after else None,
         "limit": limit + 1,
+        "uprns": principal.sees_addresses,
     }
     rows = conn.execute(sql, params).fetchall()
     headers: dict[str, str] = {}
@@ -221,6 +224,10 @@ def extract(
         token = _encode_cursor(rows[-1]["k"], rows[-1]["device_id"])
         headers["X-Next-Cursor"] = token
         headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
+
+    uprns = sorted({r["uprn"] for r in rows if r["uprn"]})
+    if uprns:
+        audit(conn, request, principal, "read_personal", uprns)
 
     def page() -> Iterator[dict[str, Any]]:
         for row in rows:

@@ -81,6 +81,12 @@ class CollectionsReport(BaseModel):
     new: int
 
 
+def _check_seconds(request: Request, seconds: float) -> None:
+    limit = request.app.state.settings.api_route_max_seconds
+    if seconds > limit:
+        raise Problem(422, f"seconds: at most {limit:g} on this server")
+
+
 def _job(conn: Db, job_id: str) -> Job:
     row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
     if row is None:
@@ -104,6 +110,7 @@ def plan(
 ) -> Job:
     """Start planning a day's routes for one stream; poll the job (``Location``) for
     progress and the plan id."""
+    _check_seconds(request, body.seconds)
     try:
         fleet = load_fleet()
         fleet.stream(body.stream)
@@ -210,6 +217,7 @@ def replan(
     body: ReplanBody,
 ) -> Job:
     """Re-plan the rest of the day from ``at`` (a background job like planning)."""
+    _check_seconds(request, body.seconds)
     stored = _stored(conn, plan_id)
     unknown = sorted(set(body.out_of_service) - {v.id for v in stored.request.vehicles})
     if unknown:
@@ -247,7 +255,7 @@ async def collections(
     any bad row and nothing is stored (422 lists them)."""
     raw = await file.read()
     try:
-        rows = parse_collections(io.StringIO(raw.decode("utf-8-sig")))
+        rows = parse_collections(io.StringIO(raw.decode("utf-8-sig"), newline=""))
         imported = import_collections(conn, rows, source="api")
     except UnicodeDecodeError as exc:
         raise Problem(400, "the file is not UTF-8 text") from exc

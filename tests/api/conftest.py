@@ -112,8 +112,8 @@ class Api:
         return call
 
 
-@pytest.fixture
-def estate_url(database_url: str) -> str:
+def build_estate(database_url: str) -> None:
+    """Devices, 30 hours of readings, a user per role, and the alerts they raise."""
     with connect(database_url) as conn:
         upsert_devices(conn, _devices())
         prepare_session(conn)
@@ -123,6 +123,11 @@ def estate_url(database_url: str) -> str:
         evaluator = Evaluator(conn, EvaluatorConfig())
         evaluator.run_cycle(notify=False)
         evaluator.close()
+
+
+@pytest.fixture
+def estate_url(database_url: str) -> str:
+    build_estate(database_url)
     return database_url
 
 
