@@ -178,8 +178,12 @@ def test_ack_and_resolve_through_the_cli(civic_env, capsys) -> None:
     actions = [a["action"] for a in shown["audit"]]
     assert actions[0] == "opened"
     assert actions[-2:] == ["acknowledged", "resolved"]
-    assert shown["audit"][-1]["actor"] == "jo.smith"
-    assert "resolved while on" in shown["audit"][-1]["detail"]["text"]
+    acknowledged, resolved_entry = shown["audit"][-2:]
+    assert acknowledged["actor"] == "jo.smith"
+    assert acknowledged["detail"]["text"] == "tenant called"
+    assert resolved_entry["actor"] == "jo.smith"
+    assert "resolved while on" in resolved_entry["detail"]["text"]
+    assert "plumber fixed it" in resolved_entry["detail"]["text"]
 
 
 def test_evidence_pack_has_readings_rule_and_timeline(civic_env, capsys, tmp_path) -> None:
