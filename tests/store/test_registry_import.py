@@ -144,7 +144,17 @@ def test_export_readings_window_csv_and_json(registered: str, tmp_path: Path, ca
     received = [parse_rfc3339(r.pop()) for r in table]
     assert all(abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in received)
     assert table[0][2:] == ["2.0", "", "", "", "", "", "", "", ""]
-    assert table[2][2:] == ["", "14.2", "3.4", "70.5", "812.0", "2.5", "-97.0", "42", "100030000001"]
+    assert table[2][2:] == [
+        "",
+        "14.2",
+        "3.4",
+        "70.5",
+        "812.0",
+        "2.5",
+        "-97.0",
+        "42",
+        "100030000001",
+    ]
 
     assert (
         main(
