@@ -124,7 +124,9 @@ def test_bad_topics_and_bad_statuses_are_dead_lettered_with_their_reasons(
     assert [(r["topic"], r["reason"]) for r in letters] == [
         (topic, reason)
         for (topic, _), reason in zip(
-            messages[:5], ["bad_topic", "bad_topic", "schema", "schema", "unknown_device"]
+            messages[:5],
+            ["bad_topic", "bad_topic", "schema", "schema", "unknown_device"],
+            strict=True,
         )
     ]
     assert [bytes(r["payload"]).decode() for r in letters] == [p for _, p in messages[:5]]
