@@ -60,6 +60,7 @@ def test_while_the_database_is_down_ingest_holds_a_fixed_number_and_the_broker_t
             "every message acknowledged after the outage",
         )
     finally:
+        services.local.start_postgres()  # the rest of the session needs it, whatever failed
         stop.set()
         ingest.join_checked(30)
     assert worker.metrics.snapshot()["db_errors"] > 0
