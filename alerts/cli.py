@@ -290,7 +290,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     smtp = None
     if settings.smtp_url:
-        host, port = parse_smtp_url(settings.smtp_url)
+        try:
+            host, port = parse_smtp_url(settings.smtp_url)
+        except ValueError as exc:
+            raise CliError(f"CIVIC_SMTP_URL: {exc}") from exc
         smtp = SmtpSender(host, port, sender=settings.smtp_from)
     else:
         log.warning("CIVIC_SMTP_URL is not set: email notifications stay queued")
