@@ -255,6 +255,8 @@ def _run(args: argparse.Namespace) -> int:
     broker = None if args.no_mqtt else parse_mqtt_url(mqtt_url())
     try:
         parts = assemble(settings, broker=broker, topic_prefix=get_settings().topic_prefix)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     except (OSError, TimeoutError) as exc:
         raise CliError(f"cannot reach the MQTT broker for device commands: {exc}") from exc
 

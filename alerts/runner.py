@@ -49,7 +49,8 @@ def assemble(
 ) -> ServiceParts:
     """Hooks and steps from the settings; ``broker=None`` publishes no device commands.
 
-    Raises ``OSError`` / ``TimeoutError`` when the broker cannot be reached.
+    Raises ``ValueError`` for a setting it cannot use (an SMTP URL), ``OSError`` /
+    ``TimeoutError`` when the broker cannot be reached.
     """
     policy = CommandPolicy(
         setpoint_c=settings.alerts_frost_setpoint_c,
@@ -57,7 +58,10 @@ def assemble(
     )
     smtp = None
     if settings.smtp_url:
-        host, port = parse_smtp_url(settings.smtp_url)
+        try:
+            host, port = parse_smtp_url(settings.smtp_url)
+        except ValueError as exc:
+            raise ValueError(f"CIVIC_SMTP_URL: {exc}") from exc
         smtp = SmtpSender(host, port, sender=settings.smtp_from)
     else:
         log.warning("CIVIC_SMTP_URL is not set: email notifications stay queued")

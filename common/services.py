@@ -31,6 +31,7 @@ DEBIAN_PACKAGES = ("postgresql", "mosquitto", "mosquitto-clients")
 DATABASE_NAME = "civic"
 DATABASE_USER = "civic"
 START_TIMEOUT_S = 30.0
+TIMESCALEDB_ENV = "CIVIC_TIMESCALEDB"  # auto | on | off: preload the extension or not
 
 
 class ServicesError(CivicError):
@@ -87,6 +88,24 @@ def timescaledb_available(bindir: Path) -> bool:
         version = bindir.parent.name
         sharedir = f"/usr/share/postgresql/{version}"
     return Path(sharedir, "extension", "timescaledb.control").exists()
+
+
+def timescaledb_wanted(bindir: Path) -> bool:
+    """Whether the local PostgreSQL preloads TimescaleDB, as ``CIVIC_TIMESCALEDB`` says:
+    ``auto`` (the default) when the extension is installed, ``off`` never (to run the native
+    partitioning path on a machine that has it), ``on`` always, failing where it is missing."""
+    wanted = os.environ.get(TIMESCALEDB_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "on", "off"):
+        raise ServicesError(f"{TIMESCALEDB_ENV}={wanted!r}: use auto, on or off")
+    if wanted == "off":
+        return False
+    installed = timescaledb_available(bindir)
+    if wanted == "on" and not installed:
+        raise ServicesError(
+            f"{TIMESCALEDB_ENV}=on but the timescaledb extension is not installed for "
+            f"the PostgreSQL in {bindir}"
+        )
+    return installed
 
 
 def ensure_installed() -> None:
@@ -218,7 +237,7 @@ class LocalServices:
     def _server_options(bindir: Path, port: int) -> str:
         options = f"-p {port}"
         # Decided at each start, so installing the extension later needs only a restart.
-        if timescaledb_available(bindir) and not os.environ.get("CIVIC_NO_TIMESCALEDB"):
+        if timescaledb_wanted(bindir):
             options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         return options
 

@@ -95,14 +95,20 @@ def any_mode_database_url(
 ) -> Iterator[str]:
     """A fresh database in each storage mode; the TimescaleDB one skips where not installed."""
     if request.param is StoreMode.TIMESCALEDB and not timescaledb_available:
-        pytest.skip("timescaledb extension not installed in this PostgreSQL")
+        pytest.skip("timescaledb extension not installed (or not preloaded) in this PostgreSQL")
     yield from _fresh_database(services, request.param)
+
+
+@pytest.fixture
+def native_database_url(services: TestServices) -> Iterator[str]:
+    """A fresh database on native partitioning, whatever the server could do."""
+    yield from _fresh_database(services, StoreMode.NATIVE)
 
 
 @pytest.fixture
 def timescale_database_url(services: TestServices, timescaledb_available: bool) -> Iterator[str]:
     if not timescaledb_available:
-        pytest.skip("timescaledb extension not installed in this PostgreSQL")
+        pytest.skip("timescaledb extension not installed (or not preloaded) in this PostgreSQL")
     yield from _fresh_database(services, StoreMode.TIMESCALEDB)
 
 

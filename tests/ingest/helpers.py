@@ -56,7 +56,6 @@ class Background(threading.Thread, Generic[T]):
             raise AssertionError("background task did not finish")
         if self.error:
             raise self.error
-        assert self.result is not None or self.error is None
         return self.result  # type: ignore[return-value]
 
 

@@ -90,3 +90,53 @@ def test_unregistered_device_is_dead_lettered(database_url: str, mqtt) -> None:
         ("unknown_device", "bin-999999")
     ]
     assert json.loads(bytes(letters[0]["payload"]))["device_id"] == "bin-999999"
+
+
+def test_bad_topics_and_bad_statuses_are_dead_lettered_with_their_reasons(
+    database_url: str, mqtt
+) -> None:
+    register_estate(database_url, bins=1, homes=0)
+    worker, stop, thread = start_worker(database_url, mqtt)
+    root = f"{mqtt.prefix}/v1/devices"
+    ts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    reading = {"v": 1, "device_id": "bin-000001", "seq": 1, "ts": ts, "fill_pct": 50}
+    messages = [
+        # The subscription's + matches these device levels, which are not device ids.
+        (f"{root}/.hidden/telemetry", json.dumps(reading)),
+        (f"{root}/bin 000001/status", json.dumps({"state": "online"})),
+        # Status: not the contract's shape, and from a device nobody registered.
+        (f"{root}/bin-000001/status", json.dumps({"state": "sleeping"})),
+        (f"{root}/bin-000001/status", "online"),
+        (f"{root}/bin-999999/status", json.dumps({"state": "online"})),
+        # And one good status, which is stored.
+        (f"{root}/bin-000001/status", json.dumps({"state": "online", "fw": "2.1.0"})),
+    ]
+    for topic, payload in messages:
+        publish.single(topic, payload, qos=1, hostname=mqtt.host, port=mqtt.port)
+    wait_for(lambda: worker.metrics.snapshot()["received"] >= len(messages), 30, "six messages")
+    stop.set()
+    thread.join_checked(30)
+    with connect(database_url) as conn:
+        letters = conn.execute(
+            "SELECT topic, reason, detail, payload FROM deadletters ORDER BY id"
+        ).fetchall()
+        status = conn.execute("SELECT device_id, state, fw FROM device_status").fetchall()
+    assert [(r["topic"], r["reason"]) for r in letters] == [
+        (topic, reason)
+        for (topic, _), reason in zip(
+            messages[:5],
+            ["bad_topic", "bad_topic", "schema", "schema", "unknown_device"],
+            strict=True,
+        )
+    ]
+    assert [bytes(r["payload"]).decode() for r in letters] == [p for _, p in messages[:5]]
+    assert letters[2]["detail"].startswith("status: ")
+    assert worker.metrics.snapshot()["rejected"] == {
+        "bad_topic": 2,
+        "schema": 2,
+        "unknown_device": 1,
+    }
+    assert [dict(r) for r in status] == [
+        {"device_id": "bin-000001", "state": "online", "fw": "2.1.0"}
+    ]
+    assert count(database_url, "SELECT count(*) FROM readings") == 0

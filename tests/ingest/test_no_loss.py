@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,14 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start_ingest(database_url: str, mqtt, client_id: str, log: Path) -> subprocess.Popen[bytes]:
+def _start_ingest(
+    database_url: str,
+    mqtt,
+    client_id: str,
+    log: Path,
+    *extra: str,
+    stdout: Path | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CIVIC_DATABASE_URL": database_url,
@@ -30,11 +38,22 @@ def _start_ingest(database_url: str, mqtt, client_id: str, log: Path) -> subproc
         "CIVIC_TOPIC_PREFIX": mqtt.prefix,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "civic.cli", "ingest", "--client-id", client_id, "--flush-ms", "50"],
+        [
+            sys.executable,
+            "-m",
+            "civic.cli",
+            "ingest",
+            "--client-id",
+            client_id,
+            "--flush-ms",
+            "50",
+            *extra,
+        ],
         env=env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout.open("ab") if stdout else subprocess.DEVNULL,
         stderr=log.open("ab"),
+        start_new_session=True,  # its own process group: workers are signalled with it
     )
 
 
@@ -107,3 +126,80 @@ def test_ingest_killed_and_broker_restarted_mid_stream(
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(30)
     assert "mqtt connected" in log.read_text()
+
+
+def test_shared_subscription_workers_killed_mid_stream_lose_nothing(
+    database_url: str, mqtt, tmp_path: Path
+) -> None:
+    """``--workers 3`` on the shared subscription: all three crash at once and come back with
+    the same client ids; every acknowledged reading is stored exactly once."""
+    workers = 3
+    estate = register_estate(database_url, bins=80, homes=20)
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    log, stats = tmp_path / "ingest.log", tmp_path / "stats.jsonl"
+    argv = ("--workers", str(workers), "--stats", "--stats-interval", "0.5")
+    ingest = _start_ingest(database_url, mqtt, client_id, log, *argv, stdout=stats)
+    config = SimConfig(
+        bins=80,
+        homes=20,
+        interval_s=300,
+        duration_s=8 * 3600,
+        speed=10**6,
+        max_rate=1000,
+        seed=12,
+        topic_prefix=mqtt.prefix,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        record_keys=True,
+    )
+    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port)
+    runner = Background(sim.run)
+    try:
+        # Every worker's persistent session is on the shared subscription before publishing.
+        wait_for(
+            lambda: log.read_text().count("mqtt connected") >= workers, 60, "workers to connect"
+        )
+        time.sleep(1)
+        runner.start()
+        wait_for(
+            lambda: count(database_url, "SELECT count(*) FROM readings") > 1000,
+            60,
+            "ingest to store some readings",
+        )
+        os.killpg(ingest.pid, signal.SIGKILL)  # every worker crashes: no flush, no disconnect
+        ingest.wait(10)
+        first_run = _worker_stats(stats)
+        stats.write_text("")
+        ingest = _start_ingest(database_url, mqtt, client_id, log, *argv, stdout=stats)
+        report = runner.join_checked(180)
+        assert report.acked == report.published
+        expected = report.keys
+        with contextlib.suppress(AssertionError):
+            wait_for(
+                lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
+                90,
+                f"all {len(expected)} readings to be stored",
+            )
+        time.sleep(1)  # anything extra would show up now
+        stored = _stored_keys(database_url)
+        missing = sorted(expected - stored, key=lambda k: k[1])
+        assert not missing, (len(missing), missing[:3], log.read_text()[-3000:])
+        assert stored == expected
+    finally:
+        os.killpg(ingest.pid, signal.SIGINT)
+        ingest.wait(30)
+    assert ingest.returncode == 0, log.read_text()[-3000:]
+    # The load was shared: each worker received some before the crash and after the restart.
+    assert sorted(first_run) == list(range(workers)), first_run
+    assert all(s["received"] > 0 for s in first_run.values()), first_run
+    second_run = _worker_stats(stats)
+    assert sorted(second_run) == list(range(workers)), second_run
+    assert all(s["final"] and s["received"] > 0 for s in second_run.values()), second_run
+
+
+def _worker_stats(path: Path) -> dict[int, dict]:
+    """The last stats line each worker printed."""
+    last: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        item = json.loads(line)
+        last[item["worker"]] = {"final": False, **item}
+    return last

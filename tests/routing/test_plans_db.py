@@ -207,7 +207,8 @@ def test_replan_keeps_done_stops_and_adds_the_urgent_bin(estate, capsys):
     assert new_route.stops[: len(done)] == tuple(done)
     visited = [b for r in replanned.plan.routes for b in r.bin_ids]
     assert "bin-low-1" in visited
-    assert set(original.plan.routes[0].bin_ids) <= set(visited)
+    # Every bin of every original route is still collected, done or not.
+    assert {b for r in original.plan.routes for b in r.bin_ids} <= set(visited)
     assert len(visited) == len(set(visited))  # nothing collected twice
     assert replanned.reason_for("bin-low-1") == "reported: collect today"
 
@@ -230,3 +231,78 @@ def test_stored_request_and_plan_round_trip_and_reproduce(estate, capsys):
         b for r in stored.plan.routes for b in r.bin_ids
     )
     assert load_fleet().to_dict() == stored.fleet
+
+
+def test_replan_out_of_service_hands_the_bins_to_the_other_trucks(estate, capsys):
+    plan_id = str(_plan(capsys)["plan_id"])
+    with connect(estate) as conn:
+        original = load_plan(conn, plan_id)
+    busy = [r for r in original.plan.routes if not r.is_empty]
+    broken = busy[0]
+    first_bin = next(s for s in broken.stops if s.kind == "bin")
+    at = first_bin.arrival_s - 60  # breaks down on the way to its first bin
+    at_text = f"{at // 3600:02d}:{at % 3600 // 60:02d}"
+    argv = ["routes", "replan", plan_id, "--at", at_text, "--seconds", "1", "--json"]
+    code = main([*argv, "--out-of-service", broken.vehicle_id])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["parent_id"] == plan_id
+    assert summary["date"] == PLAN_DATE
+    assert summary["unserved_must_collect"] == 0
+    with connect(estate) as conn:
+        replanned = load_plan(conn, summary["plan_id"])
+    assert replanned.parent_id == plan_id
+    route = replanned.plan.route_for(broken.vehicle_id)
+    assert route is None or route.bin_ids == ()
+    others = {
+        b for r in replanned.plan.routes if r.vehicle_id != broken.vehicle_id for b in r.bin_ids
+    }
+    assert set(broken.bin_ids) <= others
+
+
+def test_replan_and_export_user_errors_exit_2_with_a_message(estate, capsys):
+    plan_id = str(_plan(capsys)["plan_id"])
+    vehicles = ["rcv-general-01", "rcv-general-02", "rcv-general-03"]
+    cases = [
+        (["nope", "--at", "10:00"], "no stored plan 'nope'"),
+        ([plan_id, "--at", "10am"], "--at '10am' is not a clock time HH:MM"),
+        ([plan_id, "--at", "10:00", "--seconds", "0"], "--seconds must be positive"),
+        ([plan_id, "--at", "10:00", "--out-of-service", "rcv-9"], "unknown vehicle(s): rcv-9"),
+        (
+            [plan_id, "--at", "10:00", "--out-of-service", *vehicles],
+            "no vehicle is left in service for the rest of the shift",
+        ),
+        (
+            [plan_id, "--at", "10:00", "--urgent", "bin-nope"],
+            "urgent bin 'bin-nope' is not a registered bin",
+        ),
+        (
+            [plan_id, "--at", "10:00", "--urgent", "bin-recycling-1"],
+            "urgent bin 'bin-recycling-1' holds recycling, not general",
+        ),
+    ]
+    for args, message in cases:
+        seconds = [] if "--seconds" in args else ["--seconds", "1"]
+        assert main(["routes", "replan", *args, *seconds]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == f"civic routes: error: {message}", (args, err)
+    with connect(estate) as conn:
+        plans = conn.execute("SELECT count(*) AS n FROM route_plans").fetchone()
+    assert plans["n"] == 1  # no failed re-plan stored anything
+
+    assert main(["routes", "export", "nope", "--format", "csv"]) == 2
+    assert capsys.readouterr().err.strip() == "civic routes: error: no stored plan 'nope'"
+
+
+def test_export_writes_to_standard_output_without_a_file(estate, capsys, tmp_path: Path):
+    plan_id = str(_plan(capsys)["plan_id"])
+    for fmt in ("geojson", "gpx", "csv"):
+        out = tmp_path / f"plan.{fmt}"
+        assert main(["routes", "export", plan_id, "--format", fmt, "-o", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["routes", "export", plan_id, "--format", fmt]) == 0
+        assert capsys.readouterr().out == out.read_text()
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "plan.csv").read_text())))
+    assert rows
+    assert {r["stop_id"] for r in rows} >= {"bin-full-1", "bin-full-2", "bin-full-3", "bin-full-4"}

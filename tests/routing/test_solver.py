@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from routing.model import BreakRule, DisposalSite, Site, TimeWindow
@@ -11,7 +13,6 @@ from routing.validate import validate_plan
 from tests.routing.conftest import (
     DEPOT,
     SHIFT_6_TO_18,
-    TIP,
     make_bin,
     make_request,
     make_vehicle,
@@ -171,11 +172,14 @@ def test_validator_agrees_with_an_independent_matrix(ring_of_bins):
     request = make_request(
         ring_of_bins(8, 1500.0, weight_kg=700.0), [make_vehicle(capacity_kg=2000.0)]
     )
+    began = time.perf_counter()
     plan = plan_routes(request, time_limit_s=1.0)
+    elapsed = time.perf_counter() - began
     # Recomputed from the request alone, with a fresh haversine matrix.
     assert validate_plan(request, plan) == []
-    assert plan.stats.model_build_s >= 0
+    # The stats time the two phases of this call, in seconds (each rounded to 1 ms).
     assert plan.stats.search_s > 0
+    assert plan.stats.model_build_s + plan.stats.search_s <= elapsed + 0.002
 
 
 @pytest.mark.parametrize(
@@ -186,15 +190,19 @@ def test_required_breaks(limit_h, expected):
     assert required_breaks(round(limit_h * 3600), rule.max_driving_s, rule.break_s) == expected
 
 
-def test_depot_and_tip_fixtures_are_distinct():
-    assert DEPOT.id != TIP.id
-
-
-@pytest.mark.parametrize("engine", ["ortools", "hybrid", "pyvrp"])
-def test_every_refuse_engine_serves_all_must_collect_bins(ring_of_bins, engine):
+@pytest.mark.parametrize(
+    ("engine", "reported"),
+    [
+        ("ortools", {"ortools"}),
+        # The hybrid keeps whichever of its two candidates is better, and says which.
+        ("hybrid", {"hybrid:ortools", "hybrid:pyvrp"}),
+        ("pyvrp", {"pyvrp"}),
+    ],
+)
+def test_every_refuse_engine_serves_all_must_collect_bins(ring_of_bins, engine, reported):
     bins = ring_of_bins(12, 1500.0, weight_kg=300.0)
     request = make_request(bins, [make_vehicle(capacity_kg=1500.0)])
     plan = plan_routes(request, time_limit_s=1.0, engine=engine)
     assert plan.violations == ()
     assert plan.unserved == ()
-    assert plan.stats.engine.endswith(engine) or engine == "hybrid"
+    assert plan.stats.engine in reported

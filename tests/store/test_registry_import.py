@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from civic.cli import main
+from firmware_contracts import parse_rfc3339
 from store.db import connect
 
 HEADER = "device_id,kind,lat,lon,uprn,address,patch,void,waste_stream,capacity_l,threshold_pct,ward"
@@ -104,9 +107,10 @@ def test_readings_import_all_or_nothing(registered: str, tmp_path: Path, capsys)
 
 def test_export_readings_window_csv_and_json(registered: str, tmp_path: Path, capsys) -> None:
     rows = (
-        ["device_id,ts,fill_pct,rh_pct,temp_c"]
-        + [f"bin-1,2026-01-05T{h:02d}:00:00Z,{h},," for h in range(10)]
-        + ["env-1,2026-01-05T03:30:00Z,,70.5,14.2"]
+        ["device_id,ts,fill_pct,rh_pct,temp_c,battery_v,co2_ppm,tilt_deg,rssi_dbm,seq"]
+        + [f"bin-1,2026-01-05T{h:02d}:00:00Z,{h},,,,,,," for h in range(10)]
+        # Every value distinct, so a column out of place shows.
+        + ["env-1,2026-01-05T03:30:00Z,,70.5,14.2,3.4,812,2.5,-97,42"]
     )
     assert main(["readings", "import", str(_write(tmp_path, "r.csv", rows))]) == 0
     capsys.readouterr()
@@ -126,11 +130,31 @@ def test_export_readings_window_csv_and_json(registered: str, tmp_path: Path, ca
         == 0
     )
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("device_id,ts,fill_pct,temp_c,battery_v,rh_pct")
-    assert lines[1].startswith("bin-1,2026-01-05T02:00:00Z,2.0,")
-    assert len(lines) == 1 + 3 + 1
-    env_line = next(x for x in lines if x.startswith("env-1"))
-    assert ",100030000001," in env_line  # every property export carries the UPRN
+    assert lines[0] == (
+        "device_id,ts,fill_pct,temp_c,battery_v,rh_pct,co2_ppm,tilt_deg,rssi_dbm,"
+        "seq,uprn,received_at"
+    )
+    table = list(csv.reader(lines[1:]))
+    assert [r[:2] for r in table] == [
+        ["bin-1", "2026-01-05T02:00:00Z"],
+        ["bin-1", "2026-01-05T03:00:00Z"],
+        ["env-1", "2026-01-05T03:30:00Z"],  # every property export carries the UPRN
+        ["bin-1", "2026-01-05T04:00:00Z"],
+    ]
+    received = [parse_rfc3339(r.pop()) for r in table]
+    assert all(abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in received)
+    assert table[0][2:] == ["2.0", "", "", "", "", "", "", "", ""]
+    assert table[2][2:] == [
+        "",
+        "14.2",
+        "3.4",
+        "70.5",
+        "812.0",
+        "2.5",
+        "-97.0",
+        "42",
+        "100030000001",
+    ]
 
     assert (
         main(
@@ -164,10 +188,47 @@ def test_deadletters_json_filter(registered: str, tmp_path: Path, capsys) -> Non
         "env-1,2026-01-05T10:00:00Z,120",
         "env-1,2999-01-01T00:00:00Z,50",
     ]
-    main(["readings", "import", "--skip-invalid", str(_write(tmp_path, "r.csv", rows))])
+    path = _write(tmp_path, "r.csv", rows)
+    assert main(["readings", "import", "--skip-invalid", str(path)]) == 0
     capsys.readouterr()
     assert main(["deadletters", "--reason", "future_ts", "--format", "json"]) == 0
     letters = json.loads(capsys.readouterr().out)
     assert [d["reason"] for d in letters] == ["future_ts"]
     assert letters[0]["source"] == "import"
     assert "2999" in letters[0]["payload"]
+
+
+def test_devices_import_names_every_bad_value(civic_env, tmp_path, capsys) -> None:
+    url, _ = civic_env
+    bad = [
+        HEADER,
+        "bin-5,bin,north,-1.1,,,,,general,240,80,",
+        "bin-6,bin,52.6,-181,,,,,general,240,80,",
+        "bin 7,bin,52.6,-1.1,,,,,general,240,80,",
+        "env-3,env,52.6,-1.1,UPRN-1,,north,false,,,,",
+        "env-4,env,52.6,-1.1,100030000004,,north,maybe,,,,",
+        "bin-8,bin,52.6,-1.1,,,,,compost,240,80,",
+        "bin-9,bin,52.6,-1.1,,,,,general,0,80,",
+        "bin-10,bin,52.6,-1.1,,,,,general,240,101,",
+        "env-5,env,52.6,-1.1,100030000005,,,false,,,,",
+        "bin-11,bin,52.6,-1.1,,,,,general,lots,80,",
+        GOOD[0],
+    ]
+    assert main(["devices", "import", str(_write(tmp_path, "bad.csv", bad))]) == 2
+    err = capsys.readouterr().err.splitlines()
+    path = tmp_path / "bad.csv"
+    assert err == [
+        f"{path}: line 2: lat must be a number (got 'north')",
+        f"{path}: line 3: lon must be between -180 and 180 (got -181)",
+        f"{path}: line 4: device_id 'bin 7' must be 1-64 letters, digits, '.', '_' or '-'",
+        f"{path}: line 5: uprn must be 1-12 digits (got 'UPRN-1')",
+        f"{path}: line 6: void must be true/false (got 'maybe')",
+        f"{path}: line 7: waste_stream must be one of"
+        " ['food', 'garden', 'general', 'glass', 'recycling'] (got 'compost')",
+        f"{path}: line 8: capacity_l must be between 1 and 100000 (got 0)",
+        f"{path}: line 9: threshold_pct must be between 1 and 100 (got 101)",
+        f"{path}: line 10: patch is required for a home sensor (kind env)",
+        f"{path}: line 11: capacity_l must be a number (got 'lots')",
+        "civic devices: error: 10 bad row(s); nothing imported",
+    ]
+    assert _count(url, "devices") == 0

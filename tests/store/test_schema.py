@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import psycopg
 import pytest
 
+from common.services import postgres_bindir
 from firmware_contracts import Reading
 from store.db import StoreMode, connect, current_mode, info, migrate
 from store.readings import PartitionGuard, prepare_session, write_batch
@@ -16,6 +19,28 @@ from .helpers import register_devices
 
 def _reading(device_id: str, ts: datetime, **metrics: float) -> Reading:
     return Reading(device_id=device_id, ts=ts, seq=1, **metrics)
+
+
+def test_the_local_server_is_in_the_storage_mode_asked_for(services, database_url: str) -> None:
+    """CI runs the suite once as the machine allows (TimescaleDB where installed) and once with
+    CIVIC_TIMESCALEDB=off: a silent fallback to the other mode would leave one path untested."""
+    if services.local is None:
+        pytest.skip("CIVIC_TIMESCALEDB steers only the project-local PostgreSQL")
+    wanted = os.environ.get("CIVIC_TIMESCALEDB", "auto").strip().lower() or "auto"
+    bindir = postgres_bindir()
+    assert bindir is not None
+    installed = Path(
+        subprocess.run(
+            [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+        ).stdout.strip(),
+        "extension",
+        "timescaledb.control",
+    ).exists()
+    timescale = wanted == "on" or (wanted == "auto" and installed)
+    expected = StoreMode.TIMESCALEDB if timescale else StoreMode.NATIVE
+    with connect(database_url) as conn:
+        assert current_mode(conn) is expected, (wanted, installed)
+    assert info(database_url)["mode"] == expected.value
 
 
 def test_migrate_is_idempotent(any_mode_database_url: str) -> None:
@@ -49,11 +74,9 @@ def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
     assert hourly[0]["bucket"] == base
 
 
-def test_native_partitions_are_created_for_any_week(services, any_mode_database_url: str) -> None:
-    url = any_mode_database_url
+def test_native_partitions_are_created_for_any_week(native_database_url: str) -> None:
+    url = native_database_url
     with connect(url) as conn:
-        if current_mode(conn) is not StoreMode.NATIVE:
-            pytest.skip("native partitioning only")
         register_devices(url, ["env-1"])
         prepare_session(conn)
         ts = datetime(2019, 6, 5, tzinfo=UTC)
@@ -139,4 +162,3 @@ def test_bad_url_is_a_clear_error() -> None:
 
     with pytest.raises(StoreError, match="cannot connect"):
         connect("postgresql://nobody@127.0.0.1:1/none")
-    assert psycopg  # imported for the error types above
