@@ -50,6 +50,10 @@ def _register_users(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     add.set_defaults(func=_users_add)
+    password = sub.add_parser("password", help="set a user's password (asks for it)")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true")
+    password.set_defaults(func=_users_password)
     listing = sub.add_parser("list", help="users, roles, patches, disabled or not")
     listing.add_argument("--format", choices=("json", "table"), default="table")
     listing.set_defaults(func=_users_list)
@@ -115,6 +119,16 @@ def _users_add(args: argparse.Namespace) -> int:
     with _connect() as conn:
         add_user(conn, args.name, args.role, args.patch, password)
     print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def _users_password(args: argparse.Namespace) -> int:
+    from api.identity import set_password
+
+    password = _read_password(args.password_stdin)
+    with _connect() as conn:
+        set_password(conn, args.name, password)
+    print(f"password of {args.name} set; their sessions elsewhere must log in again")
     return 0
 
 

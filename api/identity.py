@@ -44,6 +44,7 @@ __all__ = [
     "revoke_refresh_token",
     "revoke_token",
     "rotate_refresh_token",
+    "set_password",
     "still_allowed",
 ]
 
@@ -91,6 +92,24 @@ def add_user(conn: Conn, name: str, role: str, patches: Sequence[str], password:
         raise IdentityError(
             f"user name {name!r} must be letters, digits, '.', '_', '@' or '-' (up to 64)"
         ) from None
+
+
+def set_password(conn: Conn, name: str, password: str) -> None:
+    """A new password; the user's refresh tokens stop working (log in again everywhere)."""
+    if len(password) < 12:
+        raise IdentityError("a password needs at least 12 characters")
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE users SET password_hash = %s WHERE name = %s RETURNING id",
+            (hash_secret(password), name),
+        ).fetchone()
+        if row is None:
+            raise IdentityError(f"no user {name!r}")
+        conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now()"
+            " WHERE user_id = %s AND revoked_at IS NULL",
+            (row["id"],),
+        )
 
 
 def list_users(conn: Conn) -> list[dict[str, Any]]:

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     _show_store(demo)
     _show_alerts(demo, history)
     _show_routes(demo, args.route_seconds)
+    _create_users(demo)
     _where_to_look(demo)
     # More than sent is fine: a re-run also drains what its persistent session had queued.
     return 0 if stored >= sent else 1
@@ -253,6 +254,42 @@ def _show_routes(demo: _Demo, seconds: float) -> None:
     print(routes.stdout.strip()[-2500:] or routes.stderr.strip()[-1500:])
 
 
+# One user per role, so each screen and API scope can be tried as its users would.
+DEMO_USERS = (
+    ("officer.north", "housing_officer", ("north",)),
+    ("officer.south", "housing_officer", ("south",)),
+    ("waste.ops", "waste_ops", ()),
+    ("engineer", "engineer", ()),
+    ("admin", "admin", ()),
+)
+
+
+def _create_users(demo: _Demo) -> None:
+    """The demo's users with fresh passwords, printed and kept (owner-only) beside the demo."""
+    import secrets
+
+    from api.identity import IdentityError, add_user, set_password
+    from store.db import connect
+
+    _step("users, one per role (API and screens)")
+    credentials = {}
+    with connect(demo.db_url) as conn:
+        for name, role, patches in DEMO_USERS:
+            password = secrets.token_urlsafe(12)
+            try:
+                add_user(conn, name, role, patches, password)
+            except IdentityError:
+                set_password(conn, name, password)  # a re-run: same user, new password
+            credentials[name] = {"role": role, "patches": list(patches), "password": password}
+            where = f" ({', '.join(patches)})" if patches else ""
+            print(f"{name:<14} {role:<16} password {password}{where}")
+    path = demo.demo_dir / "users.json"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(credentials, indent=2), encoding="utf-8")
+    print(f"(also in {path}, readable by you only)")
+
+
 def _where_to_look(demo: _Demo) -> None:
     _step("where to look")
     print(
@@ -263,7 +300,7 @@ def _where_to_look(demo: _Demo) -> None:
                 "civic deadletters --format table                rejected messages with reasons",
                 "civic devices list --kind env                   homes and their UPRNs",
                 "civic ingest --stats --metrics-port 9108        live ingest (Prometheus on :9108)",
-                "civic api        then open http://127.0.0.1:8000/ (overview) and /docs (the API)",
+                "CIVIC_ENV=development civic api   then open http://127.0.0.1:8000/docs and log in",
                 "civic alerts list --state active      alerts (then show, ack, evidence)",
                 "civic routes list; civic routes export ID --format geojson -o routes.geojson",
                 f"files: {demo.demo_dir}/ (estate.csv, round_sheet.csv, ingest.log)",

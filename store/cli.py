@@ -242,5 +242,6 @@ def run_deadletters(args: argparse.Namespace) -> int:
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     from store.extract import jsonable
 
-    print_table([{c: jsonable(r.get(c)) for c in columns} for r in rows], columns, max_width=48)
+    shown = [{c: jsonable(r.get(c)) for c in columns} for r in rows]
+    print_table(shown, columns, max_width=48, upper=False)
     print(f"({len(rows)} rows)")

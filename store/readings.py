@@ -66,7 +66,8 @@ def copy_to_stage(cur: psycopg.Cursor[Any], readings: Sequence[Reading]) -> None
 
 
 def merge_stage(cur: psycopg.Cursor[Any]) -> int:
-    """Move staged rows into readings; the first copy of a (device_id, ts) wins.
+    """Move staged rows into readings; the first copy of a (device_id, ts) wins. Each
+    device's newest reading is kept in ``latest_readings`` too.
 
     ``received_at`` is stamped with the clock at insert time, moments before COMMIT, so
     ``received_at - ts`` is the reading's end-to-end latency. The staging table empties itself
@@ -78,7 +79,17 @@ def merge_stage(cur: psycopg.Cursor[Any]) -> int:
         f" FROM {_STAGE} ORDER BY device_id, ts, seq"
         f" ON CONFLICT (device_id, ts) DO NOTHING"
     )
-    return cur.rowcount
+    stored = cur.rowcount
+    columns = ", ".join(READING_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in READING_COLUMNS if c != "device_id")
+    cur.execute(
+        f"INSERT INTO latest_readings ({columns}, received_at)"
+        f" SELECT DISTINCT ON (device_id) {columns}, clock_timestamp() FROM {_STAGE}"
+        f" ORDER BY device_id, ts DESC, seq"
+        f" ON CONFLICT (device_id) DO UPDATE SET {updates}, received_at = EXCLUDED.received_at"
+        f" WHERE latest_readings.ts < EXCLUDED.ts"
+    )
+    return stored
 
 
 class PartitionGuard:

@@ -41,7 +41,7 @@ class Bin(BaseModel):
     capacity_l: float
     threshold_pct: float
     fill_pct: float | None
-    """Latest reading."""
+    """At the bin's latest reading."""
     reading_ts: datetime | None
     disabled: bool
 
@@ -135,10 +135,7 @@ _BINS = """
 SELECT d.device_id, d.lat, d.lon, d.patch, d.waste_stream, d.capacity_l, d.threshold_pct,
        d.disabled_at IS NOT NULL AS disabled, r.fill_pct, r.ts AS reading_ts
 FROM devices d
-LEFT JOIN LATERAL (
-    SELECT fill_pct, ts FROM readings WHERE device_id = d.device_id AND fill_pct IS NOT NULL
-    ORDER BY ts DESC LIMIT 1
-) r ON true
+LEFT JOIN latest_readings r USING (device_id)
 WHERE d.kind = 'bin'
   AND (%(stream)s::text IS NULL OR d.waste_stream = %(stream)s)
   AND (%(patch)s::text IS NULL OR d.patch = %(patch)s)

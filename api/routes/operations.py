@@ -118,8 +118,7 @@ def device_health(
                   coalesce(g.span - g.n, 0) AS missing_24h
            FROM devices d
            LEFT JOIN device_status s USING (device_id)
-           LEFT JOIN LATERAL (SELECT ts, battery_v FROM readings r
-                              WHERE r.device_id = d.device_id ORDER BY ts DESC LIMIT 1) l ON true
+           LEFT JOIN latest_readings l USING (device_id)
            LEFT JOIN LATERAL (SELECT count(*) AS n, max(seq) - min(seq) + 1 AS span
                               FROM readings r WHERE r.device_id = d.device_id
                                 AND r.ts > now() - interval '1 day') g ON true

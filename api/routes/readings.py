@@ -92,11 +92,10 @@ def latest(
 ) -> list[Reading]:
     """The latest reading of every device the caller may see."""
     rows = conn.execute(
-        f"""SELECT d.device_id, l.* FROM devices d
-            JOIN LATERAL (SELECT r.ts, {_METRIC_COLUMNS} FROM readings r
-                          WHERE r.device_id = d.device_id ORDER BY r.ts DESC LIMIT 1) l ON true
+        f"""SELECT l.device_id, l.ts, {_METRIC_COLUMNS.replace("r.", "l.")}
+            FROM latest_readings l JOIN devices d USING (device_id)
             WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)
-            ORDER BY d.device_id""",
+            ORDER BY l.device_id""",
         {**visible(principal), "kind": kind},
     ).fetchall()
     return [Reading(**r) for r in rows]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, UploadFile
@@ -74,6 +73,57 @@ class PlanListItem(BaseModel):
     unserved_must: int | None
     valid: bool | None
     engine: str | None
+
+
+class Stop(BaseModel):
+    stop_id: str
+    kind: Literal["bin", "tip", "break", "depot"]
+    lat: float
+    lon: float
+    arrival_s: int
+    """ETA, seconds after local midnight of the plan's day."""
+    start_s: int
+    departure_s: int
+    load_kg: float
+    load_l: float
+
+
+class RouteOut(BaseModel):
+    vehicle_id: str
+    distance_m: float
+    duration_s: float
+    stops: list[Stop]
+
+
+class VehicleSummary(BaseModel):
+    vehicle: str
+    bins: int
+    km: float
+    hours: float
+    tip_trips: int
+    breaks: int
+
+
+class UnservedBin(BaseModel):
+    bin: str
+    must_collect: bool
+    reason: str
+
+
+class PlanDetail(BaseModel):
+    plan_id: str
+    date: dt.date
+    stream: str
+    parent_id: str | None
+    engine: str
+    km: float
+    tip_trips: int
+    valid: bool
+    violations: list[str]
+    vehicles: list[VehicleSummary]
+    unserved: list[UnservedBin]
+    unserved_must_collect: int
+    routes: list[RouteOut]
 
 
 class CollectionsReport(BaseModel):
@@ -169,18 +219,12 @@ def _stored(conn: Db, plan_id: str) -> Any:
 
 
 @router.get("/routes/plans/{plan_id}")
-def get_plan(
-    conn: Db, _: Annotated[Principal, Caller("routes:read")], plan_id: str
-) -> dict[str, Any]:
-    """A plan: its summary, and each truck's stops with times and loads."""
+def get_plan(conn: Db, _: Annotated[Principal, Caller("routes:read")], plan_id: str) -> PlanDetail:
+    """A plan: its summary, and each truck's stops in order with ETAs and loads."""
     stored = _stored(conn, plan_id)
     summary = plan_summary(stored.id, stored.plan, {"date": stored.plan_date.isoformat()})
-    return {
-        **summary,
-        "stream": stored.stream,
-        "parent_id": stored.parent_id,
-        "plan": json.loads(json.dumps(plan_to_dict(stored.plan), default=str)),
-    }
+    routes = plan_to_dict(stored.plan)["routes"]
+    return PlanDetail(**summary, stream=stored.stream, parent_id=stored.parent_id, routes=routes)
 
 
 _MEDIA = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv"}

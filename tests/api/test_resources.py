@@ -225,6 +225,11 @@ def test_a_crew_plans_a_day_in_the_background_and_exports_it(api: Api) -> None:
     assert job["state"] == "done", job
     plan_id = job["result"]["plan_id"]
     assert job["result"]["valid"] is True
+    detail = call("GET", f"/api/v1/routes/plans/{plan_id}").json()
+    served = [s["stop_id"] for r in detail["routes"] for s in r["stops"] if s["kind"] == "bin"]
+    assert len(served) == sum(v["bins"] for v in detail["vehicles"])
+    assert "bin-1" in served  # at 80 % of its threshold and rising: must collect
+    assert all(r["stops"][0]["kind"] == "depot" for r in detail["routes"])
     listed = call("GET", "/api/v1/routes/plans").json()
     assert plan_id in [p["id"] for p in listed]
     geojson = call("GET", f"/api/v1/routes/plans/{plan_id}/export", params={"format": "geojson"})
