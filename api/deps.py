@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import psycopg
@@ -24,7 +24,7 @@ from api.identity import log_access, still_allowed
 from api.problems import Problem
 from api.security import SCOPES, Principal, TokenError, decode_access_token
 
-__all__ = ["Caller", "Db", "RateLimiter", "audit", "current_principal"]
+__all__ = ["AllowedCache", "Caller", "Db", "RateLimiter", "audit", "current_principal"]
 
 TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, scopes=SCOPES, auto_error=False)
@@ -63,6 +63,25 @@ class RateLimiter:
         )
 
 
+class AllowedCache:
+    """Whether a user is still enabled (or a token unrevoked), asked of the database at most
+    once per ``ttl_s`` per caller: a disabled user is refused within that many seconds."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._checked: dict[str, float] = {}
+
+    def check(self, principal: Principal, ask: Callable[[], bool]) -> bool:
+        now = time.monotonic()
+        if now - self._checked.get(principal.actor, -math.inf) < self._ttl_s:
+            return True
+        if not ask():
+            self._checked.pop(principal.actor, None)
+            return False
+        self._checked[principal.actor] = now
+        return True
+
+
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -79,7 +98,7 @@ def current_principal(
     except TokenError as exc:
         raise Problem(401, str(exc), _CHALLENGE) from exc
     request.app.state.rate_limiter.check(principal.actor)
-    if not still_allowed(conn, principal):
+    if not request.app.state.allowed.check(principal, lambda: still_allowed(conn, principal)):
         raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:

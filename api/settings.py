@@ -36,6 +36,9 @@ class ApiSettings(BaseSettings):
     access_token_ttl_s: int = 900
     """Access tokens live 15 minutes: a stolen one is soon useless; refresh tokens renew."""
     refresh_token_ttl_s: int = 14 * 86_400
+    api_revocation_check_s: float = 5.0
+    """How often a caller's standing (user disabled, token revoked) is re-read: a revoked
+    caller is refused within this many seconds, and a busy caller costs one query per period."""
     api_rate_per_minute: int = 1200
     """Requests per minute per caller before 429 (a screen polling every few seconds uses
     a few dozen)."""

@@ -39,6 +39,7 @@ def api_settings(**overrides: Any) -> ApiSettings:
         "env": "production",
         "api_secret": SecretStr("t" * 48),
         "api_rate_per_minute": 100_000,
+        "api_revocation_check_s": 0,  # refuse a disabled user at once
     }
     values.update(overrides)
     return ApiSettings(**values)

@@ -161,3 +161,57 @@ def test_logins_are_rate_limited_per_user(api: Api) -> None:
     ]
     assert codes[:10] == [401] * 10
     assert codes[10] == 429
+
+
+def test_a_callers_standing_is_read_once_per_period_and_a_refusal_never_cached() -> None:
+    from api.deps import AllowedCache
+
+    cache = AllowedCache(ttl_s=60)
+    principal = Principal("user", "x", Role.ENGINEER, ROLE_SCOPES[Role.ENGINEER])
+    asked: list[bool] = []
+
+    def ask(answer: bool) -> bool:
+        asked.append(answer)
+        return answer
+
+    assert cache.check(principal, lambda: ask(True))
+    assert cache.check(principal, lambda: ask(False))  # within the period: not asked
+    assert asked == [True]
+    refusing = AllowedCache(ttl_s=60)
+    assert not refusing.check(principal, lambda: ask(False))
+    assert not refusing.check(principal, lambda: ask(False))
+    assert asked == [True, False, False]
+
+
+def test_each_caller_has_a_rate_limit_with_retry_after(estate_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from dashboards.web import create_web_app
+    from tests.api.conftest import Api
+
+    with TestClient(create_web_app(estate_url, api_settings(api_rate_per_minute=5))) as client:
+        call = Api(client, estate_url).as_("ed")
+        codes = [call("GET", "/api/v1/auth/me").status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+        limited = call("GET", "/api/v1/auth/me")
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.headers["content-type"] == "application/problem+json"
+        # Another caller has a budget of their own.
+        assert Api(client, estate_url).as_("ada")("GET", "/api/v1/auth/me").status_code == 200
+
+
+def test_no_browser_origin_is_allowed_unless_configured(api: Api) -> None:
+    response = api.client.options(
+        "/api/v1/homes",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_operations_endpoints_without_personal_data(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok", "checks": {}}
+    ready = api.client.get("/readyz").json()
+    assert ready["checks"]["database"] == "ok"
+    api.as_("ed")("GET", "/api/v1/devices")
+    metrics = api.client.get("/metrics").text
+    assert 'civic_api_requests_total{method="GET",route="/api/v1/devices",status="200"}' in metrics

@@ -238,6 +238,19 @@ def test_a_crew_plans_a_day_in_the_background_and_exports_it(api: Api) -> None:
     assert gpx.text.lstrip().startswith("<?xml")
     assert api.as_("olivia")("GET", "/api/v1/routes/plans").status_code == 403
     assert call("GET", "/api/v1/routes/plans/nope").status_code == 404
+    replan = call(
+        "POST", f"/api/v1/routes/plans/{plan_id}/replan", json={"at": "10:00", "seconds": 1}
+    )
+    assert replan.status_code == 202
+    replanned = _wait_for(call, replan.headers["location"])
+    assert replanned["state"] == "done", replanned
+    assert replanned["result"]["parent_id"] == plan_id
+    unknown = call(
+        "POST",
+        f"/api/v1/routes/plans/{plan_id}/replan",
+        json={"at": "10:00", "out_of_service": ["no-such-truck"]},
+    )
+    assert unknown.status_code == 422
 
 
 def test_crews_records_upload(api: Api) -> None:
