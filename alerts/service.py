@@ -143,6 +143,10 @@ class CycleReport:
     too_late: int = 0
     alerts_changed: int = 0
     alerts_opened: int = 0
+    fill_below_empty: int = 0
+    """Fill readings below 0 % (sensor noise on an empty bin): evaluated as empty."""
+    fill_over_full: int = 0
+    """Fill readings over 100 % (waste heaped above the rim): evaluated as they are."""
     newest_received_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -470,6 +474,7 @@ class Evaluator:
         fed += checkpoint.detector.advance(run.cutoff)
         checkpoint.horizon = run.cutoff
         run.report.readings += len(readings)
+        _count_out_of_range(run.report, readings)
         if readings:
             checkpoint.fed_through = readings[-1].ts
         if readings or fed:
@@ -529,8 +534,20 @@ class Evaluator:
         if readings:
             checkpoint.fed_through = readings[-1].ts
         report.readings += len(readings)
+        _count_out_of_range(report, readings)
         report.devices += 1
         return events
+
+
+def _count_out_of_range(report: CycleReport, readings: list[Reading]) -> None:
+    """Count fill readings the contract allows but a level cannot be (bins' rules handle them:
+    :func:`alerts.rules.bins.fill_level`), so an estate's odd sensors are visible."""
+    for r in readings:
+        if r.fill_pct is not None and not 0.0 <= r.fill_pct <= 100.0:
+            if r.fill_pct < 0.0:
+                report.fill_below_empty += 1
+            else:
+                report.fill_over_full += 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,21 +31,29 @@ __all__ = [
     "UnrecordedEmptyingSettings",
     "WastedCollectionRule",
     "WastedCollectionSettings",
+    "fill_level",
 ]
 
 _HOUR = 3600.0
 _MEDIAN_OF = 3
 
 
+def fill_level(fill_pct: float) -> float:
+    """A fill reading as a level: the contract allows -5..110 %. Below 0 is an empty bin read
+    through sensor noise, so 0; over 100 is waste heaped above the rim, real and the strongest
+    sign of overflow, so kept."""
+    return max(fill_pct, 0.0)
+
+
 class _FillLevel:
-    """Median of the last three fill readings, and when the last one came."""
+    """Median of the last three fill levels (:func:`fill_level`), and when the last came."""
 
     def __init__(self) -> None:
         self._recent: deque[float] = deque(maxlen=_MEDIAN_OF)
         self.last_ts: datetime | None = None
 
     def add(self, ts: datetime, fill_pct: float) -> float:
-        self._recent.append(fill_pct)
+        self._recent.append(fill_level(fill_pct))
         self.last_ts = ts
         return self.level
 
@@ -479,7 +487,7 @@ class UnrecordedEmptyingRule(Rule):
             return []
         while self._records and self._records[0] < item.ts - s.record_memory:
             self._records.popleft()
-        if item.fill_pct <= s.empty_level_pct:
+        if fill_level(item.fill_pct) <= s.empty_level_pct:
             if self._low_since is None:
                 self._low_since = item.ts
         else:

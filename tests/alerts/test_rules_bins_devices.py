@@ -146,3 +146,28 @@ def test_items_must_arrive_in_time_order_for_this_device():
     detector.advance(T0 + timedelta(days=2))
     with pytest.raises(OutOfOrderError):
         detector.feed([Reading(HOME_DEVICE, T0 + timedelta(days=1), temp_c=20.0)])
+
+
+def test_fill_readings_outside_0_to_100_are_handled_not_dropped():
+    # Waste heaped over the rim reads above 100 %: the strongest sign of overflow.
+    heaped = Detector.for_bin(BIN).feed(
+        bin_series([{"fill_pct": 60.0}] + [{"fill_pct": 105.0}] * 3)
+    )
+    overflow = [e for e in heaped if e.condition == "bin_overflow"]
+    assert overflow
+    assert overflow[-1].severity is Severity.URGENT
+    # A reading below empty is an empty bin read through noise: it ends the overflow.
+    rows = [{"fill_pct": 95.0}] * 3 + [{"fill_pct": -2.0}] * 3
+    assert [
+        t for t, _ in transitions(Detector.for_bin(BIN).feed(bin_series(rows)), "bin_overflow")
+    ] == ["on", "off"]
+
+
+def test_a_fire_in_an_overflowing_bin_is_detected():
+    quarter = timedelta(minutes=15)
+    rows = [{"fill_pct": 110.0, "temp_c": 12.0}] * 4 + [
+        {"fill_pct": 110.0, "temp_c": t} for t in (35.0, 62.0, 71.0)
+    ]
+    events = Detector.for_bin(BIN).feed(series(rows, step=quarter, device_id=BIN_DEVICE))
+    assert "bin_fire" in ons(events)
+    assert "bin_overflow" in ons(events)

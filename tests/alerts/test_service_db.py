@@ -505,3 +505,44 @@ def test_a_rules_file_sets_thresholds_per_patch(civic_env, monkeypatch, tmp_path
     capsys.readouterr()
     assert main(["alerts", "run", "--once", "--no-mqtt"]) == 2
     assert "patch.warm.home.cold_home: clear_c must be above limit_c" in capsys.readouterr().err
+
+
+def test_out_of_range_fill_readings_are_evaluated_and_counted(database_url: str) -> None:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    with connect(database_url) as conn:
+        upsert_devices(
+            conn,
+            [
+                Device(
+                    "bin-odd",
+                    "bin",
+                    52.6,
+                    -1.1,
+                    waste_stream="general",
+                    capacity_l=240,
+                    threshold_pct=80,
+                )
+            ],
+        )
+    fills = [60.0, 105.0, 106.0, 107.0, -2.0, -1.0, -2.0]
+    # The last reading sets the data clock; it is evaluated in a later cycle.
+    insert(
+        database_url,
+        [
+            Reading("bin-odd", start + timedelta(hours=k), seq=k, fill_pct=f, battery_v=3.6)
+            for k, f in enumerate([*fills, 0.0])
+        ],
+    )
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, _quiet_config(), wall_clock=lambda: start + timedelta(days=1))
+        report = evaluator.run_cycle(notify=False)
+        evaluator.close()
+        rows = conn.execute(
+            "SELECT condition, transition FROM condition_events WHERE device_id = 'bin-odd'"
+            " ORDER BY at, id"
+        ).fetchall()
+    assert report.readings == len(fills)
+    assert (report.fill_over_full, report.fill_below_empty) == (3, 3)
+    overflow = [r["transition"] for r in rows if r["condition"] == "bin_overflow"]
+    assert overflow[0] == "on"
+    assert overflow[-1] == "off"
