@@ -50,6 +50,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=5.0,
         help="share of rounds left off the sheet (default 5)",
     )
+    parser.add_argument(
+        "--season",
+        choices=("november", "winter", "summer"),
+        default="november",
+        help="outdoor weather: a UK November (default), January or July",
+    )
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        metavar="FILE",
+        help="write what is really wrong with each home and bin, and when (JSON lines)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--client-id", default="civic-sim")
     parser.set_defaults(func=run)
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             topic_prefix=settings.topic_prefix,
             client_id=args.client_id,
+            season=args.season,
         )
     except (ValueError, ServicesError) as exc:
         raise CliError(str(exc)) from exc
@@ -100,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         )
 
     sim = Simulator(config, estate, host=host, port=port, progress=progress)
+    if args.truth:
+        from device_sim.truth import write_labels
+
+        with args.truth.open("w", encoding="utf-8") as out:
+            count = write_labels(sim.labels, out)
+        print(f"truth: {count} labels -> {args.truth}", file=sys.stderr)
     report = sim.run().as_dict()
     if args.round_sheet:
         sheet = sim.round_sheet(args.unrecorded_pct)

@@ -28,6 +28,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_sim.models import BinModel, HomeModel
+from device_sim.truth import (
+    BinFaults,
+    Label,
+    bin_labels,
+    draw_bin_truth,
+    draw_home_truth,
+    home_labels,
+)
+from device_sim.weather import Weather
 from firmware_contracts import MAX_BATCH_READINGS, TopicLayout, format_rfc3339
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ class SimConfig:
     topic_prefix: str = "civic"
     client_id: str = "civic-sim"
     record_keys: bool = False  # remember every (device_id, ts) sent, for exact comparisons
+    season: str = "november"  # the outdoor weather (device_sim.weather.SEASONS)
 
     def __post_init__(self) -> None:
         for name in ("malformed_pct", "duplicate_pct", "late_pct", "offline_pct"):
@@ -115,6 +125,7 @@ class _Device:
     outage_s: float = 0.0
     offline_until: datetime | None = None
     buffer: list[dict[str, Any]] = field(default_factory=list)
+    faults: BinFaults | None = None
 
 
 def _iso(ts: datetime) -> str:
@@ -138,22 +149,41 @@ class Simulator:
         self.progress = progress
         self._acked_lock = threading.Lock()
         self._late_ids = itertools.count()
-        self._start = datetime.now(UTC)
+        wall_now = datetime.now(UTC)
+        self._start = config.start or (
+            wall_now - timedelta(seconds=config.duration_s) if config.speed > 1 else wall_now
+        )
+        weather = Weather.named(config.season, config.seed)
+        days = config.duration_s / 86_400
+        self.labels: list[Label] = []
         self.devices: list[_Device] = []
         for row in estate:
             device_rng = random.Random(f"{config.seed}:{row['device_id']}")
+            # Labels come from a stream of their own, so they do not shift the readings.
+            truth_rng = random.Random(f"{config.seed}:truth:{row['device_id']}")
             model: BinModel | HomeModel
+            faults = None
             if row["kind"] == "bin":
                 model = BinModel.create(
                     row["device_id"], row.get("waste_stream") or "general", device_rng
                 )
+                bin_truth = draw_bin_truth(truth_rng, self._start, days)
+                faults = BinFaults(bin_truth)
+                self.labels += bin_labels(row["device_id"], bin_truth)
             else:
-                model = HomeModel.create(row["device_id"], row.get("void") == "true", device_rng)
+                void = row.get("void") == "true"
+                home_truth = draw_home_truth(truth_rng, void, self._start, days)
+                model = HomeModel.create(
+                    row["device_id"], void, device_rng, weather=weather, truth=home_truth
+                )
+                uprn = row.get("uprn") or row["device_id"]
+                self.labels += home_labels(uprn, row["device_id"], home_truth, self._start)
             device = _Device(
                 row["device_id"],
                 row["kind"],
                 model,
                 phase_s=device_rng.uniform(0, config.interval_s),
+                faults=faults,
             )
             if device_rng.random() * 100 < config.offline_pct:
                 device.outage_at_s = device_rng.uniform(0, config.duration_s * 0.8)
@@ -238,10 +268,7 @@ class Simulator:
     def run(self, stop: threading.Event | None = None) -> SimReport:
         cfg = self.config
         stop = stop or threading.Event()
-        wall_now = datetime.now(UTC)
-        start = cfg.start or (
-            wall_now - timedelta(seconds=cfg.duration_s) if cfg.speed > 1 else wall_now
-        )
+        start = self._start
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.client.connect(
@@ -296,6 +323,8 @@ class Simulator:
         cfg = self.config
         device.seq += 1
         values = device.model.reading(ts)
+        if device.faults is not None:
+            values = device.faults.apply(ts, values)
         item = {"seq": device.seq, "ts": _iso(ts), **values}
         # Offline: buffer, then send the backlog as one batch when back (as firmware does).
         if (
