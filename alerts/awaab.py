@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from alerts.events import Hazard
+from alerts.events import Hazard, Severity
 from alerts.lifecycle import Alert
 
 __all__ = [
@@ -269,16 +269,22 @@ def overdue(
 class ClockPolicy:
     """Which rules' conditions start the statutory clock: the council's decision.
 
-    By default conditions pointing to a damp and mould or an emergency hazard start it in
-    occupied homes; nothing starts it in void homes (no tenant, so no tenancy duty) unless
+    By default a condition pointing to a damp and mould, an excess cold (phase 2, in force
+    from 2026) or an emergency hazard starts it in an occupied home, once its evidence reaches
+    ``min_severity`` (``act``: persistence over days, not one evening over a design
+    criterion); nothing starts it in void homes (no tenant, so no tenancy duty) unless
     ``void_homes`` is set. ``overrides`` maps a rule's condition name (e.g.
-    ``"condensation_risk"``) to on or off for occupied homes. Excess cold joins in phase 2
-    (2026): add ``Hazard.EXCESS_COLD`` to ``hazards`` when it is in force.
+    ``"condensation_risk"``) to on or off for occupied homes.
     """
 
-    hazards: frozenset[Hazard] = frozenset({Hazard.DAMP_MOULD, Hazard.EMERGENCY})
+    hazards: frozenset[Hazard] = frozenset(
+        {Hazard.DAMP_MOULD, Hazard.EXCESS_COLD, Hazard.EMERGENCY}
+    )
     overrides: Mapping[str, bool] = field(default_factory=dict)
     void_homes: bool = False
+    min_severity: Severity = Severity.ACT
+    """Only evidence at this severity or above starts a clock: ``watch`` is advice (a single
+    exceedance of a design criterion), ``act`` is persistence over days."""
 
     def starts_clock(self, condition: str, hazard: Hazard, *, void: bool) -> bool:
         if void and not self.void_homes:

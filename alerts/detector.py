@@ -144,7 +144,12 @@ def home_rules(home: Home, device_id: str, settings: HomeRuleSettings | None = N
 
     def context(rule_type: type[Rule]) -> RuleContext:
         starts = s.clock_policy.starts_clock(rule_type.condition, rule_type.hazard, void=home.void)
-        return RuleContext(home.subject_id, device_id, starts_statutory_clock=starts)
+        return RuleContext(
+            home.subject_id,
+            device_id,
+            starts_statutory_clock=starts,
+            clock_min_severity=s.clock_policy.min_severity,
+        )
 
     rules: list[Rule] = [
         Adf2006Rule(context(Adf2006Rule), s.adf2006),

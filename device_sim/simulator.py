@@ -28,15 +28,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_sim.models import BinModel, HomeModel
-from device_sim.truth import (
-    BinFaults,
-    Label,
-    bin_labels,
-    draw_bin_truth,
-    draw_home_truth,
-    home_labels,
-)
-from device_sim.weather import Weather
+from device_sim.population import populate
+from device_sim.truth import BinFaults
 from firmware_contracts import MAX_BATCH_READINGS, TopicLayout, format_rfc3339
 
 log = logging.getLogger(__name__)
@@ -153,37 +146,22 @@ class Simulator:
         self._start = config.start or (
             wall_now - timedelta(seconds=config.duration_s) if config.speed > 1 else wall_now
         )
-        weather = Weather.named(config.season, config.seed)
-        days = config.duration_s / 86_400
-        self.labels: list[Label] = []
+        population, self.labels = populate(
+            estate,
+            seed=config.seed,
+            start=self._start,
+            duration=timedelta(seconds=config.duration_s),
+            season=config.season,
+        )
         self.devices: list[_Device] = []
-        for row in estate:
-            device_rng = random.Random(f"{config.seed}:{row['device_id']}")
-            # Labels come from a stream of their own, so they do not shift the readings.
-            truth_rng = random.Random(f"{config.seed}:truth:{row['device_id']}")
-            model: BinModel | HomeModel
-            faults = None
-            if row["kind"] == "bin":
-                model = BinModel.create(
-                    row["device_id"], row.get("waste_stream") or "general", device_rng
-                )
-                bin_truth = draw_bin_truth(truth_rng, self._start, days)
-                faults = BinFaults(bin_truth)
-                self.labels += bin_labels(row["device_id"], bin_truth)
-            else:
-                void = row.get("void") == "true"
-                home_truth = draw_home_truth(truth_rng, void, self._start, days)
-                model = HomeModel.create(
-                    row["device_id"], void, device_rng, weather=weather, truth=home_truth
-                )
-                uprn = row.get("uprn") or row["device_id"]
-                self.labels += home_labels(uprn, row["device_id"], home_truth, self._start)
+        for simulated in population:
+            device_rng = simulated.rng
             device = _Device(
-                row["device_id"],
-                row["kind"],
-                model,
+                simulated.device_id,
+                simulated.kind,
+                simulated.model,
                 phase_s=device_rng.uniform(0, config.interval_s),
-                faults=faults,
+                faults=simulated.faults,
             )
             if device_rng.random() * 100 < config.offline_pct:
                 device.outage_at_s = device_rng.uniform(0, config.duration_s * 0.8)

@@ -50,6 +50,8 @@ class RuleContext:
     subject_id: str
     device_id: str
     starts_statutory_clock: bool = False
+    clock_min_severity: Severity = Severity.ACT
+    """Events below this severity never start the clock, whatever the rule."""
 
 
 class Rule(abc.ABC):
@@ -94,7 +96,8 @@ class Rule(abc.ABC):
             severity=severity,
             reason=reason,
             hazard=self.hazard,
-            starts_statutory_clock=self.context.starts_statutory_clock,
+            starts_statutory_clock=self.context.starts_statutory_clock
+            and severity >= self.context.clock_min_severity,
             evidence=ConditionEvent.freeze_evidence(evidence),
         )
 

@@ -68,8 +68,10 @@ class Adf2006Settings:
     """Share of the window that must hold data before the rule may clear: silence is not dry."""
     max_hold: timedelta = timedelta(hours=1)
     """A reading stands for at most this long before it; longer silences count as no data."""
-    severity: Severity = Severity.ACT
-    high_severity: Severity = Severity.URGENT
+    # A ventilation design criterion, met or missed by one evening's cooking: advice, never
+    # a hazard on its own (DOMAIN.md: criteria are not diagnoses).
+    severity: Severity = Severity.WATCH
+    high_severity: Severity = Severity.WATCH
 
     def __post_init__(self) -> None:
         check_positive("window", self.window)

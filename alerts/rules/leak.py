@@ -1,54 +1,64 @@
-"""Suspected leak: humidity jumps and stays up while the temperature holds steady.
+"""Suspected leak: the air holds more water than the home's own normal, for half a day or more.
 
-A shower or a kettle also lifts RH quickly, but warms the room and fades within an hour or
-two; escaping water keeps the air wet without warming it. So the rule wants a fast rise at
-steady temperature that is still there hours later.
+Water escaping from a pipe or into a wall adds vapour to the air all day and night. A shower,
+a kettle, cooking or a rack of laundry add it too, but for minutes or a few hours. Vapour
+pressure (from temperature and RH) is the measure, not RH: it does not move when the heating
+warms or cools the room, which RH does.
+
+The home's normal is the upper quartile of its daily median vapour pressure over the last two
+weeks: a week away (no one breathing, cooking or showering) must not make the return look like
+a leak, and a damp home's high normal is its own.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
+import statistics
+from array import array
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
 from alerts.events import AlertType, ConditionEvent, EvidenceValue, Hazard, Severity
+from alerts.psychrometrics import saturation_vapour_pressure_hpa
 from alerts.readings import Item
-from alerts.rules._base import Debounce, Rule, RuleContext, check_positive
+from alerts.rules._base import Rule, RuleContext, check_positive, from_epoch, to_epoch
 from firmware_contracts import Reading
 
-__all__ = ["SuspectedLeakRule", "SuspectedLeakSettings"]
+__all__ = ["SuspectedLeakRule", "SuspectedLeakSettings", "vapour_pressure_hpa"]
+
+
+def vapour_pressure_hpa(temp_c: float, rh_pct: float) -> float:
+    return rh_pct / 100.0 * saturation_vapour_pressure_hpa(temp_c)
 
 
 @dataclass(frozen=True, slots=True)
 class SuspectedLeakSettings:
-    rise_pct: float = 15.0
-    """RH rise (percentage points) over the lowest value in ``rise_within``."""
-    rise_within: timedelta = timedelta(hours=1)
-    max_temp_change_c: float = 1.0
-    """Temperature range allowed while RH rises."""
-    persist: timedelta = timedelta(hours=3)
-    persist_margin_pct: float = 10.0
-    """RH must stay this far above the pre-rise baseline throughout ``persist``."""
-    persist_max_temp_range_c: float = 2.0
-    clear_margin_pct: float = 5.0
-    clear_duration: timedelta = timedelta(hours=6)
+    rise_hpa: float = 5.0
+    """Above the home's normal by this much: a household's daily moisture adds 2-4 hPa, a
+    laundry rack another 3-4 for some hours; a leak keeps adding more, all the time."""
+    persist: timedelta = timedelta(hours=12)
+    persist_share: float = 0.9
+    """Share of the readings in ``persist`` that must be above (a window left open is allowed)."""
+    normal_days: int = 14
+    min_normal_days: int = 3
+    """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
+    clear_hpa: float = 2.0
+    """Clears when the median of the last ``persist`` is this close to the normal again."""
     severity: Severity = Severity.ACT
 
     def __post_init__(self) -> None:
-        check_positive("rise_within", self.rise_within)
         check_positive("persist", self.persist)
-        check_positive("clear_duration", self.clear_duration)
-        if not 0 < self.clear_margin_pct < self.persist_margin_pct <= self.rise_pct:
-            raise ValueError("need 0 < clear_margin_pct < persist_margin_pct <= rise_pct")
+        if not 0 < self.clear_hpa < self.rise_hpa:
+            raise ValueError("need 0 < clear_hpa < rise_hpa")
+        if not 0.5 <= self.persist_share <= 1.0:
+            raise ValueError("persist_share must be in [0.5, 1]")
+        if not 1 <= self.min_normal_days <= self.normal_days:
+            raise ValueError("need 1 <= min_normal_days <= normal_days")
 
 
-@dataclass(slots=True)
-class _Pending:
-    start: datetime
-    baseline_rh_pct: float
-    temp_min_c: float
-    temp_max_c: float
+MIN_READINGS_PER_DAY = 12
+NORMAL_QUANTILE = 0.75
 
 
 class SuspectedLeakRule(Rule):
@@ -59,70 +69,91 @@ class SuspectedLeakRule(Rule):
     def __init__(self, context: RuleContext, settings: SuspectedLeakSettings | None = None) -> None:
         super().__init__(context)
         self.settings = settings or SuspectedLeakSettings()
-        self._recent: deque[tuple[datetime, float, float]] = deque()
-        self._pending: _Pending | None = None
-        self._baseline_rh_pct: float | None = None
-        self._clear = Debounce(
-            on_readings=1, off_readings=2, off_duration=self.settings.clear_duration
-        )
+        # The last ``persist`` of readings as flat arrays, and each past day's median.
+        self._ts = array("d")
+        self._vp = array("d")
+        self._day: int | None = None
+        self._today = array("d")
+        self._daily: list[tuple[int, float]] = []
+        self._normal_hpa: float | None = None
+        """Frozen while the condition is on."""
 
     def on_item(self, item: Item) -> list[ConditionEvent]:
         if not isinstance(item, Reading) or item.rh_pct is None or item.temp_c is None:
             return []
+        if item.rh_pct <= 0:
+            return []
         s = self.settings
-        ts, rh, temp = item.ts, item.rh_pct, item.temp_c
-        self._recent.append((ts, rh, temp))
-        while self._recent and self._recent[0][0] < ts - s.rise_within:
-            self._recent.popleft()
+        now = to_epoch(item.ts)
+        vp = vapour_pressure_hpa(item.temp_c, item.rh_pct)
+        self._add_to_day(item.ts.toordinal(), vp)
+        self._ts.append(now)
+        self._vp.append(vp)
+        cut = bisect.bisect_right(self._ts, now - s.persist.total_seconds())
+        if cut:
+            del self._ts[:cut]
+            del self._vp[:cut]
         if self.active:
-            assert self._baseline_rh_pct is not None
-            baseline = self._baseline_rh_pct
-            flip = self._clear.update(ts, False, rh <= baseline + s.clear_margin_pct)
-            if flip == "off":
-                self._baseline_rh_pct = None
-                return [
-                    self._turn_off(
-                        at=ts,
-                        reason=f"RH back within {s.clear_margin_pct:g} %RH of the pre-rise "
-                        f"{baseline:.1f} % for {s.clear_duration.total_seconds() / 3600:g} h",
-                        evidence={"rh_pct": rh, "baseline_rh_pct": baseline},
-                    )
-                ]
+            return self._maybe_clear(item.ts)
+        normal = self._normal()
+        if normal is None or now - self._ts[0] < 0.9 * s.persist.total_seconds():
             return []
-        pending = self._pending
-        if pending is not None:
-            pending.temp_min_c = min(pending.temp_min_c, temp)
-            pending.temp_max_c = max(pending.temp_max_c, temp)
-            held = rh >= pending.baseline_rh_pct + s.persist_margin_pct
-            steady = pending.temp_max_c - pending.temp_min_c <= s.persist_max_temp_range_c
-            if not (held and steady):
-                self._pending = None
-            elif ts - pending.start >= s.persist:
-                self._pending = None
-                self._baseline_rh_pct = pending.baseline_rh_pct
-                self._clear = Debounce(on_readings=1, off_readings=2, off_duration=s.clear_duration)
-                self._clear.active = True
-                evidence: dict[str, EvidenceValue] = {
-                    "rh_pct": rh,
-                    "baseline_rh_pct": pending.baseline_rh_pct,
-                    "temp_c": temp,
-                    "temp_range_c": round(pending.temp_max_c - pending.temp_min_c, 2),
-                    "hours_elevated": round((ts - pending.start).total_seconds() / 3600, 2),
-                }
-                return [
-                    self._turn_on(
-                        at=ts,
-                        since=pending.start,
-                        severity=s.severity,
-                        reason=f"RH rose from {pending.baseline_rh_pct:.1f} % to {rh:.1f} % at "
-                        f"a steady {temp:.1f} C and stayed up for "
-                        f"{(ts - pending.start).total_seconds() / 3600:.1f} h",
-                        evidence=evidence,
-                    )
-                ]
+        above = sum(1 for v in self._vp if v >= normal + s.rise_hpa)
+        if above < s.persist_share * len(self._vp):
             return []
-        start_ts, baseline, _ = min(self._recent, key=lambda entry: entry[1])
-        temps = [entry[2] for entry in self._recent]
-        if rh - baseline >= s.rise_pct and max(temps) - min(temps) <= s.max_temp_change_c:
-            self._pending = _Pending(start_ts, baseline, min(temps), max(temps))
-        return []
+        self._normal_hpa = normal
+        first = next(t for t, v in zip(self._ts, self._vp, strict=True) if v >= normal + s.rise_hpa)
+        median_hpa = statistics.median(self._vp)
+        return [
+            self._turn_on(
+                at=item.ts,
+                since=from_epoch(first),
+                severity=s.severity,
+                reason=f"water vapour {median_hpa:.1f} hPa for "
+                f"{s.persist.total_seconds() / 3600:g} h against this home's usual "
+                f"{normal:.1f} hPa: water is getting into the air all the time",
+                evidence=self._evidence(item, normal, median_hpa),
+            )
+        ]
+
+    def _add_to_day(self, day: int, vp: float) -> None:
+        if self._day is not None and day != self._day:
+            if len(self._today) >= MIN_READINGS_PER_DAY:
+                self._daily.append((self._day, statistics.median(self._today)))
+            self._daily = [d for d in self._daily if d[0] > day - 1 - self.settings.normal_days]
+            self._today = array("d")
+        self._day = day
+        self._today.append(vp)
+
+    def _normal(self) -> float | None:
+        if len(self._daily) < self.settings.min_normal_days:
+            return None
+        medians = sorted(m for _, m in self._daily)
+        return medians[min(len(medians) - 1, int(NORMAL_QUANTILE * len(medians)))]
+
+    def _maybe_clear(self, at: datetime) -> list[ConditionEvent]:
+        s = self.settings
+        normal = self._normal_hpa
+        assert normal is not None
+        median_hpa = statistics.median(self._vp)
+        if median_hpa > normal + s.clear_hpa:
+            return []
+        self._normal_hpa = None
+        return [
+            self._turn_off(
+                at=at,
+                reason=f"water vapour back within {s.clear_hpa:g} hPa of the usual "
+                f"{normal:.1f} hPa for {s.persist.total_seconds() / 3600:g} h",
+                evidence={"median_vapour_hpa": round(median_hpa, 2)},
+            )
+        ]
+
+    def _evidence(self, item: Reading, normal: float, median: float) -> dict[str, EvidenceValue]:
+        return {
+            "rh_pct": item.rh_pct,
+            "temp_c": item.temp_c,
+            "median_vapour_hpa": round(median, 2),
+            "usual_vapour_hpa": round(normal, 2),
+            "rise_hpa": self.settings.rise_hpa,
+            "persist_hours": self.settings.persist.total_seconds() / 3600,
+        }
