@@ -92,12 +92,27 @@ def test_clock_policy_defaults_and_overrides():
     policy = ClockPolicy()
     assert policy.starts_clock("damp_adf2006", Hazard.DAMP_MOULD, void=False)
     assert not policy.starts_clock("damp_adf2006", Hazard.DAMP_MOULD, void=True)
-    assert not policy.starts_clock("cold_home", Hazard.EXCESS_COLD, void=False)
+    assert policy.starts_clock("cold_home", Hazard.EXCESS_COLD, void=False)  # phase 2, 2026
     assert policy.starts_clock("anything", Hazard.EMERGENCY, void=False)
     council = ClockPolicy(overrides={"condensation_risk": False})
     assert not council.starts_clock("condensation_risk", Hazard.DAMP_MOULD, void=False)
-    phase2 = ClockPolicy(hazards=frozenset({Hazard.DAMP_MOULD, Hazard.EXCESS_COLD}))
-    assert phase2.starts_clock("cold_home", Hazard.EXCESS_COLD, void=False)
+    phase1 = ClockPolicy(hazards=frozenset({Hazard.DAMP_MOULD, Hazard.EMERGENCY}))
+    assert not phase1.starts_clock("cold_home", Hazard.EXCESS_COLD, void=False)
+
+
+def test_only_act_level_evidence_starts_a_clock():
+    from alerts import Detector, Home
+    from tests.alerts.helpers import HOME_DEVICE, T0, series
+
+    # RH over 70 % every evening for a day: the ADF 2006 criterion is missed, which is advice.
+    rows = [{"temp_c": 20.0, "rh_pct": 60.0 if h % 24 < 17 else 78.0} for h in range(30)]
+    events = Detector.for_home(Home(uprn="1"), HOME_DEVICE).feed(
+        series(rows, step=timedelta(hours=1), start=T0)
+    )
+    adf = [e for e in events if e.condition == "damp_adf2006"]
+    assert adf
+    assert {e.severity.label for e in adf} == {"watch"}
+    assert not any(e.starts_statutory_clock for e in events)
 
 
 @pytest.mark.parametrize("starts", [True, False])

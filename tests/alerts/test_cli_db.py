@@ -213,10 +213,10 @@ def test_officer_command_stores_who_hears_about_which_patch(civic_env, capsys) -
 RULES = """
 [patch.north.home.cold_home]
 limit_c = 21.0
-clear_c = 22.0
+severe_c = 19.0
 [property.100000000001.home.cold_home]
 limit_c = 19.5
-clear_c = 20.0
+severe_c = 17.0
 [device.bin-000123.bin.overflow]
 overflowing_pct = 90.0
 """
@@ -230,7 +230,7 @@ def test_rules_command_checks_a_file_and_shows_a_home_or_bin(tmp_path: Path, cap
         f"{path}: ok (1 patch, 1 property and 1 device override(s))\n"
     )
     home = _json(capsys, "alerts", "rules", str(path), "--uprn", "100000000001", "--patch", "north")
-    assert (home["cold_home"]["limit_c"], home["cold_home"]["clear_c"]) == (19.5, 20.0)
+    assert (home["cold_home"]["limit_c"], home["cold_home"]["severe_c"]) == (19.5, 17.0)
     patch_only = _json(
         capsys, "alerts", "rules", str(path), "--uprn", "100000000009", "--patch", "north"
     )

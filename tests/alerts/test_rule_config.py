@@ -18,11 +18,11 @@ condensation_risk = false
 forecast_horizon = "12h"
 [patch.north.home.cold_home]
 limit_c = 21.0
-clear_c = 22.0
-window = "12h"
+severe_c = 19.0
+cold_days = 3
 [property.100000000001.home.cold_home]
 limit_c = 19.5
-clear_c = 20.0
+severe_c = 17.0
 [device.bin-000123.bin.overflow]
 overflowing_pct = 90.0
 severity = "urgent"
@@ -39,13 +39,13 @@ def rules(tmp_path):
 def test_layers_apply_in_order_defaults_patch_property(rules):
     anywhere = rules.for_home("100000000009", None, "env-9")
     assert anywhere.cold_home.limit_c == 17.0
-    assert anywhere.cold_home.clear_c == 18.5  # untouched fields keep the documented default
+    assert anywhere.cold_home.severe_c == 16.0  # untouched fields keep the documented default
     assert anywhere.disabled == frozenset({"poor_ventilation"})
     assert anywhere.clock_policy.overrides == {"condensation_risk": False}
     north = rules.for_home("100000000009", "north", "env-9")
-    assert (north.cold_home.limit_c, north.cold_home.window) == (21.0, timedelta(hours=12))
+    assert (north.cold_home.limit_c, north.cold_home.cold_days) == (21.0, 3)
     mine = rules.for_home("100000000001", "north", "env-1")
-    assert (mine.cold_home.limit_c, mine.cold_home.window) == (19.5, timedelta(hours=12))
+    assert (mine.cold_home.limit_c, mine.cold_home.cold_days) == (19.5, 3)
     bin_ = rules.for_bin("bin-000123", "north")
     assert bin_.overflow.overflowing_pct == 90.0
     assert bin_.overflow.severity is Severity.URGENT
@@ -60,8 +60,8 @@ def test_layers_apply_in_order_defaults_patch_property(rules):
         ("[home.cold_home]\nlimit = 17\n", "home.cold_home.limit: no such setting"),
         ("[home.void_frost]\non_duration = 30\n", 'give a duration such as "2h"'),
         ('[home.mould]\nseverity = "loud"\n', "'loud' is not a severity"),
-        ("[home.cold_home]\nlimit_c = 20.0\n", "clear_c must be above limit_c"),
-        ("[patch.n.home.cold_home]\nlimit_c = 20.0\n", "patch.n.home.cold_home: clear_c"),
+        ("[home.cold_home]\nlimit_c = 15.0\n", "severe_c must be below limit_c"),
+        ("[patch.n.home.cold_home]\nlimit_c = 15.0\n", "patch.n.home.cold_home: severe_c"),
         ("[homes.cold_home]\nlimit_c = 20.0\n", "unknown section(s) homes"),
         ("[home.cold_home\n", "rules.toml"),
     ],

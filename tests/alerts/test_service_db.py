@@ -484,27 +484,34 @@ def test_a_rules_file_sets_thresholds_per_patch(civic_env, monkeypatch, tmp_path
     with connect(url) as conn:
         upsert_devices(conn, homes)
     start = datetime(2025, 11, 3, 0, 0, tzinfo=UTC)
+    # Heated from 07:00 to 22:00 to 19.5 C, 14 C at night, for six days.
     insert(
         url,
         [
-            Reading(h.device_id, start + timedelta(minutes=15 * k), temp_c=19.5, rh_pct=50.0, seq=k)
-            for k in range(4 * 36)
+            Reading(
+                h.device_id,
+                start + timedelta(hours=k),
+                temp_c=19.5 if 7 <= k % 24 < 22 else 14.0,
+                rh_pct=50.0,
+                seq=k,
+            )
+            for k in range(24 * 6)
             for h in homes
         ],
     )
     rules = tmp_path / "rules.toml"
     # A patch of sheltered housing kept warmer than the 18 C default.
-    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 21.0\nclear_c = 21.5\n")
+    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 21.0\nsevere_c = 17.0\n")
     monkeypatch.setenv("CIVIC_ALERTS_RULES", str(rules))
     monkeypatch.setenv("CIVIC_ALERTS_OVERDUE_CHECK_S", "0")
     assert main(["alerts", "run", "--once", "--no-mqtt"]) == 0
     cold = _cli_json(capsys, "alerts", "list", "--type", "excess_cold", "--format", "json")
     assert [a["subject_id"] for a in cold] == ["100000000081"]
 
-    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 21.0\n")  # clear_c left at 18.5
+    rules.write_text("[patch.warm.home.cold_home]\nlimit_c = 15.0\n")  # severe_c left at 16
     capsys.readouterr()
     assert main(["alerts", "run", "--once", "--no-mqtt"]) == 2
-    assert "patch.warm.home.cold_home: clear_c must be above limit_c" in capsys.readouterr().err
+    assert "patch.warm.home.cold_home: severe_c must be below limit_c" in capsys.readouterr().err
 
 
 def test_out_of_range_fill_readings_are_evaluated_and_counted(database_url: str) -> None:
