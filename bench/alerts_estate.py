@@ -93,23 +93,6 @@ class Score:
         return self.found / self.wanted if self.wanted else None
 
 
-@dataclass
-class SeasonResult:
-    season: str
-    homes: int
-    bins: int
-    days: int
-    readings: int
-    evaluate_s: float
-    scores: list[Score]
-    clocks: int
-    clocks_hazardous: int
-    benign_homes: int
-    benign_above_watch: int
-    benign_above_watch_examples: list[str]
-    new_alerts_by_severity: dict[str, int]
-
-
 def fresh_database(admin: str) -> str:
     with connect(admin) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
@@ -221,7 +204,7 @@ def score(
                 at = a["acted_at"] or a["opened_at"]
                 alerted[a["subject_id"]] = min(at, alerted.get(a["subject_id"], at))
         s = Score(name, alerted=len(alerted))
-        for subject, at in alerted.items():
+        for subject in alerted:
             names = {lab.label for lab in by_subject.get(subject, [])}
             s.true_positive += bool(names & acceptable)
         for subject, subject_labels in by_subject.items():
@@ -308,11 +291,13 @@ def markdown(
             "|---|---:|---:|---:|---:|---:|",
         ]
         for s in scores:
+            detect = statistics.median(s.detect_h) if s.detect_h else None
             lines.append(
                 f"| {s.alert_type} | {s.alerted} | {_fmt(s.precision)} | {s.wanted} |"
-                f" {_fmt(s.recall)} | {_fmt(statistics.median(s.detect_h) if s.detect_h else None, 0)} |"
+                f" {_fmt(s.recall)} | {_fmt(detect, 0)} |"
             )
         clock_precision = extra["clocks_hazardous"] / extra["clocks"] if extra["clocks"] else None
+        workload = ", ".join(f"{k} {v}" for k, v in extra["per_1000_week"].items()) or "none"
         lines += [
             "",
             f"- Statutory clocks started: {extra['clocks']} ({extra['clocks_per_1000_week']} per"
@@ -322,7 +307,7 @@ def markdown(
             + (f" (e.g. {', '.join(extra['examples'])})" if extra["examples"] else "")
             + ".",
             "- Officer workload, new home alerts per 1,000 homes a week by the highest severity"
-            f" reached: {', '.join(f'{k} {v}' for k, v in extra['per_1000_week'].items()) or 'none'}.",
+            f" reached: {workload}.",
         ]
     return "\n".join(lines) + "\n"
 
