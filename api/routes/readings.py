@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import Caller, Db, audit
@@ -84,21 +84,37 @@ def _when(text: str | None, name: str) -> datetime | None:
         raise Problem(400, f"{name}: {exc}") from exc
 
 
-@router.get("/readings/latest")
+def _rfc3339(column: str) -> str:
+    """A timestamp column as the API writes times everywhere: RFC 3339 in UTC with a 'Z'."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+def _json_response(conn: Db, sql: str, params: dict[str, Any], order: str) -> Response:
+    """Rows of ``sql`` as a JSON array built by PostgreSQL: for the large lists screens poll,
+    so the API process does not build and serialise thousands of objects per request."""
+    row = conn.execute(
+        f"SELECT coalesce(json_agg(t ORDER BY t.{order}), '[]'::json)::text AS body FROM ({sql}) t",
+        params,
+    ).fetchone()
+    return Response(row["body"] if row else "[]", media_type="application/json")
+
+
+@router.get("/readings/latest", response_model=list[Reading])
 def latest(
     conn: Db,
     principal: Annotated[Principal, Caller("readings:read")],
     kind: Literal["bin", "env"] | None = None,
-) -> list[Reading]:
+) -> Response:
     """The latest reading of every device the caller may see."""
-    rows = conn.execute(
-        f"""SELECT l.device_id, l.ts, {_METRIC_COLUMNS.replace("r.", "l.")}
+    return _json_response(
+        conn,
+        f"""SELECT l.device_id, {_rfc3339("l.ts")} AS ts, {_METRIC_COLUMNS.replace("r.", "l.")}
             FROM latest_readings l JOIN devices d USING (device_id)
             WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)
             ORDER BY l.device_id""",
         {**visible(principal), "kind": kind},
-    ).fetchall()
-    return [Reading(**r) for r in rows]
+        order="device_id",
+    )
 
 
 def _require_visible(conn: Db, principal: Principal, device_id: str) -> None:
@@ -110,7 +126,7 @@ def _require_visible(conn: Db, principal: Principal, device_id: str) -> None:
         raise Problem(404, f"no device {device_id!r} you may read")
 
 
-@router.get("/devices/{device_id}/readings")
+@router.get("/devices/{device_id}/readings", response_model=list[SeriesPoint])
 def series(
     conn: Db,
     principal: Annotated[Principal, Caller("readings:read")],
@@ -118,7 +134,7 @@ def series(
     since: Annotated[str, Query(description="RFC 3339, a date, or an age such as 30d")] = "7d",
     until: str | None = None,
     bucket: Annotated[Literal["raw", "15m", "1h", "1d"], Query(description="resolution")] = "1h",
-) -> list[SeriesPoint]:
+) -> Response:
     """One device's readings in ``[since, until)``: raw, or averaged per 15 minutes, hour or
     day in the database (``date_bin``)."""
     start, end = _when(since, "since"), _when(until, "until")
@@ -138,18 +154,19 @@ def series(
     )
     if width is None:
         sql = (
-            f"SELECT ts, 1 AS count, {', '.join(METRICS)} FROM readings WHERE {where}"
-            " ORDER BY ts LIMIT %(limit)s"
+            f"SELECT {_rfc3339('ts')} AS ts, 1 AS count, {', '.join(METRICS)} FROM readings"
+            f" WHERE {where} ORDER BY readings.ts LIMIT %(limit)s"
         )
     else:
-        averages = ", ".join(f"avg({m}) AS {m}" for m in METRICS)
+        averages = ", ".join(f"round(avg({m})::numeric, 3)::float8 AS {m}" for m in METRICS)
         sql = (
-            f"SELECT date_bin(%(width)s, ts, TIMESTAMPTZ '2000-01-03 00:00+00') AS ts,"
-            f" count(*) AS count, {averages} FROM readings WHERE {where}"
-            " GROUP BY 1 ORDER BY 1 LIMIT %(limit)s"
+            f"SELECT {_rfc3339('b')} AS ts, n AS count, {', '.join(METRICS)} FROM ("
+            f" SELECT date_bin(%(width)s, ts, TIMESTAMPTZ '2000-01-03 00:00+00') AS b,"
+            f" count(*) AS n, {averages} FROM readings WHERE {where}"
+            " GROUP BY 1 ORDER BY 1 LIMIT %(limit)s) buckets"
         )
         params["width"] = width
-    return [SeriesPoint(**r) for r in conn.execute(sql, params).fetchall()]
+    return _json_response(conn, sql, params, order="ts")
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
