@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -231,10 +231,40 @@ def _show_alerts(demo: _Demo, history_s: float) -> None:
         env, "alerts", "list", "--state", "active", "--limit", "100000", "--format", "json"
     )
     active = json.loads(listing.stdout) if listing.returncode == 0 and listing.stdout else []
-    by_type: dict[str, int] = {}
+    _print_alert_summary(demo, active, history_s)
+
+
+# Alerts an officer's queue holds: ``watch`` is advice, listed but not work.
+_QUEUE_SEVERITIES = ("act", "urgent", "emergency")
+
+
+def _print_alert_summary(demo: _Demo, active: list[dict[str, Any]], history_s: float) -> None:
+    from store.db import connect
+
+    by_type: dict[str, dict[str, int]] = {}
     for alert in active:
-        by_type[alert["alert_type"]] = by_type.get(alert["alert_type"], 0) + 1
-    print(f"active alerts by type: {json.dumps(by_type, sort_keys=True)}")
+        counts = by_type.setdefault(alert["alert_type"], {})
+        counts[alert["severity"]] = counts.get(alert["severity"], 0) + 1
+    print("active alerts by type and severity:")
+    for alert_type, counts in sorted(by_type.items()):
+        print(f"  {alert_type:<22} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    with connect(demo.db_url) as conn:
+        homes = conn.execute(
+            "SELECT count(DISTINCT uprn) AS n FROM devices WHERE kind = 'env'"
+        ).fetchone()
+    n_homes = homes["n"] if homes else 0
+    weeks = max(history_s / (7 * 86_400), 1 / 7)
+    home_alerts = [a for a in active if a["subject_kind"] == "home"]
+    queue = [a for a in home_alerts if a["severity"] in _QUEUE_SEVERITIES]
+    clocks = [a for a in home_alerts if a.get("statutory_clock_started_at")]
+    if n_homes:
+        per_week = 1000 / n_homes / weeks
+        print(
+            f"officer workload: {len(queue)} home alerts at act or above for {n_homes} homes "
+            f"({len(queue) * per_week:.0f} per 1,000 homes a week), {len(clocks)} Awaab's Law "
+            f"clocks ({len(clocks) * per_week:.1f} per 1,000 homes a week); "
+            f"{len(home_alerts) - len(queue)} watch-level advice"
+        )
 
 
 def _show_routes(demo: _Demo, seconds: float) -> None:
