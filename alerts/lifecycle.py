@@ -86,6 +86,9 @@ class LifecycleSettings:
     """Raise the severity one step each time an alert sits unacknowledged this long."""
     max_escalated_severity: Severity = Severity.URGENT
     """Waiting alone never makes an alert an emergency: only a rule can say that."""
+    min_escalating_severity: Severity = Severity.ACT
+    """Advice (``watch``) never turns into work by waiting: only alerts at this severity or
+    above escalate while unacknowledged."""
 
     def __post_init__(self) -> None:
         for name in ("auto_resolve_after", "reminder_every"):
@@ -414,7 +417,7 @@ class AlertBook:
         if alert.status is AlertStatus.OPEN:
             if (
                 s.escalate_unacknowledged_after is not None
-                and alert.severity < s.max_escalated_severity
+                and s.min_escalating_severity <= alert.severity < s.max_escalated_severity
             ):
                 base = alert.escalated_at or alert.opened_at
                 times.append(base + s.escalate_unacknowledged_after)
@@ -451,7 +454,7 @@ class AlertBook:
         if s.escalate_unacknowledged_after is not None:
             base = updated.escalated_at or updated.opened_at
             while (
-                updated.severity < s.max_escalated_severity
+                s.min_escalating_severity <= updated.severity < s.max_escalated_severity
                 and now - base >= s.escalate_unacknowledged_after
             ):
                 base += s.escalate_unacknowledged_after

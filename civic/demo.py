@@ -162,7 +162,8 @@ def _simulate(
 ) -> tuple[int, int]:
     """History through the simulator, MQTT and ingest; (readings sent, readings stored)."""
     # The default client id: the same persistent session a later `civic ingest` resumes.
-    ingest_args = ["ingest", "--idle-exit", "5", "--stats", "--stats-interval", "15"]
+    # Generous: on a busy machine the simulator can pause for seconds between bursts.
+    ingest_args = ["ingest", "--idle-exit", "20", "--stats", "--stats-interval", "15"]
     ingest = subprocess.Popen(
         [sys.executable, "-m", "civic.cli", *ingest_args],
         env=demo.env,

@@ -137,15 +137,11 @@ def test_reminders_and_escalation_until_acknowledged():
         escalate_unacknowledged_after=12 * H,
         max_escalated_severity=Severity.URGENT,
     )
-    book = AlertBook(settings).apply(event("damp_adf2006", "on", T0, severity=Severity.WATCH)).book
+    book = AlertBook(settings).apply(event("mould_index", "on", T0, severity=Severity.ACT)).book
     out = book.tick(T0 + 3 * H)
     assert out.audit == ()
     out = book.tick(T0 + 25 * H)
-    assert actions(out.audit) == [
-        AuditAction.ESCALATED,
-        AuditAction.ESCALATED,
-        AuditAction.REMINDED,
-    ]
+    assert actions(out.audit) == [AuditAction.ESCALATED, AuditAction.REMINDED]
     (alert,) = out.book.alerts.values()
     assert alert.severity is Severity.URGENT  # capped: waiting never makes an emergency
     assert alert.last_notified_at == T0 + 24 * H
@@ -153,6 +149,15 @@ def test_reminders_and_escalation_until_acknowledged():
     assert [a.severity for a in out.audit if a.action is AuditAction.ESCALATED] == []
     acked = out.book.acknowledge(alert.alert_id, by="officer.a", at=T0 + 101 * H).book
     assert acked.tick(T0 + 200 * H).audit == ()
+
+
+def test_advice_never_turns_into_work_by_waiting():
+    settings = LifecycleSettings(escalate_unacknowledged_after=12 * H)
+    book = AlertBook(settings).apply(event("damp_adf2006", "on", T0, severity=Severity.WATCH)).book
+    out = book.tick(T0 + 100 * H)
+    assert AuditAction.ESCALATED not in actions(out.audit)
+    (alert,) = out.book.alerts.values()
+    assert alert.severity is Severity.WATCH
 
 
 def test_point_events_wait_for_a_person_by_default():
