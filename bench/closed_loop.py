@@ -1,26 +1,35 @@
 """Closed-loop simulation: simulated crews follow the plans, and the bins feel it.
 
 The town is the demo estate (``device_sim.estate``) with one simulator bin model per bin
-(``device_sim.models.BinModel``: fill by hour and weekday, noisy readings). Before the loop,
-``warmup_days`` of history run under the council's old fixed weekly round, so the forecaster
-has collections to learn from. Then, for ``days`` days, each working day at ``PLAN_HOUR`` one
-plan is made for the whole estate (every stream at once), and every bin a planned route visits
-is emptied (:meth:`BinModel.collect`) at its ETA. Two policies share everything but stop
-selection:
+(``device_sim.models.BinModel``: heavy-tailed per-bin fill times, local hour, weekday and
+season, optionally day-to-day variation; noisy readings). Before the loop, ``warmup_days`` of
+history run under the council's old weekly round, so the forecaster has collections to learn
+from. Then, for ``days`` days, each working day at ``PLAN_HOUR`` one plan is made for the whole
+estate (every stream at once), and every bin a planned route visits is emptied
+(:meth:`BinModel.collect`) at its ETA. The policies share everything but stop selection:
 
 * ``dynamic``: forecast every bin from its readings (:mod:`forecast.fit`), select stops as
-  ``civic routes plan`` does (:func:`routing.planning.select_stops`);
-* ``weekly``: every bin on its fixed weekday, whatever its fill (the status quo).
+  ``civic routes plan`` does (:func:`routing.planning.select_stops`), with every bin's
+  collection threshold at ``threshold_pct`` (optional stops from 20 points below it);
+* ``fixed``: the round a council sizes from what it knows of each bin (:func:`size_round`):
+  the least frequent of fortnightly, weekly, twice weekly and every working day that keeps the
+  bin under full at ``FIXED_MARGIN`` times its seasonal mean rate; collection days by area, as
+  council rounds are laid out (each day's bins are one sector of the town);
+* ``weekly``: every bin once a week on its old weekday, whatever its fill (the status quo the
+  simulator's rounds follow: weekdays at random, not by area).
 
-Measured: km driven, bins collected, overflow-hours (hours a bin's true level spent at or above
-100 %, sampled every reading), must-collect bins the plans could not serve, and plans the
-validator rejected. Pure in-process: no broker, no database.
+Measured: km driven, truck-shifts (routes that left the depot), bins collected, overflow-hours
+(hours a bin's true level spent at or above 100 %, sampled every reading), must-collect bins the
+plans could not serve, and plans the validator rejected. Pure in-process: no broker, no
+database.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -29,10 +38,10 @@ from typing import Final, Literal
 
 import numpy as np
 
-from device_sim.estate import generate_estate
-from device_sim.models import BinModel
-from forecast.bins import DEFAULT_LOOKBACK, BinHistory, forecast_visits
-from forecast.fit import fit_bins
+from device_sim.estate import TOWN_CENTRE, generate_estate
+from device_sim.models import BinModel, season_factor
+from forecast.bins import DEFAULT_LOOKBACK, BinForecast, BinHistory, forecast_visits
+from forecast.fit import BinFit, fit_bins
 from routing.fleet import FleetConfig, load_fleet
 from routing.model import BinStop, Plan, PlanRequest, Vehicle
 from routing.planning import (
@@ -44,6 +53,7 @@ from routing.planning import (
 from routing.solver import RefuseEngine, plan_routes
 
 __all__ = [
+    "FIXED_MARGIN",
     "LoopConfig",
     "LoopResult",
     "Policy",
@@ -51,17 +61,33 @@ __all__ = [
     "Town",
     "build_town",
     "run_closed_loop",
+    "scaled_fleet",
     "simulate",
+    "size_round",
 ]
 
 log = logging.getLogger(__name__)
 
-Policy = Literal["dynamic", "weekly"]
-POLICIES: Final = ("dynamic", "weekly")
+Policy = Literal["dynamic", "fixed", "weekly"]
+POLICIES: Final = ("dynamic", "fixed", "weekly")
 # Plans are made before the shift, from the readings so far.
 PLAN_HOUR: Final = 6
-# Sensors report hourly: fine enough for overflow-hours, cheap enough for a month of a town.
-READING_INTERVAL: Final = dt.timedelta(hours=1)
+# A fixed round is sized for a bin filling this much faster than its seasonal mean: busy weeks,
+# weekend peaks and the crew's own "it is always full by Friday" all push a council this way.
+FIXED_MARGIN: Final = 1.25
+# The frequencies a council offers, least frequent first: (name, longest gap in days, local
+# weekdays in week A, in week B). Fortnightly bins alternate weeks by area.
+FREQUENCIES: Final = (
+    ("fortnightly", 14.0),
+    ("weekly", 7.0),
+    ("twice weekly", 4.0),
+    ("every working day", 3.0),
+)
+# Optional stops are offered from this many points below the collection threshold (the
+# defaults: threshold 80 %, optional from 60 %).
+OPTIONAL_BELOW_THRESHOLD: Final = 20.0
+# Trucks per stream in the fleet file are for the 500-bin demo town; larger towns scale them.
+FLEET_FILE_BINS: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +101,27 @@ class LoopConfig:
     start: dt.date = dt.date(2025, 11, 3)  # a Monday in GMT, so UTC is local time
     solve_seconds: float = 3.0
     engine: RefuseEngine | None = None
+    reading_hours: float = 1.0
+    """Sensors report this often: fine enough for overflow-hours."""
+    day_variation_sd: float = 0.0
+    """Day-to-day variation of every bin's filling (:attr:`BinModel.day_variation_sd`)."""
+    refit_margin_pct: float | None = None
+    """None: refit every bin's forecast every day, as ``civic routes plan`` does. A number:
+    keep a bin's fit from an earlier day while that fit forecasts it more than this many points
+    below the optional-stop level at the next working day's round, it has not been collected
+    since, and the fit is under ``refit_days`` old (a large town in minutes rather than hours;
+    the fits skipped are of bins nowhere near a collection)."""
+    refit_days: int = 7
 
     def __post_init__(self) -> None:
         if self.bins < 1 or self.days < 1 or self.warmup_days < 0:
             raise ValueError("need bins >= 1, days >= 1 and warmup_days >= 0")
-        if self.solve_seconds <= 0:
-            raise ValueError("solve_seconds must be positive")
+        if self.solve_seconds <= 0 or self.reading_hours <= 0:
+            raise ValueError("solve_seconds and reading_hours must be positive")
+
+    @property
+    def reading_interval(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.reading_hours)
 
 
 @dataclass
@@ -97,13 +138,15 @@ class SimulatedBin:
     model: BinModel
     ts: list[dt.datetime] = field(default_factory=list)
     fill_pct: list[float] = field(default_factory=list)
+    _epoch_us: list[int] = field(default_factory=list, repr=False)
 
     def record(self, ts: dt.datetime) -> None:
         self.ts.append(ts)
+        self._epoch_us.append(round(ts.timestamp() * 1e6))
         self.fill_pct.append(self.model.reading(ts)["fill_pct"])
 
     def history(self, since: dt.datetime) -> BinHistory:
-        stamps = np.array([t.replace(tzinfo=None) for t in self.ts], dtype="datetime64[us]")
+        stamps = np.array(self._epoch_us, dtype=np.int64).astype("datetime64[us]")
         keep = stamps >= np.datetime64(since.replace(tzinfo=None), "us")
         return BinHistory(
             device_id=self.device_id,
@@ -122,11 +165,12 @@ class SimulatedBin:
 class Town:
     bins: list[SimulatedBin]
     clock: dt.datetime
+    reading_interval: dt.timedelta = dt.timedelta(hours=1)
 
     def advance_to(self, until: dt.datetime, on_step: Callable[[dt.datetime], None]) -> None:
-        """Take readings every READING_INTERVAL up to and including ``until``."""
-        while self.clock + READING_INTERVAL <= until:
-            self.clock += READING_INTERVAL
+        """Take readings every ``reading_interval`` up to and including ``until``."""
+        while self.clock + self.reading_interval <= until:
+            self.clock += self.reading_interval
             for item in self.bins:
                 item.record(self.clock)
             on_step(self.clock)
@@ -137,13 +181,17 @@ class LoopResult:
     policy: Policy
     days: int
     working_days: int
+    threshold_pct: float | None = None
     km: float = 0.0
+    truck_shifts: int = 0
     bins_collected: int = 0
     overflow_hours: float = 0.0
     must_unserved: int = 0
     invalid_plans: int = 0
     fill_at_collection_pct: list[float] = field(default_factory=list)
     planning_s: float = 0.0
+    fits: int = 0
+    round_sizes: dict[str, int] = field(default_factory=dict)
     collections: list[tuple[str, dt.datetime]] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
 
@@ -151,6 +199,12 @@ class LoopResult:
     def mean_fill_at_collection_pct(self) -> float:
         values = self.fill_at_collection_pct
         return float(np.mean(values)) if values else 0.0
+
+    @property
+    def label(self) -> str:
+        if self.threshold_pct is None:
+            return self.policy
+        return f"{self.policy} {self.threshold_pct:g} %"
 
 
 def build_town(config: LoopConfig) -> Town:
@@ -166,14 +220,19 @@ def build_town(config: LoopConfig) -> Town:
             capacity_l=float(row["capacity_l"]),
             threshold_pct=float(row["threshold_pct"]),
             # One generator per bin, seeded by position, so both policies start identical.
-            model=BinModel.create(
-                row["device_id"], row["waste_stream"], random.Random(config.seed * 100_003 + i)
+            model=dataclasses.replace(
+                BinModel.create(
+                    row["device_id"],
+                    row["waste_stream"],
+                    random.Random(config.seed * 100_003 + i),
+                ),
+                day_variation_sd=config.day_variation_sd,
             ),
         )
         for i, row in enumerate(rows)
     ]
     start = dt.datetime.combine(config.start, dt.time(), tzinfo=dt.UTC)
-    town = Town(bins, start - dt.timedelta(days=config.warmup_days))
+    town = Town(bins, start - dt.timedelta(days=config.warmup_days), config.reading_interval)
     town.advance_to(start, lambda _: None)
     for item in bins:
         # From here on, bins are emptied only when a planned route visits them.
@@ -181,8 +240,86 @@ def build_town(config: LoopConfig) -> Town:
     return town
 
 
-def _weekly_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanRequest:
-    """Every bin whose round falls today, must-collect, loaded at its last reading."""
+def scaled_fleet(fleet: FleetConfig, bins: int) -> FleetConfig:
+    """``fleet`` with each stream's trucks scaled from the fleet file's town to ``bins`` bins.
+
+    Trucks are what is available; the plans use as many as the day needs (truck-shifts).
+    """
+    scale = max(1.0, bins / FLEET_FILE_BINS)
+    streams = tuple(
+        dataclasses.replace(s, trucks=math.ceil(s.trucks * scale)) for s in fleet.streams
+    )
+    return dataclasses.replace(fleet, streams=streams)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSlot:
+    """A bin's place in the fixed round: local weekdays, and which weeks (None: every week)."""
+
+    frequency: str
+    weekdays: frozenset[int]
+    week_parity: int | None = None
+
+    def due(self, day: dt.date) -> bool:
+        if day.weekday() not in self.weekdays:
+            return False
+        return self.week_parity is None or day.isocalendar().week % 2 == self.week_parity
+
+
+def _frequency(item: SimulatedBin, middle: dt.date, margin: float) -> str:
+    rate = item.model.rate_pct_per_day * season_factor(item.stream, middle) * margin
+    for name, gap_days in FREQUENCIES[:-1]:
+        if rate * gap_days <= 100.0:
+            return name
+    return FREQUENCIES[-1][0]
+
+
+def _sectors(items: Sequence[SimulatedBin], count: int) -> list[int]:
+    """Split ``items`` into ``count`` sectors of the town of equal size, by bearing."""
+    bearing = [math.atan2(b.lat - TOWN_CENTRE[0], (b.lon - TOWN_CENTRE[1]) * 0.6) for b in items]
+    order = sorted(range(len(items)), key=lambda i: bearing[i])
+    sector = [0] * len(items)
+    for rank, i in enumerate(order):
+        sector[i] = rank * count // len(items)
+    return sector
+
+
+def size_round(
+    town: Town, start: dt.date, days: int, *, margin: float = FIXED_MARGIN
+) -> dict[str, RoundSlot]:
+    """The fixed round a council would run over ``days`` from ``start`` (see the module doc).
+
+    Frequency from the bin's mean rate at the period's season, times ``margin``; days by
+    area, per stream and frequency: weekly bins in five sectors (Monday to Friday),
+    fortnightly in ten (five days, two weeks), twice-weekly in two (Monday and Thursday,
+    Tuesday and Friday).
+    """
+    middle = start + dt.timedelta(days=days // 2)
+    groups: dict[tuple[str, str], list[SimulatedBin]] = {}
+    for item in town.bins:
+        groups.setdefault((item.stream, _frequency(item, middle, margin)), []).append(item)
+    slots: dict[str, RoundSlot] = {}
+    for (_, frequency), items in groups.items():
+        if frequency == "every working day":
+            for item in items:
+                slots[item.device_id] = RoundSlot(frequency, frozenset(range(5)))
+            continue
+        count = {"fortnightly": 10, "weekly": 5, "twice weekly": 2}[frequency]
+        for item, sector in zip(items, _sectors(items, count), strict=True):
+            if frequency == "twice weekly":
+                slot = RoundSlot(frequency, frozenset({sector, sector + 3}))
+            elif frequency == "weekly":
+                slot = RoundSlot(frequency, frozenset({sector}))
+            else:
+                slot = RoundSlot(frequency, frozenset({sector % 5}), week_parity=sector // 5)
+            slots[item.device_id] = slot
+    return slots
+
+
+def _round_request(
+    town: Town, fleet: FleetConfig, due: Callable[[SimulatedBin], bool]
+) -> PlanRequest:
+    """Every bin ``due`` today, must-collect, loaded at its last reading."""
     depots, tips = fleet.depots, fleet.tips
     stops: list[BinStop] = []
     vehicles: list[Vehicle] = []
@@ -190,7 +327,7 @@ def _weekly_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanRequest
         stream_fleet = fleet.stream(stream)
         vehicles.extend(fleet.vehicles(stream))
         for item in town.bins:
-            if item.stream != stream or item.model.collection_weekday != day.weekday():
+            if item.stream != stream or not due(item):
                 continue
             fill = min(max(item.fill_pct[-1], 0.0), 110.0)
             weight_kg, volume_l = stream_fleet.load_of(fill / 100.0 * item.capacity_l)
@@ -209,12 +346,51 @@ def _weekly_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanRequest
     return PlanRequest(depots, tips, tuple(vehicles), tuple(stops), breaks=fleet.breaks)
 
 
-def _dynamic_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanRequest:
+@dataclass
+class _Forecaster:
+    """Fits kept between days (see :attr:`LoopConfig.refit_from_pct`)."""
+
+    config: LoopConfig
+    optional_min_pct: float
+    fits: dict[str, BinFit] = field(default_factory=dict)
+    fitted_at: dict[str, dt.datetime] = field(default_factory=dict)
+    collected_at: dict[str, dt.datetime] = field(default_factory=dict)
+    count: int = 0
+
+    def _stale(self, device_id: str, now: dt.datetime, next_fill_pct: float | None) -> bool:
+        fitted = self.fitted_at.get(device_id)
+        margin = self.config.refit_margin_pct
+        if fitted is None or margin is None:
+            return True
+        if self.collected_at.get(device_id, fitted) > fitted:
+            return True
+        if now - fitted >= dt.timedelta(days=self.config.refit_days):
+            return True
+        return next_fill_pct is None or next_fill_pct >= self.optional_min_pct - margin
+
+    def forecasts(self, town: Town, fleet: FleetConfig, day: dt.date) -> list[BinForecast]:
+        histories = [b.history(town.clock - DEFAULT_LOOKBACK) for b in town.bins]
+        visit_at, next_visit_at = visit_times(fleet, day)
+        kept = {
+            f.device_id: f.forecast_at_next_pct
+            for f in forecast_visits(
+                histories, self.fits, visit_at=visit_at, next_visit_at=next_visit_at
+            )
+        }
+        refit = [
+            h for h in histories if self._stale(h.device_id, town.clock, kept.get(h.device_id))
+        ]
+        self.fits.update(fit_bins(refit))
+        self.fitted_at.update((h.device_id, town.clock) for h in refit)
+        self.count += len(refit)
+        return forecast_visits(histories, self.fits, visit_at=visit_at, next_visit_at=next_visit_at)
+
+
+def _dynamic_request(
+    town: Town, fleet: FleetConfig, day: dt.date, forecaster: _Forecaster
+) -> PlanRequest:
     """Forecast every bin from its readings so far and select stops per stream."""
-    histories = [b.history(town.clock - DEFAULT_LOOKBACK) for b in town.bins]
-    fits = fit_bins(histories)
-    visit_at, next_visit_at = visit_times(fleet, day)
-    forecasts = forecast_visits(histories, fits, visit_at=visit_at, next_visit_at=next_visit_at)
+    forecasts = forecaster.forecasts(town, fleet, day)
     requests = [
         build_request(select_stops(forecasts, fleet, stream=stream), fleet)
         for stream in sorted({b.stream for b in town.bins})
@@ -228,26 +404,88 @@ def _dynamic_request(town: Town, fleet: FleetConfig, day: dt.date) -> PlanReques
     )
 
 
+def _policy_fleet(fleet: FleetConfig, threshold_pct: float | None) -> FleetConfig:
+    if threshold_pct is None:
+        return fleet
+    selection = dataclasses.replace(
+        fleet.selection,
+        optional_min_pct=max(0.0, threshold_pct - OPTIONAL_BELOW_THRESHOLD),
+    )
+    return dataclasses.replace(fleet, selection=selection)
+
+
+def _plan_day(
+    request: PlanRequest, result: LoopResult, config: LoopConfig, fleet: FleetConfig
+) -> Plan:
+    """Solve and validate one day's request; add it to ``result``."""
+    started = time.perf_counter()
+    plan = plan_routes(
+        request,
+        time_limit_s=config.solve_seconds,
+        matrix_provider=fleet.travel,
+        engine=config.engine,
+    )
+    result.working_days += 1
+    result.planning_s += time.perf_counter() - started
+    result.plans.append(plan)
+    result.km += plan.distance_m / 1000.0
+    result.truck_shifts += sum(1 for route in plan.routes if route.bin_ids)
+    result.must_unserved += sum(1 for u in plan.unserved if u.must_collect)
+    result.invalid_plans += 0 if plan.is_valid else 1
+    return plan
+
+
+def _visits(plan: Plan, fleet: FleetConfig, day: dt.date) -> list[tuple[dt.datetime, str]]:
+    """(ETA in UTC, bin) of every bin the plan's routes visit."""
+    return [
+        (fleet.local_time(day, stop.start_s).astimezone(dt.UTC), stop.stop_id)
+        for route in plan.routes
+        for stop in route.stops
+        if stop.kind == "bin"
+    ]
+
+
 def simulate(
     town: Town,
     policy: Policy,
     config: LoopConfig,
     *,
     fleet: FleetConfig | None = None,
+    threshold_pct: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LoopResult:
-    """Run ``config.days`` days of ``policy`` on ``town`` (which it advances)."""
+    """Run ``config.days`` days of ``policy`` on ``town`` (which it advances).
+
+    ``threshold_pct`` (dynamic only) sets every bin's collection threshold; None keeps the
+    registry's.
+    """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
-    fleet = fleet or load_fleet()
+    if threshold_pct is not None and policy != "dynamic":
+        raise ValueError("a collection threshold applies to the dynamic policy only")
+    fleet = _policy_fleet(fleet or load_fleet(), threshold_pct)
+    if threshold_pct is not None:
+        for item in town.bins:
+            item.threshold_pct = threshold_pct
     by_id = {b.device_id: b for b in town.bins}
-    result = LoopResult(policy, config.days, 0)
+    result = LoopResult(policy, config.days, 0, threshold_pct=threshold_pct)
+    forecaster = _Forecaster(config, fleet.selection.optional_min_pct)
+    slots = size_round(town, config.start, config.days) if policy == "fixed" else {}
+    for slot in slots.values():
+        result.round_sizes[slot.frequency] = result.round_sizes.get(slot.frequency, 0) + 1
+    step_hours = town.reading_interval.total_seconds() / 3600.0
 
     def count_overflow(_: dt.datetime) -> None:
-        hours = READING_INTERVAL.total_seconds() / 3600.0
-        result.overflow_hours += hours * sum(
+        result.overflow_hours += step_hours * sum(
             1 for b in town.bins if b.model.fill_pct >= OVERFLOW_PCT
         )
+
+    def request_for(day: dt.date) -> PlanRequest:
+        if policy == "dynamic":
+            return _dynamic_request(town, fleet, day, forecaster)
+        if policy == "fixed":
+            return _round_request(town, fleet, lambda b: slots[b.device_id].due(day))
+        return _round_request(town, fleet, lambda b: b.model.collection_weekday == day.weekday())
 
     for offset in range(config.days):
         day = config.start + dt.timedelta(days=offset)
@@ -255,33 +493,15 @@ def simulate(
         town.advance_to(plan_at, count_overflow)
         visits: list[tuple[dt.datetime, str]] = []
         if day.weekday() in fleet.working_days:
-            result.working_days += 1
             started = time.perf_counter()
-            request = (
-                _dynamic_request(town, fleet, day)
-                if policy == "dynamic"
-                else _weekly_request(town, fleet, day)
-            )
-            plan = plan_routes(
-                request,
-                time_limit_s=config.solve_seconds,
-                matrix_provider=fleet.travel,
-                engine=config.engine,
-            )
-            result.planning_s += time.perf_counter() - started
-            result.plans.append(plan)
-            result.km += plan.distance_m / 1000.0
-            result.must_unserved += sum(1 for u in plan.unserved if u.must_collect)
-            result.invalid_plans += 0 if plan.is_valid else 1
-            for route in plan.routes:
-                for stop in route.stops:
-                    if stop.kind == "bin":
-                        eta = fleet.local_time(day, stop.start_s).astimezone(dt.UTC)
-                        visits.append((eta, stop.stop_id))
+            plan = _plan_day(request_for(day), result, config, fleet)
+            visits = _visits(plan, fleet, day)
             if progress is not None:
+                trucks = sum(1 for r in plan.routes if r.bin_ids)
                 progress(
-                    f"{policy} {day:%a %d %b}: {len(request.bins)} stops offered, "
-                    f"{len(visits)} collected, {plan.distance_m / 1000:.1f} km"
+                    f"{result.label} {day:%a %d %b}: {trucks} trucks, "
+                    f"{len(visits)} collected, {plan.distance_m / 1000:.1f} km, "
+                    f"{time.perf_counter() - started:.0f} s"
                 )
         # Crews empty each bin at its ETA: the model is advanced to that instant first, so
         # the waste that arrived before the crew did is counted as collected.
@@ -291,10 +511,12 @@ def simulate(
             item.model.advance(eta)
             result.fill_at_collection_pct.append(item.model.fill_pct)
             item.model.collect()
+            forecaster.collected_at[device_id] = eta
             result.bins_collected += 1
             result.collections.append((device_id, eta))
         end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         town.advance_to(end_of_day, count_overflow)
+    result.fits = forecaster.count
     return result
 
 

@@ -36,6 +36,13 @@ def main() -> None:
     parts = [HEADER]
     for path in files:
         text = path.read_text().strip()
+        lines = text.splitlines()
+        if lines and lines[0].startswith("Command:"):
+            # A file that opens with its command: the command goes under the file's title.
+            title = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
+            if title is not None:
+                lines = [*lines[1:title], lines[title], "", lines[0], *lines[title + 1 :]]
+                text = "\n".join(lines).strip()
         # Demote each file's headings one level under this document's title.
         parts.append(
             "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())

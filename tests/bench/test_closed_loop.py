@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 
 import pytest
 
-from bench.closed_loop import LoopConfig, build_town, simulate
+from bench.closed_loop import (
+    FIXED_MARGIN,
+    FREQUENCIES,
+    LoopConfig,
+    build_town,
+    simulate,
+    size_round,
+)
+from device_sim.estate import TOWN_CENTRE
+from device_sim.models import season_factor
 
 SMALL = LoopConfig(bins=30, days=3, warmup_days=7, solve_seconds=0.5)
 
@@ -76,3 +87,73 @@ def test_overflow_hours_count_bin_hours_at_or_over_full():
     assert result.working_days == 0  # no crews at the weekend
     assert result.overflow_hours == pytest.approx(2 * 24.0)
     assert result.bins_collected == 0
+
+
+def test_fixed_round_is_sized_from_each_bins_rate_and_laid_out_by_area():
+    config = LoopConfig(bins=200, days=28, warmup_days=0, solve_seconds=0.5)
+    town = build_town(config)
+    slots = size_round(town, config.start, config.days)
+    middle = config.start + dt.timedelta(days=14)
+    gaps = dict(FREQUENCIES)
+    names = [name for name, _ in FREQUENCIES]
+    for item in town.bins:
+        slot = slots[item.device_id]
+        rate = item.model.rate_pct_per_day * season_factor(item.stream, middle) * FIXED_MARGIN
+        if slot.frequency != names[-1]:
+            assert rate * gaps[slot.frequency] <= 100.0  # never full between visits
+        if slot.frequency != names[0]:  # and no less frequent choice would do
+            less = names[names.index(slot.frequency) - 1]
+            assert rate * gaps[less] > 100.0
+    assert {s.frequency for s in slots.values()} >= {"fortnightly", "weekly", "twice weekly"}
+    # By area: a weekday's weekly bins of one stream sit in one sector of the town.
+    for stream in ("general", "recycling"):
+        weekly = [
+            b for b in town.bins if b.stream == stream and slots[b.device_id].frequency == "weekly"
+        ]
+        by_day: dict[int, list[float]] = {}
+        for item in weekly:
+            (day,) = slots[item.device_id].weekdays
+            by_day.setdefault(day, []).append(
+                math.atan2(item.lat - TOWN_CENTRE[0], (item.lon - TOWN_CENTRE[1]) * 0.6)
+            )
+        spans = sorted((min(v), max(v)) for v in by_day.values())
+        assert len(spans) == 5
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # sectors do not overlap
+
+
+def test_fixed_round_lifts_every_bin_on_its_days_only():
+    config = LoopConfig(bins=40, days=7, warmup_days=3, solve_seconds=0.3)
+    town = build_town(config)
+    result = simulate(town, "fixed", config)
+    slots = size_round(town, config.start, config.days)
+    lifted: dict[str, list[dt.date]] = {}
+    for device_id, eta in result.collections:
+        lifted.setdefault(device_id, []).append(eta.date())
+    for item in town.bins:
+        due = [
+            config.start + dt.timedelta(days=d)
+            for d in range(7)
+            if slots[item.device_id].due(config.start + dt.timedelta(days=d))
+        ]
+        assert lifted.get(item.device_id, []) == due
+    assert result.must_unserved == result.invalid_plans == 0
+    assert result.truck_shifts == sum(1 for p in result.plans for r in p.routes if r.bin_ids)
+    assert sum(result.round_sizes.values()) == 40
+
+
+def test_dynamic_threshold_sets_every_bins_threshold_and_the_optional_level():
+    config = LoopConfig(bins=30, days=1, warmup_days=7, solve_seconds=0.3)
+    town = build_town(config)
+    result = simulate(town, "dynamic", config, threshold_pct=90.0)
+    assert {b.threshold_pct for b in town.bins} == {90.0}
+    assert result.label == "dynamic 90 %"
+    with pytest.raises(ValueError, match="dynamic policy only"):
+        simulate(build_town(config), "fixed", config, threshold_pct=90.0)
+
+
+def test_kept_fits_skip_bins_far_from_due_but_refit_collected_ones():
+    config = LoopConfig(bins=30, days=3, warmup_days=7, solve_seconds=0.3, refit_margin_pct=10.0)
+    result = simulate(build_town(config), "dynamic", config)
+    assert 30 < result.fits < 30 * result.working_days
+    assert result.must_unserved == result.invalid_plans == 0
+    assert all(plan.is_valid for plan in result.plans)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
 
 from device_sim import BinModel, HomeModel, generate_estate
+from device_sim.models import HOURLY_FACTOR, STREAM_FILL_DAYS, season_factor
 from device_sim.truth import Episode, HomeTruth
 from firmware_contracts import TopicLayout, decode_telemetry
 
@@ -105,3 +108,69 @@ def test_simulated_readings_satisfy_the_contract() -> None:
             doc = {"v": 1, "device_id": model.device_id, "seq": seq, "ts": ts.isoformat(), **values}
             topic = layout.telemetry(model.device_id)
             assert decode_telemetry(topic, json.dumps(doc), now=MONDAY + timedelta(days=3))
+
+
+def test_fill_times_follow_the_stated_heavy_tailed_model() -> None:
+    """Days to fill, drawn over many bins, match each stream's stated mixture: some bins fill
+    within a day, most general-waste bins in one to three weeks."""
+    for stream, model in STREAM_FILL_DAYS.items():
+        rng = random.Random(f"fill-days:{stream}")
+        days = [BinModel.create(f"bin-{i}", stream, rng).days_to_fill for i in range(4000)]
+        for low, high in ((0.0, 1.0), (1.0, 7.0), (7.0, 21.0), (21.0, 1e9)):
+            share = sum(low <= d < high for d in days) / len(days)
+            assert share == pytest.approx(model.share_within(low, high), abs=0.025), (
+                stream,
+                low,
+                high,
+            )
+    general = STREAM_FILL_DAYS["general"]
+    assert general.share_within(0.0, 1.0) >= 0.03  # some bins fill in a day
+    assert general.share_within(7.0, 21.0) > 0.5  # most in one to three weeks
+
+
+def test_a_bin_fills_at_its_rate_shaped_by_season() -> None:
+    """A week's true rise is the bin's rate times the season's factor; garden waste grows in
+    summer and nearly stops in winter."""
+    rng = random.Random(12)
+    for stream, start in (("general", MONDAY), ("garden", datetime(2026, 6, 1, tzinfo=UTC))):
+        model = BinModel.create("bin-r", stream, rng)
+        model.weekly_round, model.fill_pct, model.rate_pct_per_day = False, 0.0, 5.0
+        model.advance(start)
+        model.advance(start + timedelta(days=7))
+        season = sum(season_factor(stream, (start + timedelta(days=d)).date()) for d in range(7))
+        assert model.fill_pct == pytest.approx(5.0 * season, rel=0.05)
+    winter = season_factor("garden", date(2026, 1, 15))
+    assert season_factor("garden", date(2026, 6, 15)) > 3 * winter
+
+
+def _rise_by_utc_hour(model: BinModel, monday: datetime) -> list[float]:
+    rise = [0.0] * 24
+    model.weekly_round = False
+    model.advance(monday)
+    for ts in (monday + timedelta(hours=h + 1) for h in range(7 * 24)):
+        model.fill_pct = 0.0
+        model.advance(ts)
+        rise[(ts - timedelta(hours=1)).hour] += model.fill_pct
+    return rise
+
+
+def test_fill_follows_local_time_across_the_clock_change() -> None:
+    """In summer time (BST, UTC+1) the daily pattern runs an hour earlier in UTC than in
+    winter, as people live by the local clock; so does the weekly round."""
+    model = BinModel.create("bin-t", "general", random.Random(3))
+    summer = _rise_by_utc_hour(model, datetime(2025, 10, 13, tzinfo=UTC))  # before 26 Oct
+    winter = _rise_by_utc_hour(model, datetime(2025, 11, 3, tzinfo=UTC))
+    peak_local = HOURLY_FACTOR.index(max(HOURLY_FACTOR))
+    assert summer.index(max(summer)) == peak_local - 1
+    assert winter.index(max(winter)) == peak_local
+    # Shape for shape, summer is winter an hour earlier.
+    total_s, total_w = sum(summer), sum(winter)
+    for hour in range(24):
+        assert summer[hour] / total_s == pytest.approx(winter[(hour + 1) % 24] / total_w, rel=0.02)
+    # The weekly round keeps its local hour: an hour earlier in UTC in summer.
+    model = BinModel.create("bin-u", "general", random.Random(4))
+    model.collection_weekday, model.collection_hour = 2, 9.0
+    for week in (datetime(2025, 10, 20, tzinfo=UTC), datetime(2025, 10, 27, tzinfo=UTC)):
+        for hour in range(0, 7 * 24, 1):
+            model.advance(week + timedelta(hours=hour))
+    assert [(r.weekday(), r.hour) for r in model.rounds] == [(2, 8), (2, 9)]
