@@ -30,6 +30,7 @@ def _mean_one(values: tuple[float, ...]) -> tuple[float, ...]:
     mean = sum(values) / len(values)
     return tuple(v / mean for v in values)
 
+
 # Relative filling by weekday (Mon..Sun): weekends and Mondays are heavier on streets.
 WEEKDAY_FACTOR = _mean_one((1.15, 0.95, 0.9, 0.95, 1.05, 1.25, 1.2))
 # Relative filling by local hour: almost nothing overnight, peaks late morning and early evening.
