@@ -31,6 +31,7 @@ from alerts.events import AlertType
 from alerts.lifecycle import AuditAction
 from alerts.notify import enqueue_for_alert
 from alerts.store import Conn, record_action
+from common.mqtt import MqttAuth, apply_auth
 from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout
 
 __all__ = [
@@ -204,7 +205,15 @@ def expire_commands(conn: Conn, now: datetime) -> int:
 class CommandDispatcher:
     """Publishes queued commands and records acks; one MQTT connection per service."""
 
-    def __init__(self, *, host: str, port: int, prefix: str, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        prefix: str,
+        client_id: str | None = None,
+        auth: MqttAuth | None = None,
+    ) -> None:
         self.layout = TopicLayout(prefix)
         self.host, self.port = host, port
         self.connected = threading.Event()
@@ -214,6 +223,7 @@ class CommandDispatcher:
             client_id=client_id or f"civic-alerts-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
+        apply_auth(self.client, auth)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 

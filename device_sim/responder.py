@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from common.mqtt import MqttAuth, apply_auth
 from device_sim.models import BinModel, HomeModel
 from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout
 
@@ -52,6 +53,7 @@ class CommandResponder:
         prefix: str,
         *,
         client_id: str | None = None,
+        auth: MqttAuth | None = None,
     ) -> None:
         self.devices = devices_by_id
         self.layout = TopicLayout(prefix)
@@ -64,6 +66,7 @@ class CommandResponder:
             client_id=client_id or f"sim-responder-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
+        apply_auth(self.client, auth)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from common.mqtt import MqttAuth, apply_auth
 from device_sim.models import BinModel, HomeModel
 from firmware_contracts import MAX_BATCH_READINGS, TopicLayout, format_rfc3339
 
@@ -130,6 +131,7 @@ class Simulator:
         host: str,
         port: int,
         progress: Callable[[SimReport, float], None] | None = None,
+        auth: MqttAuth | None = None,
     ) -> None:
         self.config = config
         self.layout = TopicLayout(config.topic_prefix)
@@ -165,6 +167,7 @@ class Simulator:
             client_id=config.client_id,
             protocol=mqtt.MQTTv5,
         )
+        apply_auth(self.client, auth)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish

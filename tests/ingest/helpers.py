@@ -70,6 +70,7 @@ def start_worker(
         client_id=f"ingest-{uuid.uuid4().hex[:8]}",
         topic_prefix=mqtt.prefix,
         flush_interval_s=0.05,
+        mqtt_auth=mqtt.auth("ingest"),
         **overrides,
     )
     worker = IngestWorker(config, IngestMetrics())
