@@ -51,6 +51,7 @@ def assemble(
     broker: tuple[str, int] | None,
     topic_prefix: str,
     broker_auth: MqttAuth | None = None,
+    command_secret: bytes | None = None,
 ) -> ServiceParts:
     """Hooks and steps from the settings; ``broker=None`` publishes no device commands.
 
@@ -81,7 +82,11 @@ def assemble(
     parts = ServiceParts(hooks=[notify_cycle, frost])
     if broker is not None:
         parts.dispatcher = CommandDispatcher(
-            host=broker[0], port=broker[1], prefix=topic_prefix, auth=broker_auth
+            host=broker[0],
+            port=broker[1],
+            prefix=topic_prefix,
+            auth=broker_auth,
+            command_secret=command_secret,
         )
         parts.dispatcher.start()
         parts.steps.append(parts.dispatcher.step)

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     mqtt_password: str | None = None
     mqtt_ca_file: Path | None = None  # with an mqtts:// URL: the CA that signed the broker
     mqtt_accounts_file: Path | None = None  # role -> password JSON of the local services
+    command_secret_file: Path | None = None  # signs heating commands; default in data_dir
 
 
 def get_settings() -> Settings:
@@ -95,3 +96,11 @@ def mqtt_auth(role: str, settings: Settings | None = None) -> MqttAuth:
         return local.service_auth(role)
     accounts = json.loads(accounts_file.read_text())
     return MqttAuth(SERVICE_ROLES[role].username, accounts[role], ca_file)
+
+
+def command_secret(settings: Settings | None = None) -> bytes:
+    """The secret every device's command key is derived from (common.command_keys)."""
+    from common.command_keys import load_command_secret
+
+    settings = settings or get_settings()
+    return load_command_secret(settings.command_secret_file or settings.data_dir / "command.secret")

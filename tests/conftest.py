@@ -151,5 +151,6 @@ def civic_env(
     monkeypatch.setenv("CIVIC_MQTT_URL", mqtt.url)
     monkeypatch.setenv("CIVIC_TOPIC_PREFIX", mqtt.prefix)
     if mqtt.local is not None:
-        monkeypatch.setenv("CIVIC_MQTT_ACCOUNTS_FILE", str(mqtt.local.accounts_file))
+        # The suite's broker: its accounts, its password file, its command secret.
+        monkeypatch.setenv("CIVIC_DATA_DIR", str(mqtt.local.data_dir))
     return database_url, mqtt
