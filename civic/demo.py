@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.errors import CivicError
+
 if TYPE_CHECKING:
     from common.settings import Settings
 
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     demo = _start_services(settings)
     _prepare_schema(demo, clear=not settings.database_url and not args.keep_history)
     _import_estate(demo, args.bins, args.homes)
+    _provision_devices(demo)
     history = duration(args.history).total_seconds()
     interval = duration(args.interval).total_seconds()
     _step(f"simulating {args.history} of history every {args.interval} through MQTT ingest")
@@ -155,6 +158,21 @@ def _import_estate(demo: _Demo, bins: int, homes: int) -> None:
     with connect(demo.db_url) as conn:
         added, updated = upsert_devices(conn, [parse_device_row(r) for r in estate])
     print(f"registry: {added} added, {updated} updated  (file: {demo.estate_csv})")
+
+
+def _provision_devices(demo: _Demo) -> None:
+    """Every demo device gets its own broker password and command key, shown once."""
+    _step("device credentials")
+    out = demo.demo_dir / "device-credentials.jsonl"
+    result = _civic(demo.env, "devices", "credentials", "--all", "--out", str(out))
+    if result.returncode != 0:
+        raise CivicError(f"civic devices credentials failed: {result.stderr.strip()}")
+    print(result.stderr.strip())
+    print(
+        f"new credentials (password and command key per device, readable only by you): {out}\n"
+        "the simulator publishes as a gateway with its own service account; a real device "
+        "logs in with its own credentials over TLS"
+    )
 
 
 def _simulate(

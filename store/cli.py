@@ -99,6 +99,16 @@ def register(subparsers: Subparsers) -> None:
     rd_import.add_argument("file")
     rd_import.add_argument("--skip-invalid", action="store_true")
     rd_import.set_defaults(func=run_readings_import)
+    rd_gaps = rd_sub.add_parser(
+        "gaps",
+        help="messages lost on the way, per device, from the devices' seq counters",
+        description=(
+            "Counts, per device, the seq numbers between its lowest and highest since T that "
+            "were never stored: what a broker dropped at its queue limits, or a device lost."
+        ),
+    )
+    rd_gaps.add_argument("--since", required=True)
+    rd_gaps.set_defaults(func=run_readings_gaps)
 
     export = subparsers.add_parser("export", help="time-based extracts")
     ex_sub = export.add_subparsers(dest="export_command", metavar="WHAT", required=True)
@@ -245,6 +255,20 @@ def run_devices_broker_passwords(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{device}:{hashed}\n" for device, hashed in sorted(hashes.items()))
     print(f"{len(hashes)} device password entries -> {args.file}", file=sys.stderr)
+    return 0
+
+
+def run_readings_gaps(args: argparse.Namespace) -> int:
+    from common.timeparse import parse_when
+    from store.readings import seq_gaps
+
+    with connect_configured() as conn:
+        gaps = seq_gaps(conn, parse_when(args.since))
+    print(
+        json.dumps(
+            {"devices_with_gaps": len(gaps), "missing": sum(gaps.values()), "by_device": gaps}
+        )
+    )
     return 0
 
 
