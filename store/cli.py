@@ -52,39 +52,7 @@ def register(subparsers: Subparsers) -> None:
     dev_list.add_argument("--kind", choices=["bin", "env"])
     dev_list.add_argument("--format", choices=["json", "table"], default="table")
     dev_list.set_defaults(func=run_devices_list)
-    creds = dev_sub.add_parser(
-        "credentials",
-        help="issue each device its own broker password and command key (shown once)",
-        description=(
-            "Issues devices that have none a broker password (username: the device id) and a "
-            "heating-command key, printed once as JSON lines (or written to --out, readable "
-            "only by you); only the password's hash is kept. --rotate replaces existing "
-            "ones. The project-local broker reloads its password file at once."
-        ),
-    )
-    who = creds.add_mutually_exclusive_group(required=True)
-    who.add_argument("device_id", nargs="?", help="one device")
-    who.add_argument("--all", action="store_true", help="every enabled device")
-    creds.add_argument("--rotate", action="store_true", help="replace existing credentials")
-    creds.add_argument("--out", type=Path, help="write the JSON lines here (mode 0600)")
-    creds.set_defaults(func=run_devices_credentials)
-    disable = dev_sub.add_parser(
-        "disable",
-        help="take a device out of service: refused by the broker and by ingest",
-        description=(
-            "Deletes the device's credentials and marks it disabled: the broker reloads and "
-            "drops its connection, refuses its next connect, and ingest dead-letters anything "
-            "still arriving for it."
-        ),
-    )
-    disable.add_argument("device_id")
-    disable.set_defaults(func=run_devices_disable)
-    broker = dev_sub.add_parser(
-        "broker-passwords",
-        help="write the devices' Mosquitto password-file lines (for a broker civic does not run)",
-    )
-    broker.add_argument("file", type=Path)
-    broker.set_defaults(func=run_devices_broker_passwords)
+    _register_device_security(dev_sub)
 
     readings = subparsers.add_parser("readings", help="bulk history import")
     rd_sub = readings.add_subparsers(dest="readings_command", metavar="ACTION", required=True)
@@ -109,6 +77,8 @@ def register(subparsers: Subparsers) -> None:
     )
     rd_gaps.add_argument("--since", required=True)
     rd_gaps.set_defaults(func=run_readings_gaps)
+
+    _register_gdpr(subparsers)
 
     export = subparsers.add_parser("export", help="time-based extracts")
     ex_sub = export.add_subparsers(dest="export_command", metavar="WHAT", required=True)
@@ -191,6 +161,57 @@ def run_devices_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_device_security(dev_sub: Subparsers) -> None:
+    creds = dev_sub.add_parser(
+        "credentials",
+        help="issue each device its own broker password and command key (shown once)",
+        description=(
+            "Issues devices that have none a broker password (username: the device id) and a "
+            "heating-command key, printed once as JSON lines (or written to --out, readable "
+            "only by you); only the password's hash is kept. --rotate replaces existing "
+            "ones. The project-local broker reloads its password file at once."
+        ),
+    )
+    who = creds.add_mutually_exclusive_group(required=True)
+    who.add_argument("device_id", nargs="?", help="one device")
+    who.add_argument("--all", action="store_true", help="every enabled device")
+    creds.add_argument("--rotate", action="store_true", help="replace existing credentials")
+    creds.add_argument("--out", type=Path, help="write the JSON lines here (mode 0600)")
+    creds.set_defaults(func=run_devices_credentials)
+    disable = dev_sub.add_parser(
+        "disable",
+        help="take a device out of service: refused by the broker and by ingest",
+        description=(
+            "Deletes the device's credentials and marks it disabled: the broker reloads and "
+            "drops its connection, refuses its next connect, and ingest dead-letters anything "
+            "still arriving for it."
+        ),
+    )
+    disable.add_argument("device_id")
+    disable.set_defaults(func=run_devices_disable)
+    broker = dev_sub.add_parser(
+        "broker-passwords",
+        help="write the devices' Mosquitto password-file lines (for a broker civic does not run)",
+    )
+    broker.add_argument("file", type=Path)
+    broker.set_defaults(func=run_devices_broker_passwords)
+
+
+def _register_gdpr(subparsers: Subparsers) -> None:
+    gdpr = subparsers.add_parser("gdpr", help="data protection: subject access export")
+    gdpr_sub = gdpr.add_subparsers(dest="gdpr_command", metavar="ACTION", required=True)
+    gdpr_export = gdpr_sub.add_parser(
+        "export",
+        help="everything held about one home, as JSON",
+        description=(
+            "Registry rows, readings, statuses, alerts and their events, heating commands, "
+            "notifications, rejected messages and access-log entries of one property (UPRN)."
+        ),
+    )
+    gdpr_export.add_argument("--uprn", required=True)
+    gdpr_export.set_defaults(func=run_gdpr_export)
+
+
 def _sync_broker(conn: Any) -> None:
     """Give the project-local broker (when there is one) the current device passwords."""
     from common.services import LocalServices
@@ -255,6 +276,15 @@ def run_devices_broker_passwords(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{device}:{hashed}\n" for device, hashed in sorted(hashes.items()))
     print(f"{len(hashes)} device password entries -> {args.file}", file=sys.stderr)
+    return 0
+
+
+def run_gdpr_export(args: argparse.Namespace) -> int:
+    from store.gdpr import subject_access_export
+
+    with connect_configured() as conn:
+        export = subject_access_export(conn, args.uprn)
+    print(json.dumps(export, indent=2, default=str))
     return 0
 
 
