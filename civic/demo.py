@@ -180,7 +180,8 @@ def _simulate(
 ) -> tuple[int, int]:
     """History through the simulator, MQTT and ingest; (readings sent, readings stored)."""
     # The default client id: the same persistent session a later `civic ingest` resumes.
-    ingest_args = ["ingest", "--idle-exit", "5", "--stats", "--stats-interval", "15"]
+    # Idle exit long enough for the simulator to start publishing on a busy machine.
+    ingest_args = ["ingest", "--idle-exit", "20", "--stats", "--stats-interval", "15"]
     ingest = subprocess.Popen(
         [sys.executable, "-m", "civic.cli", *ingest_args],
         env=demo.env,
@@ -188,7 +189,15 @@ def _simulate(
         stderr=(demo.demo_dir / "ingest.log").open("w"),
         text=True,
     )
-    time.sleep(2)  # let ingest subscribe first, so its session queues everything
+    # Let ingest subscribe first, so its session queues everything (on a busy machine
+    # starting it can take several seconds).
+    log = demo.demo_dir / "ingest.log"
+    deadline = time.monotonic() + 60
+    while "mqtt connected" not in log.read_text() and time.monotonic() < deadline:
+        if ingest.poll() is not None:
+            raise CivicError(f"civic ingest stopped at once; see {log}")
+        time.sleep(0.2)
+    time.sleep(1)
     faults = ["--malformed-pct", "0.5", "--duplicate-pct", "0.5", "--late-pct", "1"]
     sim = _civic(
         demo.env,

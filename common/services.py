@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from common.broker import SERVICE_ROLES, BrokerLimits, acl_text, new_secret, password_hash
 from common.errors import CivicError
 from common.mqtt import MqttAuth
-from common.tls import ensure_server_cert
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +408,8 @@ class LocalServices:
         return True
 
     def _write_security_files(self) -> tuple[Path, Path, Path]:
+        from common.tls import ensure_server_cert  # cryptography: only when starting a broker
+
         tls_dir = self.mqtt_dir / "tls"
         ca, cert, key = ensure_server_cert(tls_dir)
         self._write_broker_passwords()
