@@ -102,8 +102,9 @@ class BrokerLimits:
     Memory cap: only service sessions can queue telemetry (the ACL keeps devices to their own
     commands), so what a flood can pile up is bounded per ingest session by
     ``max_queued_bytes`` of payload plus the broker's own bookkeeping for at most
-    ``max_queued_messages`` messages (a few hundred bytes each): about 550 MB with one ingest
-    session (measured in bench/results/flood.md).
+    ``max_queued_messages`` messages (a few hundred bytes each, an estimate): roughly 550 MB
+    with one ingest session. tests/security/test_flood.py checks the limits hold on a small
+    scale; the production-scale measurement is still to do (docs/SECURITY.md, Not done yet).
     """
 
     max_queued_messages: int = 1_000_000
