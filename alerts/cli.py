@@ -249,12 +249,18 @@ def _run(args: argparse.Namespace) -> int:
     from alerts.settings import AlertsSettings
     from common.errors import CliError
     from common.services import parse_mqtt_url
-    from common.settings import database_url, get_settings, mqtt_url
+    from common.settings import command_secret, database_url, get_settings, mqtt_auth, mqtt_url
 
     settings = AlertsSettings()
     broker = None if args.no_mqtt else parse_mqtt_url(mqtt_url())
     try:
-        parts = assemble(settings, broker=broker, topic_prefix=get_settings().topic_prefix)
+        parts = assemble(
+            settings,
+            broker=broker,
+            topic_prefix=get_settings().topic_prefix,
+            broker_auth=None if args.no_mqtt else mqtt_auth("alerts"),
+            command_secret=None if args.no_mqtt else command_secret(),
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     except (OSError, TimeoutError) as exc:

@@ -31,7 +31,9 @@ from alerts.events import AlertType
 from alerts.lifecycle import AuditAction
 from alerts.notify import enqueue_for_alert
 from alerts.store import Conn, record_action
-from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout
+from common.command_keys import device_command_key
+from common.mqtt import MqttAuth, apply_auth
+from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout, sign_command
 
 __all__ = [
     "FROST_COMMAND",
@@ -204,8 +206,20 @@ def expire_commands(conn: Conn, now: datetime) -> int:
 class CommandDispatcher:
     """Publishes queued commands and records acks; one MQTT connection per service."""
 
-    def __init__(self, *, host: str, port: int, prefix: str, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        prefix: str,
+        client_id: str | None = None,
+        auth: MqttAuth | None = None,
+        command_secret: bytes | None = None,
+    ) -> None:
         self.layout = TopicLayout(prefix)
+        # Signs each command with its device's key (devices with credentials refuse unsigned
+        # ones); None sends them unsigned, for devices provisioned without a key.
+        self.command_secret = command_secret
         self.host, self.port = host, port
         self.connected = threading.Event()
         self._acks: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -214,6 +228,7 @@ class CommandDispatcher:
             client_id=client_id or f"civic-alerts-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
+        apply_auth(self.client, auth)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -242,8 +257,10 @@ class CommandDispatcher:
 
     def publish_pending(self, conn: Conn, now: datetime) -> int:
         rows = conn.execute(
-            "SELECT * FROM commands WHERE state = 'pending' AND published_at IS NULL"
-            " AND expires_at > %s ORDER BY issued_at",
+            "SELECT c.*, k.key_version FROM commands c"
+            " LEFT JOIN device_credentials k USING (device_id)"
+            " WHERE c.state = 'pending' AND c.published_at IS NULL"
+            " AND c.expires_at > %s ORDER BY c.issued_at",
             (now,),
         ).fetchall()
         published = 0
@@ -255,6 +272,9 @@ class CommandDispatcher:
                 issued_at=row["issued_at"],
                 expires_at=row["expires_at"],
             )
+            if self.command_secret is not None and row["key_version"] is not None:
+                key = device_command_key(self.command_secret, row["device_id"], row["key_version"])
+                command = sign_command(command, row["device_id"], key)
             info = self.client.publish(
                 self.layout.commands(row["device_id"]), command.model_dump_json(), qos=1
             )
@@ -300,6 +320,13 @@ class CommandDispatcher:
             recorded += _record_ack(conn, parsed.device_id, ack)
 
 
+def _ack_detail(ack: CommandAckV1) -> str | None:
+    """The device's words, led by its security reason when it refused (e.g. bad_signature)."""
+    if ack.reason is None:
+        return ack.detail
+    return f"{ack.reason}: {ack.detail}" if ack.detail else ack.reason
+
+
 def _record_ack(conn: Conn, device_id: str, ack: CommandAckV1) -> int:
     # A late "accepted" must not undo a "done"; only open commands move.
     allowed = ["pending"] if ack.status == "accepted" else list(_OPEN_STATES)
@@ -308,7 +335,7 @@ def _record_ack(conn: Conn, device_id: str, ack: CommandAckV1) -> int:
             """UPDATE commands SET state = %s, acked_at = %s, ack_detail = %s, updated_at = now()
                WHERE id = %s AND device_id = %s AND state = ANY(%s)
                RETURNING id, alert_id, name""",
-            (ack.status, ack.ts, ack.detail, ack.id, device_id, allowed),
+            (ack.status, ack.ts, _ack_detail(ack), ack.id, device_id, allowed),
         ).fetchone()
         if row is None:
             log.info("ack %s for command %s of %s changes nothing", ack.status, ack.id, device_id)
@@ -320,6 +347,9 @@ def _record_ack(conn: Conn, device_id: str, ack: CommandAckV1) -> int:
                 ack.ts.astimezone(UTC),
                 device_id,
                 f"command_{ack.status}",
-                {"text": ack.detail or f"{row['name']} {ack.status}", "command_id": ack.id},
+                {
+                    "text": _ack_detail(ack) or f"{row['name']} {ack.status}",
+                    "command_id": ack.id,
+                },
             )
     return 1

@@ -25,6 +25,7 @@ from alerts.notify import (
 )
 from alerts.settings import AlertsSettings
 from alerts.statutory import escalate_overdue
+from common.mqtt import MqttAuth
 
 __all__ = ["ServiceParts", "assemble", "overdue_step"]
 
@@ -45,7 +46,12 @@ class ServiceParts:
 
 
 def assemble(
-    settings: AlertsSettings, *, broker: tuple[str, int] | None, topic_prefix: str
+    settings: AlertsSettings,
+    *,
+    broker: tuple[str, int] | None,
+    topic_prefix: str,
+    broker_auth: MqttAuth | None = None,
+    command_secret: bytes | None = None,
 ) -> ServiceParts:
     """Hooks and steps from the settings; ``broker=None`` publishes no device commands.
 
@@ -75,7 +81,13 @@ def assemble(
 
     parts = ServiceParts(hooks=[notify_cycle, frost])
     if broker is not None:
-        parts.dispatcher = CommandDispatcher(host=broker[0], port=broker[1], prefix=topic_prefix)
+        parts.dispatcher = CommandDispatcher(
+            host=broker[0],
+            port=broker[1],
+            prefix=topic_prefix,
+            auth=broker_auth,
+            command_secret=command_secret,
+        )
         parts.dispatcher.start()
         parts.steps.append(parts.dispatcher.step)
     parts.steps += [digest_step, deliver]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.errors import CivicError
+
 if TYPE_CHECKING:
     from common.settings import Settings
 
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     demo = _start_services(settings)
     _prepare_schema(demo, clear=not settings.database_url and not args.keep_history)
     _import_estate(demo, args.bins, args.homes)
+    _provision_devices(demo)
     history = duration(args.history).total_seconds()
     interval = duration(args.interval).total_seconds()
     _step(f"simulating {args.history} of history every {args.interval} through MQTT ingest")
@@ -157,12 +160,27 @@ def _import_estate(demo: _Demo, bins: int, homes: int) -> None:
     print(f"registry: {added} added, {updated} updated  (file: {demo.estate_csv})")
 
 
+def _provision_devices(demo: _Demo) -> None:
+    """Every demo device gets its own broker password and command key, shown once."""
+    _step("device credentials")
+    out = demo.demo_dir / "device-credentials.jsonl"
+    result = _civic(demo.env, "devices", "credentials", "--all", "--out", str(out))
+    if result.returncode != 0:
+        raise CivicError(f"civic devices credentials failed: {result.stderr.strip()}")
+    print(result.stderr.strip())
+    print(
+        f"new credentials (password and command key per device, readable only by you): {out}\n"
+        "the simulator publishes as a gateway with its own service account; a real device "
+        "logs in with its own credentials over TLS"
+    )
+
+
 def _simulate(
     demo: _Demo, bins: int, homes: int, history_s: float, interval_s: float
 ) -> tuple[int, int]:
     """History through the simulator, MQTT and ingest; (readings sent, readings stored)."""
     # The default client id: the same persistent session a later `civic ingest` resumes.
-    # Generous: on a busy machine the simulator can pause for seconds between bursts.
+    # Idle exit long enough for the simulator to start publishing on a busy machine.
     ingest_args = ["ingest", "--idle-exit", "20", "--stats", "--stats-interval", "15"]
     ingest = subprocess.Popen(
         [sys.executable, "-m", "civic.cli", *ingest_args],
@@ -171,7 +189,15 @@ def _simulate(
         stderr=(demo.demo_dir / "ingest.log").open("w"),
         text=True,
     )
-    time.sleep(2)  # let ingest subscribe first, so its session queues everything
+    # Let ingest subscribe first, so its session queues everything (on a busy machine
+    # starting it can take several seconds).
+    log = demo.demo_dir / "ingest.log"
+    deadline = time.monotonic() + 60
+    while "mqtt connected" not in log.read_text() and time.monotonic() < deadline:
+        if ingest.poll() is not None:
+            raise CivicError(f"civic ingest stopped at once; see {log}")
+        time.sleep(0.2)
+    time.sleep(1)
     faults = ["--malformed-pct", "0.5", "--duplicate-pct", "0.5", "--late-pct", "1"]
     sim = _civic(
         demo.env,

@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.broker import SERVICE_ROLES, BrokerLimits, acl_text, new_secret, password_hash
 from common.errors import CivicError
+from common.mqtt import MqttAuth
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ class ServicesState:
     """What ``up`` started, persisted as JSON so later commands find the ports."""
 
     pg_port: int | None = None
-    mqtt_port: int | None = None
+    mqtt_port: int | None = None  # plain MQTT on loopback: the platform's own services
+    mqtt_tls_port: int | None = None  # MQTT over TLS: devices, each with its own password
 
     @property
     def database_url(self) -> str:
@@ -52,6 +55,10 @@ class ServicesState:
     @property
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    @property
+    def mqtt_tls_url(self) -> str:
+        return f"mqtts://localhost:{self.mqtt_tls_port}"
 
 
 def free_port() -> int:
@@ -152,11 +159,23 @@ def _postgres_data_dir(data_dir: Path) -> Path:
 class LocalServices:
     """PostgreSQL + Mosquitto owned by this project, living under ``data_dir``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        limits: BrokerLimits | None = None,
+        tls_port: int | None = None,
+        tls_bind: str = "127.0.0.1",
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.state_file = self.data_dir / "services.json"
         self.pg_dir = _postgres_data_dir(self.data_dir)
         self.mqtt_dir = self.data_dir / "mqtt"
+        self.limits = limits or BrokerLimits()
+        self.preferred_tls_port = tls_port  # e.g. 8883; a free port when None or taken
+        # Loopback by default so a development machine does not offer its broker to the
+        # network; CIVIC_MQTT_TLS_BIND=0.0.0.0 lets real devices in.
+        self.tls_bind = tls_bind
 
     # --- state -----------------------------------------------------------------------------
     def load_state(self) -> ServicesState:
@@ -173,7 +192,9 @@ class LocalServices:
         ensure_installed()
         state = self.load_state()
         state.pg_port = self._postgres_up(state.pg_port)
-        state.mqtt_port = self._mosquitto_up(state.mqtt_port)
+        state.mqtt_port, state.mqtt_tls_port = self._mosquitto_up(
+            state.mqtt_port, state.mqtt_tls_port
+        )
         self._save_state(state)
         return state
 
@@ -187,7 +208,12 @@ class LocalServices:
         mqtt_up = state.mqtt_port is not None and port_open(state.mqtt_port)
         return {
             "postgresql": {"running": pg_up, "url": state.database_url if pg_up else None},
-            "mosquitto": {"running": mqtt_up, "url": state.mqtt_url if mqtt_up else None},
+            "mosquitto": {
+                "running": mqtt_up,
+                "url": state.mqtt_url if mqtt_up else None,
+                "devices_url": state.mqtt_tls_url if mqtt_up else None,
+                "ca_file": str(self.ca_file),
+            },
             "data_dir": str(self.data_dir),
         }
 
@@ -208,6 +234,7 @@ class LocalServices:
         if bindir is None:
             raise ServicesError("PostgreSQL not found; install it with: apt-get install postgresql")
         pid_file = self.pg_dir / "postmaster.pid"
+        # (PostgreSQL listens on 127.0.0.1 only; see _init_cluster.)
         if port is not None and pid_file.exists() and port_open(port):
             return port
         if not (self.pg_dir / "PG_VERSION").exists():
@@ -316,15 +343,99 @@ class LocalServices:
             return None
         return pid
 
-    def _mosquitto_up(self, port: int | None) -> int:
-        if port is not None and self._mosquitto_pid() and port_open(port):
-            return port
+    @property
+    def ca_file(self) -> Path:
+        return self.mqtt_dir / "tls" / "ca.crt"
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.mqtt_dir / "accounts.json"
+
+    @property
+    def device_passwords_file(self) -> Path:
+        return self.mqtt_dir / "devices.passwd"
+
+    def service_passwords(self) -> dict[str, str]:
+        """Each service role's broker password, made once and kept (0600) in the data dir."""
+        accounts: dict[str, str] = {}
+        if self.accounts_file.exists():
+            accounts = json.loads(self.accounts_file.read_text())
+        missing = [role for role in SERVICE_ROLES if role not in accounts]
+        if missing:
+            accounts.update({role: new_secret() for role in missing})
+            self.mqtt_dir.mkdir(parents=True, exist_ok=True)
+            _write_private(self.accounts_file, json.dumps(accounts, indent=2) + "\n")
+        return accounts
+
+    def service_auth(self, role: str) -> MqttAuth:
+        """How the service ``role`` (ingest, alerts, sim) logs in to the local broker."""
+        if role not in SERVICE_ROLES:
+            raise ServicesError(f"no broker account for {role!r}: one of {sorted(SERVICE_ROLES)}")
+        return MqttAuth(SERVICE_ROLES[role].username, self.service_passwords()[role])
+
+    def device_auth(self, device_id: str, password: str) -> MqttAuth:
+        """How a device logs in: its own password, over TLS, checking the local CA."""
+        return MqttAuth(device_id, password, ca_file=self.ca_file)
+
+    def write_device_passwords(self, hashes: dict[str, str]) -> bool:
+        """Replace the devices the broker accepts (device id -> ``$7$`` hash) and have a
+        running broker reload them; a device left out is refused from its next connect and a
+        connected one is disconnected. True when a running broker was told."""
+        self.mqtt_dir.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{device}:{hashed}\n" for device, hashed in sorted(hashes.items()))
+        _write_private(self.device_passwords_file, text)
+        self._write_broker_passwords()
+        return self.reload_mosquitto()
+
+    def _write_broker_passwords(self) -> None:
+        """The broker's one password file: the services' accounts, then the devices'."""
+        services = "".join(
+            f"{SERVICE_ROLES[role].username}:{password_hash(password)}\n"
+            for role, password in sorted(self.service_passwords().items())
+            if role in SERVICE_ROLES
+        )
+        devices = (
+            self.device_passwords_file.read_text() if self.device_passwords_file.exists() else ""
+        )
+        _write_private(self.mqtt_dir / "broker.passwd", services + devices)
+
+    def reload_mosquitto(self) -> bool:
+        """SIGHUP: Mosquitto re-reads password and ACL files without dropping sessions."""
+        pid = self._mosquitto_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGHUP)
+        return True
+
+    def _write_security_files(self) -> tuple[Path, Path, Path]:
+        from common.tls import ensure_server_cert  # cryptography: only when starting a broker
+
+        tls_dir = self.mqtt_dir / "tls"
+        ca, cert, key = ensure_server_cert(tls_dir)
+        self._write_broker_passwords()
+        (self.mqtt_dir / "acl").write_text(acl_text())
+        return ca, cert, key
+
+    def _mosquitto_up(self, port: int | None, tls_port: int | None) -> tuple[int, int]:
+        running = self._mosquitto_pid() is not None
+        conf = self.mqtt_dir / "mosquitto.conf"
+        if running and port is not None and tls_port is not None and port_open(port):
+            if conf.exists() and conf.read_text() == self._mosquitto_conf(port, tls_port):
+                return port, tls_port
+            self.stop_mosquitto()  # an older, less secure configuration: restart on this one
         if port is None or port_open(port):
             port = free_port()
+        tls_port = self._pick_tls_port(tls_port, port)
         self.mqtt_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.mqtt_dir / "mosquitto.conf"
-        conf.write_text(self._mosquitto_conf(port))
-        log.info("starting Mosquitto on 127.0.0.1:%d (data %s)", port, self.mqtt_dir)
+        self._write_security_files()
+        conf.write_text(self._mosquitto_conf(port, tls_port))
+        log.info(
+            "starting Mosquitto on 127.0.0.1:%d and TLS %s:%d (data %s)",
+            port,
+            self.tls_bind,
+            tls_port,
+            self.mqtt_dir,
+        )
         subprocess.run(
             [mosquitto_binary(), "-c", str(conf), "-d"],
             check=True,
@@ -332,35 +443,66 @@ class LocalServices:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_open(port):
+        while not (port_open(port) and port_open(tls_port, self._tls_probe_host)):
             if time.monotonic() > deadline:
                 raise ServicesError(f"Mosquitto did not listen on {port}; see {self.mqtt_dir}/log")
             time.sleep(0.05)
-        return port
+        return port, tls_port
 
-    def _mosquitto_conf(self, port: int) -> str:
+    @property
+    def _tls_probe_host(self) -> str:
+        return "127.0.0.1" if self.tls_bind in ("0.0.0.0", "") else self.tls_bind
+
+    def _pick_tls_port(self, tls_port: int | None, plain_port: int) -> int:
+        for candidate in (tls_port, self.preferred_tls_port):
+            if candidate and candidate != plain_port and not port_open(candidate):
+                return candidate
+        while True:
+            candidate = free_port()
+            if candidate != plain_port:
+                return candidate
+
+    def _mosquitto_conf(self, port: int, tls_port: int) -> str:
+        tls_dir = self.mqtt_dir / "tls"
         lines = [
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
+            "# Generated by civic services; see common/broker.py for why each limit is set.",
+            # One set of accounts and one ACL for every listener. Not per_listener_settings:
+            # with it, Mosquitto 2.0 denies every message to a persistent session restored
+            # after a restart until its client reconnects (the session has no listener yet),
+            # which would lose telemetry queued for ingest across a broker restart.
+            "allow_anonymous false",
+            f"password_file {self.mqtt_dir}/broker.passwd",
+            f"acl_file {self.mqtt_dir}/acl",
             # Persistent sessions survive a broker restart: queued QoS 1 telemetry for an
             # offline ingestor is written to disk (and at every clean shutdown).
             "persistence true",
             f"persistence_location {self.mqtt_dir}/",
             "autosave_interval 10",
-            # No-loss needs unbounded queues for persistent sessions: the defaults (1000
-            # messages) drop telemetry while ingest is paused by a database outage.
-            "max_queued_messages 0",
-            "max_inflight_messages 0",
+            *self.limits.lines(),
             "set_tcp_nodelay true",
             f"pid_file {self._mqtt_pid_file}",
             f"log_dest file {self.mqtt_dir}/mosquitto.log",
             "log_type error",
             "log_type warning",
             "log_type notice",
+            "",
+            "# The platform's own services: plain MQTT, reachable from this machine only.",
+            f"listener {port} 127.0.0.1",
+            f"max_connections {self.limits.max_connections}",
+            "",
+            "# Devices: TLS with the project's CA, and the username as client id so one device",
+            "# cannot take over another's session.",
+            f"listener {tls_port} {self.tls_bind}",
+            "use_username_as_clientid true",
+            f"cafile {tls_dir}/ca.crt",
+            f"certfile {tls_dir}/server.crt",
+            f"keyfile {tls_dir}/server.key",
+            "tls_version tlsv1.2",
+            f"max_connections {self.limits.max_connections}",
         ]
         if _is_root():
             # Otherwise it drops to the 'mosquitto' user, who cannot write our data dir.
-            lines.append("user root")
+            lines.insert(1, "user root")
         return "\n".join(lines) + "\n"
 
     def stop_mosquitto(self) -> None:
@@ -375,12 +517,25 @@ class LocalServices:
 
     def start_mosquitto(self) -> None:
         state = self.load_state()
-        state.mqtt_port = self._mosquitto_up(state.mqtt_port)
+        state.mqtt_port, state.mqtt_tls_port = self._mosquitto_up(
+            state.mqtt_port, state.mqtt_tls_port
+        )
         self._save_state(state)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
 def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """Host and port of ``mqtt://host:port`` (plain) or ``mqtts://host:port`` (TLS)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp", ""):
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl", ""):
         raise ServicesError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port)")
-    return parts.hostname or "127.0.0.1", parts.port or 1883
+    default = 8883 if parts.scheme in ("mqtts", "ssl") else 1883
+    return parts.hostname or "127.0.0.1", parts.port or default

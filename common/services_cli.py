@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             state = services.up()
             print(f"PostgreSQL  {state.database_url}")
-            print(f"Mosquitto   {state.mqtt_url}")
+            print(f"Mosquitto   {state.mqtt_url}  (services, loopback only)")
+            print(f"Devices     {state.mqtt_tls_url}  (TLS, CA {services.ca_file})")
         elif args.action == "down":
             services.down()
             print("services stopped")

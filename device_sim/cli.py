@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from common.errors import CliError
     from common.services import ServicesError, parse_mqtt_url
-    from common.settings import get_settings, mqtt_url
+    from common.settings import get_settings, mqtt_auth, mqtt_url
     from common.timeparse import parse_duration, parse_when
     from device_sim.estate import generate_estate, read_estate_csv
     from device_sim.simulator import SimConfig, SimReport, Simulator
@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    sim = Simulator(config, estate, host=host, port=port, progress=progress)
+    sim = Simulator(
+        config, estate, host=host, port=port, progress=progress, auth=mqtt_auth("sim", settings)
+    )
     if args.truth:
         from device_sim.truth import write_labels
 

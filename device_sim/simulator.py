@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from common.mqtt import MqttAuth, apply_auth
 from device_sim.models import BinModel, HomeModel
 from device_sim.population import populate
 from device_sim.truth import BinFaults
@@ -134,6 +135,7 @@ class Simulator:
         host: str,
         port: int,
         progress: Callable[[SimReport, float], None] | None = None,
+        auth: MqttAuth | None = None,
     ) -> None:
         self.config = config
         self.layout = TopicLayout(config.topic_prefix)
@@ -173,6 +175,7 @@ class Simulator:
             client_id=config.client_id,
             protocol=mqtt.MQTTv5,
         )
+        apply_auth(self.client, auth)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish

@@ -20,6 +20,7 @@ from firmware_contracts.messages import (
     parse_rfc3339,
 )
 from firmware_contracts.registry import DEVICE_CSV_COLUMNS, WasteStream
+from firmware_contracts.signing import sign_command, signature_valid, signing_input
 from firmware_contracts.topics import DEFAULT_PREFIX, Channel, ParsedTopic, TopicLayout
 
 __all__ = [
@@ -44,5 +45,8 @@ __all__ = [
     "decode_telemetry",
     "format_rfc3339",
     "parse_rfc3339",
+    "sign_command",
+    "signature_valid",
+    "signing_input",
     "validate_record",
 ]

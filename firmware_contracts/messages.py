@@ -141,6 +141,13 @@ class CommandV1(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     issued_at: datetime
     expires_at: datetime = Field(description="a device must not act on it after this time")
+    sig: str | None = Field(
+        default=None,
+        description=(
+            "base64url HMAC-SHA256 with the device's command key over the canonical command "
+            "(CONTRACT.md, Commands); a device with a key refuses a command without a valid one"
+        ),
+    )
 
 
 class CommandAckV1(BaseModel):
@@ -152,6 +159,9 @@ class CommandAckV1(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     status: Literal["accepted", "done", "rejected", "expired"]
     detail: str | None = None
+    reason: Literal["unsigned", "bad_signature", "replayed", "expired"] | None = Field(
+        default=None, description="why a command was refused, when it was refused for security"
+    )
     ts: datetime
 
 

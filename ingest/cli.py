@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _config(args: argparse.Namespace, index: int) -> IngestConfig:
     from common.services import parse_mqtt_url
-    from common.settings import database_url, get_settings, mqtt_url
+    from common.settings import database_url, get_settings, mqtt_auth, mqtt_url
     from ingest.worker import IngestConfig
 
     settings = get_settings()
@@ -85,6 +85,7 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
         else (args.share_group or None),
         batch_size=args.batch_size,
         flush_interval_s=args.flush_ms / 1000,
+        mqtt_auth=mqtt_auth("ingest", settings),
     )
 
 

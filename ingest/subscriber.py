@@ -16,6 +16,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from common.mqtt import MqttAuth, apply_auth
+
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue across restarts for a week
@@ -50,6 +52,7 @@ class Subscriber:
         client_id: str,
         topics: list[str],
         inbox: queue.Queue[InboundMessage],
+        auth: MqttAuth | None = None,
     ) -> None:
         self.topics = topics
         self.inbox = inbox
@@ -63,6 +66,7 @@ class Subscriber:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        apply_auth(self.client, auth)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

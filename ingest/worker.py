@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from common.mqtt import MqttAuth
 from firmware_contracts import (
     Channel,
     ContractError,
@@ -61,6 +62,7 @@ class IngestConfig:
     batch_size: int = BATCH_SIZE
     flush_interval_s: float = FLUSH_INTERVAL_S
     inbox_size: int = INBOX_SIZE
+    mqtt_auth: MqttAuth | None = None  # the ingest service account
 
     def topics(self) -> list[str]:
         layout = TopicLayout(self.topic_prefix)
@@ -132,6 +134,7 @@ class IngestWorker:
             client_id=config.client_id,
             topics=config.topics(),
             inbox=self.inbox,
+            auth=config.mqtt_auth,
         )
         self._conn: psycopg.Connection[Any] | None = None
         self._partitions = PartitionGuard()

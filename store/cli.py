@@ -52,6 +52,7 @@ def register(subparsers: Subparsers) -> None:
     dev_list.add_argument("--kind", choices=["bin", "env"])
     dev_list.add_argument("--format", choices=["json", "table"], default="table")
     dev_list.set_defaults(func=run_devices_list)
+    _register_device_security(dev_sub)
 
     readings = subparsers.add_parser("readings", help="bulk history import")
     rd_sub = readings.add_subparsers(dest="readings_command", metavar="ACTION", required=True)
@@ -66,6 +67,18 @@ def register(subparsers: Subparsers) -> None:
     rd_import.add_argument("file")
     rd_import.add_argument("--skip-invalid", action="store_true")
     rd_import.set_defaults(func=run_readings_import)
+    rd_gaps = rd_sub.add_parser(
+        "gaps",
+        help="messages lost on the way, per device, from the devices' seq counters",
+        description=(
+            "Counts, per device, the seq numbers between its lowest and highest since T that "
+            "were never stored: what a broker dropped at its queue limits, or a device lost."
+        ),
+    )
+    rd_gaps.add_argument("--since", required=True)
+    rd_gaps.set_defaults(func=run_readings_gaps)
+
+    _register_gdpr(subparsers)
 
     export = subparsers.add_parser("export", help="time-based extracts")
     ex_sub = export.add_subparsers(dest="export_command", metavar="WHAT", required=True)
@@ -145,6 +158,147 @@ def run_devices_import(args: argparse.Namespace) -> int:
     with connect_configured() as conn:
         inserted, updated = upsert_devices(conn, devices)
     print(f"devices: {inserted} added, {updated} updated")
+    return 0
+
+
+def _register_device_security(dev_sub: Subparsers) -> None:
+    creds = dev_sub.add_parser(
+        "credentials",
+        help="issue each device its own broker password and command key (shown once)",
+        description=(
+            "Issues devices that have none a broker password (username: the device id) and a "
+            "heating-command key, printed once as JSON lines (or written to --out, readable "
+            "only by you); only the password's hash is kept. --rotate replaces existing "
+            "ones. The project-local broker reloads its password file at once."
+        ),
+    )
+    who = creds.add_mutually_exclusive_group(required=True)
+    who.add_argument("device_id", nargs="?", help="one device")
+    who.add_argument("--all", action="store_true", help="every enabled device")
+    creds.add_argument("--rotate", action="store_true", help="replace existing credentials")
+    creds.add_argument("--out", type=Path, help="write the JSON lines here (mode 0600)")
+    creds.set_defaults(func=run_devices_credentials)
+    disable = dev_sub.add_parser(
+        "disable",
+        help="take a device out of service: refused by the broker and by ingest",
+        description=(
+            "Deletes the device's credentials and marks it disabled: the broker reloads and "
+            "drops its connection, refuses its next connect, and ingest dead-letters anything "
+            "still arriving for it."
+        ),
+    )
+    disable.add_argument("device_id")
+    disable.set_defaults(func=run_devices_disable)
+    broker = dev_sub.add_parser(
+        "broker-passwords",
+        help="write the devices' Mosquitto password-file lines (for a broker civic does not run)",
+    )
+    broker.add_argument("file", type=Path)
+    broker.set_defaults(func=run_devices_broker_passwords)
+
+
+def _register_gdpr(subparsers: Subparsers) -> None:
+    gdpr = subparsers.add_parser("gdpr", help="data protection: subject access export")
+    gdpr_sub = gdpr.add_subparsers(dest="gdpr_command", metavar="ACTION", required=True)
+    gdpr_export = gdpr_sub.add_parser(
+        "export",
+        help="everything held about one home, as JSON",
+        description=(
+            "Registry rows, readings, statuses, alerts and their events, heating commands, "
+            "notifications, rejected messages and access-log entries of one property (UPRN)."
+        ),
+    )
+    gdpr_export.add_argument("--uprn", required=True)
+    gdpr_export.set_defaults(func=run_gdpr_export)
+
+
+def _sync_broker(conn: Any) -> None:
+    """Give the project-local broker (when there is one) the current device passwords."""
+    from common.services import LocalServices
+    from common.settings import get_settings
+    from store.credentials import broker_password_hashes
+
+    local = LocalServices(get_settings().data_dir)
+    if not local.accounts_file.exists():
+        print(
+            "no project-local broker here: give yours the new password-file lines with "
+            "`civic devices broker-passwords FILE` and reload it (SIGHUP)",
+            file=sys.stderr,
+        )
+        return
+    reloaded = local.write_device_passwords(broker_password_hashes(conn))
+    print("broker password file updated" + (" and reloaded" if reloaded else ""), file=sys.stderr)
+
+
+def run_devices_credentials(args: argparse.Namespace) -> int:
+    import os
+
+    from common.settings import command_secret
+    from store.credentials import issue_credentials
+
+    ids = None if args.all else [args.device_id]
+    with connect_configured() as conn:
+        issued = issue_credentials(conn, ids, secret=command_secret(), rotate=args.rotate)
+        _sync_broker(conn)
+    lines = "".join(json.dumps(c.as_dict()) + "\n" for c in issued)
+    if args.out:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(lines)
+    else:
+        sys.stdout.write(lines)
+    print(
+        f"{len(issued)} device(s) issued credentials"
+        + ("" if args.rotate else " (those that had them are unchanged; --rotate replaces)"),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_devices_disable(args: argparse.Namespace) -> int:
+    from store.credentials import disable_device
+
+    with connect_configured() as conn:
+        changed = disable_device(conn, args.device_id)
+        _sync_broker(conn)
+    print(f"{args.device_id} " + ("disabled" if changed else "was already disabled"))
+    return 0
+
+
+def run_devices_broker_passwords(args: argparse.Namespace) -> int:
+    import os
+
+    from store.credentials import broker_password_hashes
+
+    with connect_configured() as conn:
+        hashes = broker_password_hashes(conn)
+    fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"{device}:{hashed}\n" for device, hashed in sorted(hashes.items()))
+    print(f"{len(hashes)} device password entries -> {args.file}", file=sys.stderr)
+    return 0
+
+
+def run_gdpr_export(args: argparse.Namespace) -> int:
+    from store.gdpr import subject_access_export
+
+    with connect_configured() as conn:
+        export = subject_access_export(conn, args.uprn)
+    print(json.dumps(export, indent=2, default=str))
+    return 0
+
+
+def run_readings_gaps(args: argparse.Namespace) -> int:
+    from common.timeparse import parse_when
+    from store.readings import seq_gaps
+
+    with connect_configured() as conn:
+        gaps = seq_gaps(conn, parse_when(args.since))
+    print(
+        json.dumps(
+            {"devices_with_gaps": len(gaps), "missing": sum(gaps.values()), "by_device": gaps}
+        )
+    )
     return 0
 
 

@@ -179,3 +179,17 @@ def upsert_statuses(cur: psycopg.Cursor[Any], statuses: Sequence[DeviceStatus]) 
             " updated_at = now()",
             [(s.device_id, s.state, s.fw, s.payload) for s in statuses],
         )
+
+
+def seq_gaps(conn: psycopg.Connection[Any], since: datetime) -> dict[str, int]:
+    """Messages missing per device since ``since``, from the contract's ``seq`` counters: the
+    numbers between a device's lowest and highest ``seq`` that never arrived (a broker that
+    dropped queued messages, a device that lost its buffer). Only devices with a gap."""
+    rows = conn.execute(
+        """SELECT device_id, max(seq) - min(seq) + 1 - count(DISTINCT seq) AS missing
+           FROM readings WHERE ts >= %s AND seq IS NOT NULL
+           GROUP BY device_id HAVING max(seq) - min(seq) + 1 > count(DISTINCT seq)
+           ORDER BY device_id""",
+        (since,),
+    ).fetchall()
+    return {r["device_id"]: int(r["missing"]) for r in rows}

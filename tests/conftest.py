@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 
+from common.mqtt import MqttAuth
 from common.services import LocalServices, parse_mqtt_url
 from store.db import StoreMode, connect, migrate, timescaledb_usable
 
@@ -117,16 +118,28 @@ class MqttTarget:
     host: str
     port: int
     prefix: str
+    local: LocalServices | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    def auth(self, role: str) -> MqttAuth | None:
+        """The broker account of a service role (ingest, alerts, sim) on the test broker."""
+        return self.local.service_auth(role) if self.local else None
+
+    @property
+    def tls_port(self) -> int:
+        assert self.local is not None, "needs the suite's own broker"
+        port = self.local.load_state().mqtt_tls_port
+        assert port is not None
+        return port
+
 
 @pytest.fixture
 def mqtt(services: TestServices) -> MqttTarget:
     host, port = services.mqtt_host_port
-    return MqttTarget(host, port, f"t{uuid.uuid4().hex[:10]}")
+    return MqttTarget(host, port, f"t{uuid.uuid4().hex[:10]}", services.local)
 
 
 @pytest.fixture
@@ -137,4 +150,7 @@ def civic_env(
     monkeypatch.setenv("CIVIC_DATABASE_URL", database_url)
     monkeypatch.setenv("CIVIC_MQTT_URL", mqtt.url)
     monkeypatch.setenv("CIVIC_TOPIC_PREFIX", mqtt.prefix)
+    if mqtt.local is not None:
+        # The suite's broker: its accounts, its password file, its command secret.
+        monkeypatch.setenv("CIVIC_DATA_DIR", str(mqtt.local.data_dir))
     return database_url, mqtt

@@ -93,16 +93,23 @@ def test_void_home_cold_snap_emails_and_heats_via_command(database_url, mqtt, sm
         [VOID_HOME],
         host=mqtt.host,
         port=mqtt.port,
+        auth=mqtt.auth("sim"),
     )
     home = sim.devices[0].model
     assert isinstance(home, HomeModel)
     home.temp_c = 2.0  # a cold snap has already taken the empty home near freezing
     home.time_constant_h = 10_000.0  # ...and without heating it stays there
     responder = CommandResponder(
-        {d.device_id: d for d in sim.devices}, mqtt.host, mqtt.port, mqtt.prefix
+        {d.device_id: d for d in sim.devices},
+        mqtt.host,
+        mqtt.port,
+        mqtt.prefix,
+        auth=mqtt.auth("sim"),
     )
     responder.start()
-    dispatcher = CommandDispatcher(host=mqtt.host, port=mqtt.port, prefix=mqtt.prefix)
+    dispatcher = CommandDispatcher(
+        host=mqtt.host, port=mqtt.port, prefix=mqtt.prefix, auth=mqtt.auth("alerts")
+    )
     dispatcher.start()
     sender = SmtpSender("127.0.0.1", smtp_port, sender="alerts@council.example")
 
@@ -190,7 +197,9 @@ def test_command_without_ack_escalates_to_a_visit(database_url, mqtt) -> None:
         evaluator = Evaluator(conn, hooks=[lambda c, r: plan_frost_commands(c, r, policy=policy)])
         evaluator.run_cycle()
         evaluator.close()
-        dispatcher = CommandDispatcher(host=mqtt.host, port=mqtt.port, prefix=mqtt.prefix)
+        dispatcher = CommandDispatcher(
+            host=mqtt.host, port=mqtt.port, prefix=mqtt.prefix, auth=mqtt.auth("alerts")
+        )
         dispatcher.start()
         try:
             dispatcher.step(conn, datetime.now(UTC))

@@ -265,10 +265,11 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 class CommandListener:
     """Subscribes to one device's command topic, as the device would."""
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    def __init__(self, host: str, port: int, topic: str, auth) -> None:
         self.received: list[bytes] = []
         self.subscribed = threading.Event()
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        auth.apply(self.client)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, msg: self.received.append(msg.payload)
@@ -297,7 +298,7 @@ def test_alerts_run_emails_officers_and_publishes_heating_commands(
     monkeypatch.setenv("CIVIC_SMTP_FROM", "alerts@council.example")
     monkeypatch.setenv("CIVIC_ALERTS_OVERDUE_CHECK_S", "0")
     topic = f"{mqtt.prefix}/v1/devices/{void.device_id}/commands"
-    listener = CommandListener(mqtt.host, mqtt.port, topic)
+    listener = CommandListener(mqtt.host, mqtt.port, topic, mqtt.auth("sim"))
     try:
         capsys.readouterr()
         assert main(["alerts", "run", "--once"]) == 0

@@ -63,14 +63,18 @@ def start_worker(
     database_url: str, mqtt, **overrides
 ) -> tuple[IngestWorker, threading.Event, Background[None]]:
     """A real ingest worker in a thread, subscribed before it returns."""
+    settings = {
+        "client_id": f"ingest-{uuid.uuid4().hex[:8]}",
+        "flush_interval_s": 0.05,
+        "mqtt_auth": mqtt.auth("ingest"),
+        **overrides,
+    }
     config = IngestConfig(
         database_url=database_url,
         mqtt_host=mqtt.host,
         mqtt_port=mqtt.port,
-        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
         topic_prefix=mqtt.prefix,
-        flush_interval_s=0.05,
-        **overrides,
+        **settings,
     )
     worker = IngestWorker(config, IngestMetrics())
     stop = threading.Event()

@@ -37,7 +37,7 @@ def test_while_the_database_is_down_ingest_holds_a_fixed_number_and_the_broker_t
         topic_prefix=mqtt.prefix,
         client_id=f"sim-{uuid.uuid4().hex[:8]}",
     )
-    sim = Simulator(sim_config, estate, host=mqtt.host, port=mqtt.port)
+    sim = Simulator(sim_config, estate, host=mqtt.host, port=mqtt.port, auth=mqtt.auth("sim"))
     runner = Background(sim.run)
     runner.start()
     try:

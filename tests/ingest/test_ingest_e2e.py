@@ -18,6 +18,12 @@ from .helpers import count, register_estate, start_worker, wait_for
 pytestmark = pytest.mark.slow
 
 
+def _sim_auth(mqtt) -> dict[str, str]:
+    """paho's publish.single credentials: the simulator's account (a device gateway)."""
+    auth = mqtt.auth("sim")
+    return {"username": auth.username, "password": auth.password}
+
+
 def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) -> None:
     estate = register_estate(database_url, bins=60, homes=20)
     worker, stop, thread = start_worker(database_url, mqtt)
@@ -35,7 +41,7 @@ def test_simulated_fleet_with_faults_is_stored_exactly(database_url: str, mqtt) 
         topic_prefix=mqtt.prefix,
         client_id=f"sim-{uuid.uuid4().hex[:8]}",
     )
-    report = Simulator(config, estate, host=mqtt.host, port=mqtt.port).run()
+    report = Simulator(config, estate, host=mqtt.host, port=mqtt.port, auth=mqtt.auth("sim")).run()
     assert report.acked == report.published
     assert report.duplicates > 0
     assert report.late > 0
@@ -78,6 +84,7 @@ def test_unregistered_device_is_dead_lettered(database_url: str, mqtt) -> None:
             qos=1,
             hostname=mqtt.host,
             port=mqtt.port,
+            auth=_sim_auth(mqtt),
         )
     wait_for(lambda: worker.metrics.snapshot()["received"] >= 2, 30, "two messages")
     stop.set()
@@ -112,7 +119,9 @@ def test_bad_topics_and_bad_statuses_are_dead_lettered_with_their_reasons(
         (f"{root}/bin-000001/status", json.dumps({"state": "online", "fw": "2.1.0"})),
     ]
     for topic, payload in messages:
-        publish.single(topic, payload, qos=1, hostname=mqtt.host, port=mqtt.port)
+        publish.single(
+            topic, payload, qos=1, hostname=mqtt.host, port=mqtt.port, auth=_sim_auth(mqtt)
+        )
     wait_for(lambda: worker.metrics.snapshot()["received"] >= len(messages), 30, "six messages")
     stop.set()
     thread.join_checked(30)

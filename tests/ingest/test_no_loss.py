@@ -36,6 +36,7 @@ def _start_ingest(
         "CIVIC_DATABASE_URL": database_url,
         "CIVIC_MQTT_URL": mqtt.url,
         "CIVIC_TOPIC_PREFIX": mqtt.prefix,
+        "CIVIC_MQTT_ACCOUNTS_FILE": str(mqtt.local.accounts_file),
     }
     return subprocess.Popen(
         [
@@ -88,10 +89,13 @@ def test_ingest_killed_and_broker_restarted_mid_stream(
         client_id=f"sim-{uuid.uuid4().hex[:8]}",
         record_keys=True,
     )
-    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port)
+    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port, auth=mqtt.auth("sim"))
     runner = Background(sim.run)
     try:
-        time.sleep(2)  # ingest subscribed: its persistent session now queues for it
+        # Ingest subscribed: its persistent session now queues for it (on a busy machine the
+        # subprocess can take several seconds to get there).
+        wait_for(lambda: "mqtt connected" in log.read_text(), 60, "ingest to connect")
+        time.sleep(1)
         runner.start()
         wait_for(
             lambda: count(database_url, "SELECT count(*) FROM readings") > 500,
@@ -151,7 +155,7 @@ def test_shared_subscription_workers_killed_mid_stream_lose_nothing(
         client_id=f"sim-{uuid.uuid4().hex[:8]}",
         record_keys=True,
     )
-    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port)
+    sim = Simulator(config, estate, host=mqtt.host, port=mqtt.port, auth=mqtt.auth("sim"))
     runner = Background(sim.run)
     try:
         # Every worker's persistent session is on the shared subscription before publishing.
