@@ -19,13 +19,15 @@ NORMALIZED_TYPES = {"Property", "GeoProperty", "Relationship"}
 _formats = FormatChecker()
 
 
-@_formats.checks("date-time", raises=ValueError)
 def _date_time(value: object) -> bool:
     """RFC 3339 date-time: a date, a 'T', a time and an offset."""
     if not isinstance(value, str):
         return True
     parsed = datetime.fromisoformat(value)
     return "T" in value.upper() and parsed.tzinfo is not None
+
+
+_formats.checks("date-time", raises=ValueError)(_date_time)
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_every_built_entity_validates_in_both_forms(form: str) -> None:
         ("IndoorEnvironmentObserved", indoor_environment_observed(PERSONAL_HOME)),
     ]
     for entity_type, keyvalues in cases:
-        (entity,) = render([keyvalues], form)  # type: ignore[arg-type]
+        (entity,) = render([keyvalues], form)
         assert entity["@context"], entity_type
         assert errors(entity, entity_type, normalized=form == "normalized") == [], entity
 
