@@ -30,7 +30,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import AllowedCache, RateLimiter
 from api.jobs import JobRunner
 from api.problems import install_problem_handlers
-from api.routes import alerts, auth, commands, devices, live, operations, readings, routes
+from api.routes import (
+    alerts,
+    auth,
+    commands,
+    devices,
+    fiware,
+    live,
+    operations,
+    readings,
+    routes,
+)
 from api.settings import ApiSettings
 
 __all__ = ["create_app"]
@@ -134,7 +144,7 @@ def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAP
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    for module in (auth, devices, readings, alerts, commands, routes, operations, live):
+    for module in (auth, devices, readings, alerts, commands, routes, operations, live, fiware):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"])

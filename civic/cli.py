@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "device_sim.cli",
     "routing.cli",
     "alerts.cli",
+    "fiware.cli",
     "api.cli",
     "dashboards.cli",
     "civic.demo",

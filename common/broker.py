@@ -69,16 +69,18 @@ class ServiceRole:
 # Channels are the contract's (firmware_contracts.Channel); the base layer names them itself
 # because it imports no stage. tests/common checks the two agree.
 SERVICE_ROLES: dict[str, ServiceRole] = {
-    # Stores telemetry and statuses; publishes nothing.
-    "ingest": ServiceRole("ingest", read=("telemetry", "status")),
+    # Stores telemetry (the contract's and SenML packs) and statuses; publishes nothing.
+    "ingest": ServiceRole("ingest", read=("telemetry", "senml", "status")),
     # Sends heating commands and hears their acks; reads no telemetry.
     "alerts": ServiceRole("alerts", read=("commands/ack",), write=("commands",)),
     # The simulator acts as a gateway (a LoRaWAN network server) for many devices: it speaks
     # for any device, but only as a device would. It cannot send commands.
-    "sim": ServiceRole("sim", read=("commands",), write=("telemetry", "status", "commands/ack")),
+    "sim": ServiceRole(
+        "sim", read=("commands",), write=("telemetry", "senml", "status", "commands/ack")
+    ),
 }
 DEVICE_READ = ("commands",)
-DEVICE_WRITE = ("telemetry", "status", "commands/ack")
+DEVICE_WRITE = ("telemetry", "senml", "status", "commands/ack")
 
 
 def acl_text() -> str:

@@ -20,6 +20,7 @@ from firmware_contracts.messages import (
     parse_rfc3339,
 )
 from firmware_contracts.registry import DEVICE_CSV_COLUMNS, WasteStream
+from firmware_contracts.senml import SENML_CONTENT_TYPE, SENML_METRICS, decode_senml, encode_senml
 from firmware_contracts.signing import sign_command, signature_valid, signing_input
 from firmware_contracts.topics import DEFAULT_PREFIX, Channel, ParsedTopic, TopicLayout
 
@@ -30,6 +31,8 @@ __all__ = [
     "MAX_FUTURE_SKEW",
     "METRICS",
     "METRIC_RANGES",
+    "SENML_CONTENT_TYPE",
+    "SENML_METRICS",
     "Channel",
     "CommandAckV1",
     "CommandV1",
@@ -42,7 +45,9 @@ __all__ = [
     "TelemetryV1",
     "TopicLayout",
     "WasteStream",
+    "decode_senml",
     "decode_telemetry",
+    "encode_senml",
     "format_rfc3339",
     "parse_rfc3339",
     "sign_command",

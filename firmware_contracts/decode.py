@@ -20,7 +20,9 @@ from firmware_contracts.messages import (
     Reading,
     TelemetryBatchV1,
     TelemetryV1,
+    format_rfc3339,
 )
+from firmware_contracts.senml import decode_senml
 from firmware_contracts.topics import Channel, TopicLayout
 
 SUPPORTED_VERSIONS = frozenset({1})
@@ -73,8 +75,10 @@ def decode_telemetry(
     so nothing is lost).
     """
     parsed = (layout or TopicLayout()).parse(topic)
-    if parsed is None or parsed.channel is not Channel.TELEMETRY:
+    if parsed is None or parsed.channel not in (Channel.TELEMETRY, Channel.SENML):
         raise ContractError(Reason.BAD_TOPIC, f"not a v1 telemetry topic: {topic!r}")
+    if parsed.channel is Channel.SENML:
+        return _senml_readings(parsed.device_id, payload, now)
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -106,6 +110,14 @@ def decode_telemetry(
     readings = [_to_reading(parsed.device_id, item, now) for item in items]
     readings.sort(key=lambda r: r.ts)
     return readings
+
+
+def _senml_readings(device_id: str, payload: bytes | str, now: datetime) -> list[Reading]:
+    """A SenML pack's readings, each checked as a v1 reading is (``seq`` may be absent)."""
+    return [
+        validate_record(device_id, {**fields, "ts": format_rfc3339(ts)}, now=now)
+        for ts, fields in decode_senml(device_id, payload, now=now)
+    ]
 
 
 def _to_reading(

@@ -11,10 +11,11 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"  # "v" missing or not a version we speak
     SCHEMA = "schema"  # wrong shape: missing/extra-typed fields, bad timestamp, empty batch
     TOPIC_MISMATCH = "topic_mismatch"  # payload device_id differs from the topic's
-    BAD_TOPIC = "bad_topic"  # topic not of the form {prefix}/v1/devices/{id}/telemetry
+    BAD_TOPIC = "bad_topic"  # not a {prefix}/v1/devices/{id}/telemetry (or /senml) topic
     OUT_OF_RANGE = "out_of_range"  # a value outside its physical range
     FUTURE_TS = "future_ts"  # a timestamp more than 5 minutes ahead of the platform clock
     UNKNOWN_DEVICE = "unknown_device"  # not in the device registry (checked by ingest only)
+    SENML_MALFORMED = "senml_malformed"  # on the senml topic: not an RFC 8428 SenML JSON pack
 
 
 class ContractError(Exception):

@@ -13,6 +13,7 @@ DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class Channel(StrEnum):
     TELEMETRY = "telemetry"  # device -> platform, QoS 1
+    SENML = "senml"  # device -> platform, QoS 1: telemetry as an RFC 8428 SenML JSON pack
     STATUS = "status"  # device -> platform, retained; last will {"state":"offline"}
     COMMANDS = "commands"  # platform -> device, QoS 1
     COMMAND_ACK = "commands/ack"  # device -> platform, QoS 1
@@ -45,6 +46,9 @@ class TopicLayout:
 
     def telemetry(self, device_id: str) -> str:
         return self.topic(device_id, Channel.TELEMETRY)
+
+    def senml(self, device_id: str) -> str:
+        return self.topic(device_id, Channel.SENML)
 
     def status(self, device_id: str) -> str:
         return self.topic(device_id, Channel.STATUS)

@@ -127,6 +127,8 @@ class BinForecast:
     fit_source: FitSource = "own"
     """``own`` history, or ``peers`` / ``blended`` for a bin with little history."""
     history_h: float = 0.0
+    last_collection_ts: datetime | None = None
+    """When the bin was last seen emptied (the newest collection detected in the history)."""
 
     def __post_init__(self) -> None:
         for name in ("fill_now_pct", "forecast_at_visit_pct", "lo_pct", "hi_pct"):
@@ -265,6 +267,7 @@ def forecast_visits(
                 last_reading_ts=fit.last_ts,
                 fit_source=fit.source,
                 history_h=fit.history_h,
+                last_collection_ts=fit.collections[-1].ts if fit.collections else None,
             )
         )
     return forecasts

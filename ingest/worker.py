@@ -66,7 +66,11 @@ class IngestConfig:
 
     def topics(self) -> list[str]:
         layout = TopicLayout(self.topic_prefix)
-        plain = [layout.subscription(Channel.TELEMETRY), layout.subscription(Channel.STATUS)]
+        plain = [
+            layout.subscription(Channel.TELEMETRY),
+            layout.subscription(Channel.STATUS),
+            layout.subscription(Channel.SENML),  # third-party devices speaking SenML
+        ]
         if self.share_group:
             return [f"$share/{self.share_group}/{t}" for t in plain]
         return plain

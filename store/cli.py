@@ -96,7 +96,13 @@ def register(subparsers: Subparsers) -> None:
         default="ts",
         help="window on reading time (default) or arrival time (catches late data)",
     )
-    ex_readings.add_argument("--format", choices=["csv", "json"], default="csv")
+    ex_readings.add_argument(
+        "--format",
+        choices=["csv", "json", "senml"],
+        default="csv",
+        help="senml: one RFC 8428 SenML JSON pack, a base name per device (as the senml topic "
+        "takes it)",
+    )
     ex_readings.add_argument("--output", "-o", help="file to write (default: standard output)")
     ex_readings.set_defaults(func=run_export_readings)
 

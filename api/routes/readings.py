@@ -22,7 +22,7 @@ from api.deps import Caller, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import Principal
 from common.timeparse import parse_when
-from firmware_contracts import METRICS
+from firmware_contracts import METRICS, SENML_CONTENT_TYPE
 from store.extract import extract_chunks
 
 router = APIRouter(prefix="/api/v1", tags=["readings"], responses=PROBLEM_RESPONSES)
@@ -184,7 +184,7 @@ def _encode_cursor(ts: datetime, device_id: str) -> str:
 @router.get(
     "/readings",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+    responses={200: {"content": {"text/csv": {}, "application/json": {}, SENML_CONTENT_TYPE: {}}}},
 )
 def extract(
     request: Request,
@@ -199,13 +199,14 @@ def extract(
         Query(description="instead of since: readings stored at or after (picks up late data)"),
     ] = None,
     device_id: str | None = None,
-    format: Literal["json", "csv"] = "json",
+    format: Literal["json", "csv", "senml"] = "json",
     limit: Annotated[int, Query(ge=1, le=MAX_EXTRACT_PAGE)] = 10_000,
     cursor: Annotated[str | None, Query(description="from the X-Next-Cursor header")] = None,
 ) -> StreamingResponse:
     """The time-based extract, oldest first, ``limit`` rows a page; when more remain the
     ``X-Next-Cursor`` header (and a ``Link: rel=next``) gives the next page. Columns as
-    ``civic export readings``; ``uprn`` only for callers who may see homes (logged)."""
+    ``civic export readings``; ``uprn`` only for callers who may see homes (logged).
+    ``format=senml``: an RFC 8428 SenML JSON pack, a base name per device (no UPRN)."""
     if (since is None) == (changed_since is None):
         raise Problem(400, "give exactly one of since or changed_since")
     column = "r.ts" if since is not None else "r.received_at"
@@ -231,7 +232,7 @@ def extract(
         "after_k": after[0] if after else None,
         "after_d": after[1] if after else None,
         "limit": limit + 1,
-        "uprns": principal.sees_addresses,
+        "uprns": principal.sees_addresses and format != "senml",
     }
     rows = conn.execute(sql, params).fetchall()
     headers: dict[str, str] = {}
@@ -250,5 +251,5 @@ def extract(
             row.pop("k")
             yield row
 
-    media = "text/csv" if format == "csv" else "application/json"
+    media = {"csv": "text/csv", "json": "application/json", "senml": SENML_CONTENT_TYPE}[format]
     return StreamingResponse(extract_chunks(page(), format), media_type=media, headers=headers)
