@@ -300,3 +300,18 @@ def test_the_live_stream_sends_alert_changes_in_scope_and_resumes(api: Api) -> N
     assert [(e[1], e[2]["alert_id"], e[2]["action"]) for e in events] == [
         ("alert", north["id"], "acknowledged")
     ]
+
+
+def test_the_extract_speaks_senml_that_decodes_back_to_the_stored_readings(api: Api) -> None:
+    from firmware_contracts import decode_senml
+
+    params = {"since": START.isoformat(), "device_id": "bin-2", "limit": 10, "format": "senml"}
+    response = api.as_("ed")("GET", "/api/v1/readings", params=params)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/senml+json")
+    pack = response.json()
+    assert pack[0]["bn"] == "bin-2:"
+    decoded = decode_senml("bin-2", json.dumps(pack), now=datetime.now(UTC))
+    as_json = api.as_("ed")("GET", "/api/v1/readings", params={**params, "format": "json"}).json()
+    assert [fields["fill_pct"] for _, fields in decoded] == [r["fill_pct"] for r in as_json]
+    assert all("uprn" not in record for record in pack)
