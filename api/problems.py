@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -15,7 +16,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["PROBLEM_RESPONSES", "Problem", "ProblemDetail", "install_problem_handlers"]
+from common.timeparse import parse_when
+
+__all__ = [
+    "PROBLEM_RESPONSES",
+    "Problem",
+    "ProblemDetail",
+    "install_problem_handlers",
+    "query_time",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,16 @@ class Problem(HTTPException):
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, detail, headers)
+
+
+def query_time(text: str | None, name: str) -> datetime | None:
+    """A time query parameter (RFC 3339, a date, or an age such as ``7d``), or a 400."""
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise Problem(400, f"{name}: {exc}") from exc
 
 
 def _problem_schema(description: str) -> dict[str, Any]:

@@ -20,9 +20,8 @@ from alerts.evidence import EvidenceNotFoundError, build_evidence, render_html, 
 from alerts.queries import AlertFilter, alert_timeline, find_alert, list_alerts
 from alerts.statutory import record_milestone
 from api.deps import Caller, Db, audit
-from api.problems import PROBLEM_RESPONSES, Problem
+from api.problems import PROBLEM_RESPONSES, Problem, query_time
 from api.security import Principal
-from common.timeparse import parse_when
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=PROBLEM_RESPONSES)
 
@@ -105,15 +104,6 @@ def _log_homes(
         audit(conn, request, principal, "read_personal", uprns)
 
 
-def _time(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise Problem(400, f"{name}: {exc}") from exc
-
-
 @router.get("")
 def list_(
     request: Request,
@@ -137,9 +127,9 @@ def list_(
         state=state,
         subject=subject,
         patch=patch,
-        since=_time(since, "since"),
+        since=query_time(since, "since"),
         overdue_at=datetime.now(UTC) if overdue else None,
-        due_before=_time(due_before, "due_before"),
+        due_before=query_time(due_before, "due_before"),
         order=order,
         limit=limit,
         offset=offset,

@@ -19,9 +19,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import Caller, Db, audit
-from api.problems import PROBLEM_RESPONSES, Problem
+from api.problems import PROBLEM_RESPONSES, Problem, query_time
 from api.security import Principal
-from common.timeparse import parse_when
 from firmware_contracts import METRICS, SENML_CONTENT_TYPE
 from store.extract import extract_chunks
 
@@ -73,15 +72,6 @@ def visible(principal: Principal) -> dict[str, Any]:
 
 
 _VISIBLE = "d.kind = ANY(%(kinds)s) AND (%(patches)s::text[] IS NULL OR d.patch = ANY(%(patches)s))"
-
-
-def _when(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise Problem(400, f"{name}: {exc}") from exc
 
 
 def _rfc3339(column: str) -> str:
@@ -137,7 +127,7 @@ def series(
 ) -> Response:
     """One device's readings in ``[since, until)``: raw, or averaged per 15 minutes, hour or
     day in the database (``date_bin``)."""
-    start, end = _when(since, "since"), _when(until, "until")
+    start, end = query_time(since, "since"), query_time(until, "until")
     if end is not None and start is not None and end <= start:
         raise Problem(400, "until must be after since")
     _require_visible(conn, principal, device_id)
@@ -210,8 +200,8 @@ def extract(
     if (since is None) == (changed_since is None):
         raise Problem(400, "give exactly one of since or changed_since")
     column = "r.ts" if since is not None else "r.received_at"
-    start = _when(since if since is not None else changed_since, "since")
-    end = _when(until, "until")
+    start = query_time(since if since is not None else changed_since, "since")
+    end = query_time(until, "until")
     after = _decode_cursor(cursor) if cursor else None
     sql = (
         f"SELECT r.device_id, r.ts, {_METRIC_COLUMNS}, r.seq,"
