@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Caller, Db
-from api.problems import PROBLEM_RESPONSES, Problem
+from api.problems import PROBLEM_RESPONSES, query_time
 from api.security import Principal
-from common.timeparse import parse_when
 from store.deadletters import iter_deadletters
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], responses=PROBLEM_RESPONSES)
@@ -93,10 +92,7 @@ def deadletters(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> list[DeadLetter]:
     """Rejected messages with the reason, newest last."""
-    try:
-        start = parse_when(since) if since else None
-    except ValueError as exc:
-        raise Problem(400, f"since: {exc}") from exc
+    start = query_time(since, "since")
     return [
         DeadLetter(**r) for r in iter_deadletters(conn, since=start, reason=reason, limit=limit)
     ]
