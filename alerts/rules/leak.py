@@ -7,7 +7,10 @@ warms or cools the room, which RH does.
 
 The home's normal is the upper quartile of its daily median vapour pressure over the last two
 weeks: a week away (no one breathing, cooking or showering) must not make the return look like
-a leak, and a damp home's high normal is its own.
+a leak, and a damp home's high normal is its own. Warm weather also brings wetter air in (a
+summer spell lifts the outdoor dew point by degrees), but it warms the rooms too; escaping water
+does not. So a rise that comes with the room ``weather_warming_c`` warmer than usual is not
+called a leak.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class SuspectedLeakSettings:
     normal_days: int = 14
     min_normal_days: int = 3
     """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
+    weather_warming_c: float = 1.5
+    """A room this much warmer than its usual median: the extra vapour came in with the weather."""
     clear_hpa: float = 2.0
     """Clears when the median of the last ``persist`` is this close to the normal again."""
     severity: Severity = Severity.ACT
@@ -72,9 +77,12 @@ class SuspectedLeakRule(Rule):
         # The last ``persist`` of readings as flat arrays, and each past day's median.
         self._ts = array("d")
         self._vp = array("d")
+        self._temp = array("d")
         self._day: int | None = None
         self._today = array("d")
-        self._daily: list[tuple[int, float]] = []
+        self._today_temp = array("d")
+        self._daily: list[tuple[int, float, float]] = []
+        """(day, median vapour pressure, median temperature) of each past day."""
         self._normal_hpa: float | None = None
         """Frozen while the condition is on."""
 
@@ -86,13 +94,15 @@ class SuspectedLeakRule(Rule):
         s = self.settings
         now = to_epoch(item.ts)
         vp = vapour_pressure_hpa(item.temp_c, item.rh_pct)
-        self._add_to_day(item.ts.toordinal(), vp)
+        self._add_to_day(item.ts.toordinal(), vp, item.temp_c)
         self._ts.append(now)
         self._vp.append(vp)
+        self._temp.append(item.temp_c)
         cut = bisect.bisect_right(self._ts, now - s.persist.total_seconds())
         if cut:
             del self._ts[:cut]
             del self._vp[:cut]
+            del self._temp[:cut]
         if self.active:
             return self._maybe_clear(item.ts)
         normal = self._normal()
@@ -101,6 +111,8 @@ class SuspectedLeakRule(Rule):
         above = sum(1 for v in self._vp if v >= normal + s.rise_hpa)
         if above < s.persist_share * len(self._vp):
             return []
+        if statistics.median(self._temp) >= self._usual_temp() + s.weather_warming_c:
+            return []  # warmer air holding more water: the weather, not a pipe
         self._normal_hpa = normal
         first = next(t for t, v in zip(self._ts, self._vp, strict=True) if v >= normal + s.rise_hpa)
         median_hpa = statistics.median(self._vp)
@@ -116,19 +128,26 @@ class SuspectedLeakRule(Rule):
             )
         ]
 
-    def _add_to_day(self, day: int, vp: float) -> None:
+    def _add_to_day(self, day: int, vp: float, temp_c: float) -> None:
         if self._day is not None and day != self._day:
             if len(self._today) >= MIN_READINGS_PER_DAY:
-                self._daily.append((self._day, statistics.median(self._today)))
+                self._daily.append(
+                    (self._day, statistics.median(self._today), statistics.median(self._today_temp))
+                )
             self._daily = [d for d in self._daily if d[0] > day - 1 - self.settings.normal_days]
             self._today = array("d")
+            self._today_temp = array("d")
         self._day = day
         self._today.append(vp)
+        self._today_temp.append(temp_c)
+
+    def _usual_temp(self) -> float:
+        return statistics.median(t for _, _, t in self._daily)
 
     def _normal(self) -> float | None:
         if len(self._daily) < self.settings.min_normal_days:
             return None
-        medians = sorted(m for _, m in self._daily)
+        medians = sorted(m for _, m, _ in self._daily)
         return medians[min(len(medians) - 1, int(NORMAL_QUANTILE * len(medians)))]
 
     def _maybe_clear(self, at: datetime) -> list[ConditionEvent]:

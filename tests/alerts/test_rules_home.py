@@ -158,6 +158,13 @@ def test_leak_is_water_vapour_well_above_the_homes_normal_for_half_a_day():
     assert "suspected_leak" not in ons(run(OCCUPIED, laundry, step=hour))
 
 
+def test_a_warm_humid_spell_is_not_a_leak():
+    hour = timedelta(hours=1)
+    # Four days warmer by 4 °C with wetter outdoor air: more vapour, and warmer rooms.
+    spell = _normal_days(4) + [{"temp_c": 24.0, "rh_pct": 68.0}] * 48
+    assert "suspected_leak" not in ons(run(OCCUPIED, spell, step=hour))
+
+
 def test_coming_home_after_a_week_away_is_not_a_leak():
     hour = timedelta(hours=1)
     away = _normal_days(5) + _normal_days(7, rh=30.0) + _normal_days(3)
