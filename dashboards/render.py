@@ -46,6 +46,13 @@ def _span(seconds: float) -> str:
     return f"{round(seconds / 86400)} days"
 
 
+def _seconds(value: float | None) -> str:
+    """A delay: seconds while short, then minutes, hours or days."""
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else _span(value)
+
+
 def _due(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "no statutory date"
@@ -76,7 +83,7 @@ def to_json(value: Any) -> Markup:
 
 
 templates.env.filters.update(
-    when=_when, age=_age, due=_due, clock=_clock, words=_words, epoch=_epoch
+    when=_when, age=_age, due=_due, clock=_clock, words=_words, epoch=_epoch, seconds=_seconds
 )
 templates.env.globals.update(to_json=to_json)
 

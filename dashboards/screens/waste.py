@@ -22,6 +22,7 @@ from dashboards.flash import flash
 from dashboards.render import LOCAL, render
 from dashboards.session import Screen, Viewer, check_csrf
 from firmware_contracts import WasteStream
+from routing.fleet import load_fleet
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,10 +31,20 @@ FLAGS = {"bin_overflow": "O", "bin_fire": "F", "bin_knocked_over": "T"}
 PLAN_SECONDS = 30.0  # the solver's search per plan from the screen; the API caps it
 REPLAN_SECONDS = 10.0
 WEEK = 7
+LAST_PLAN_BEFORE_END = dt.timedelta(minutes=30)  # a plan needs some shift left to run
 
 
 def _today() -> dt.date:
     return dt.datetime.now(LOCAL).date()
+
+
+def working_day() -> dt.date:
+    """The day a crew plans now: today, or the next day once today's shift is over."""
+    fleet = load_fleet()
+    today = dt.datetime.now(fleet.zone).date()
+    if fleet.local_time(today, fleet.shift.end_s) <= dt.datetime.now(dt.UTC) + LAST_PLAN_BEFORE_END:
+        return today + dt.timedelta(days=1)
+    return today
 
 
 def _all_bins(conn: Db, viewer: Viewer, stream: str | None, patch: str | None) -> list[Any]:
@@ -69,18 +80,19 @@ def _flags(request: Request, conn: Db, viewer: Viewer) -> dict[str, list[str]]:
 def _latest_plan(conn: Db, viewer: Viewer, stream: str, plan_id: str | None) -> Any | None:
     if plan_id:
         return routes_api.get_plan(conn, viewer.principal, plan_id)
-    for item in routes_api.list_plans(conn, viewer.principal, date=_today(), limit=50):
+    for item in routes_api.list_plans(conn, viewer.principal, date=working_day(), limit=50):
         if item.stream == stream:
             return routes_api.get_plan(conn, viewer.principal, item.id)
     return None
 
 
 def _week(conn: Db, viewer: Viewer) -> dict[str, Any]:
-    """This week's headline figures from the latest plan of each day and stream."""
+    """This week's headline figures from each day's plan (the latest first plan of each day
+    and stream: a re-plan covers only what was left of its day)."""
     since = _today() - dt.timedelta(days=WEEK - 1)
     latest: dict[tuple[dt.date, str], Any] = {}
     for item in routes_api.list_plans(conn, viewer.principal, date=None, limit=500):
-        if item.plan_date >= since:
+        if item.plan_date >= since and item.parent_id is None:
             latest.setdefault((item.plan_date, item.stream), item)
     plans = list(latest.values())
     return {
@@ -160,7 +172,7 @@ def waste(
             "done": done,
             "job": running,
             "week": _week(conn, viewer),
-            "today": _today(),
+            "today": working_day(),
             "now_local": dt.datetime.now(LOCAL).strftime("%H:%M"),
             "tiles": request.app.state.settings.map_tile_url,
             "attribution": request.app.state.settings.map_tile_attribution,
@@ -189,7 +201,7 @@ def plan(
     seconds = min(PLAN_SECONDS, settings.api_route_max_seconds)
     try:
         body = routes_api.PlanRequestBody(
-            date=date or _today(), stream=stream, seconds=seconds, as_of=None, urgent=[]
+            date=date or working_day(), stream=stream, seconds=seconds, as_of=None, urgent=[]
         )
         job = routes_api.plan(request, Response(), conn, viewer.principal, body)
     except (Problem, ValueError) as exc:
@@ -213,9 +225,9 @@ def replan(
     """Re-plan the rest of the day from ``at`` (a background job like planning)."""
     check_csrf(request, csrf)
     try:
-        body = routes_api.ReplanBody(
-            at=at, out_of_service=out_of_service or [], seconds=REPLAN_SECONDS
-        )
+        settings: ApiSettings = request.app.state.settings
+        seconds = min(REPLAN_SECONDS, settings.api_route_max_seconds)
+        body = routes_api.ReplanBody(at=at, out_of_service=out_of_service or [], seconds=seconds)
         job = routes_api.replan(request, Response(), conn, viewer.principal, plan_id, body)
     except (Problem, ValueError) as exc:
         response = RedirectResponse(_back(stream, plan=plan_id), status_code=303)

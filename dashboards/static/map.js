@@ -5,7 +5,7 @@
   var el = document.getElementById("map");
   if (!el || !window.L) return;
   var data = JSON.parse(document.getElementById("map-data").textContent);
-  var map = L.map(el, { preferCanvas: true, zoomSnap: 0.5, attributionControl: !!el.dataset.tiles });
+  var map = L.map(el, { preferCanvas: true, zoomSnap: 0.25, attributionControl: !!el.dataset.tiles });
   if (el.dataset.tiles) {
     L.tileLayer(el.dataset.tiles, { maxZoom: 19, attribution: el.dataset.attribution || "" }).addTo(map);
   }
@@ -37,7 +37,9 @@
     markers[id] = { marker: m, threshold: threshold };
     bounds.push([lat, lon]);
     if (flags) {
-      L.marker([lat, lon], { icon: L.divIcon({ className: "flag-icon", html: flags, iconSize: [18, 18] }),
+      // Above and to the left of the bin (stop numbers go to the right), the bin still visible.
+      L.marker([lat, lon], { icon: L.divIcon({ className: "flag-icon", html: flags, iconSize: [18, 18],
+                                               iconAnchor: [21, 21] }),
         keyboard: false, title: id + ": " + flags.split("").map(function (f) { return data.flags[f]; }).join(", ") }).addTo(map);
     }
   });
@@ -51,8 +53,9 @@
       var eta = new Date(0); eta.setUTCSeconds(s[4]);
       var label = tip ? "T" : String(seq);
       L.marker([s[2], s[3]], {
+        // Above and to the right of the stop, so the bin's own marker stays visible.
         icon: L.divIcon({ className: "stop-label" + (tip ? " tip" : ""), html: label,
-                          iconSize: [label.length > 2 ? 26 : 20, 18] }),
+                          iconSize: [label.length > 2 ? 26 : 20, 18], iconAnchor: [-3, 21] }),
         keyboard: false, title: route.vehicle + " stop " + seq + (tip ? " (tip run)" : "") + ": " + s[0] +
           ", ETA " + eta.toISOString().substr(11, 5)
       }).addTo(map);

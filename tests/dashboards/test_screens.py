@@ -43,12 +43,10 @@ def test_without_login_a_screen_redirects_to_the_login_form(web: TestClient) -> 
 
 def test_the_login_sets_httponly_strict_cookies(web: TestClient) -> None:
     token = csrf_of(web)
-    response = web.post(
-        "/login", data={"username": "olivia", "password": PASSWORD, "csrf": token}
-    )
+    response = web.post("/login", data={"username": "olivia", "password": PASSWORD, "csrf": token})
     cookies = response.headers.get_list("set-cookie")
     access = next(c for c in cookies if c.startswith("civic_access="))
-    assert "HttpOnly" in access and "SameSite=strict" in access
+    assert ("HttpOnly" in access, "SameSite=strict" in access) == (True, True)
 
 
 def test_a_wrong_password_shows_the_form_again(web: TestClient) -> None:
