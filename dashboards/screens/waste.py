@@ -69,11 +69,18 @@ def _flags(request: Request, conn: Db, viewer: Viewer) -> dict[str, list[str]]:
     if not viewer.can("alerts:read"):
         return {}
     out: dict[str, list[str]] = {}
-    for a in alerts_api.list_(
-        request, conn, viewer.principal, state="active", limit=1000, order="newest"
-    ):
-        if a.subject_kind == "bin" and a.alert_type in FLAGS:
-            out.setdefault(a.subject_id, []).append(a.alert_type)
+    for alert_type in FLAGS:  # one small query per flagged type, not every active alert
+        for a in alerts_api.list_(
+            request,
+            conn,
+            viewer.principal,
+            type=alert_type,
+            state="active",
+            limit=alerts_api.MAX_PAGE,
+            order="newest",
+        ):
+            if a.subject_kind == "bin":
+                out.setdefault(a.subject_id, []).append(a.alert_type)
     return out
 
 

@@ -100,6 +100,59 @@ def test_a_crew_member_cannot_open_the_queue_of_homes(web: TestClient) -> None:
     assert web.get(f"/homes/{NORTH_OCCUPIED}").status_code == 403
 
 
+def test_an_expired_access_token_is_renewed_from_the_refresh_cookie(web: TestClient) -> None:
+    log_in(web, "olivia")
+    web.cookies.delete("civic_access")
+    response = web.get("/queue")
+    renewed = [c for c in response.headers.get_list("set-cookie") if c.startswith("civic_access=")]
+    assert (response.status_code, len(renewed)) == (200, 1)
+
+
+def test_after_logging_out_the_refresh_cookie_no_longer_works(web: TestClient) -> None:
+    log_in(web, "olivia")
+    refresh = web.cookies.get("civic_refresh")
+    token = csrf_of(web, "/queue")
+    web.post("/logout", data={"csrf": token})
+    web.cookies.set("civic_refresh", refresh or "")
+    assert web.get("/queue").headers["location"] == "/login?next=/queue"
+
+
+def test_a_forged_access_cookie_without_a_refresh_cookie_sends_to_login(web: TestClient) -> None:
+    web.cookies.set("civic_access", "not-a-token")
+    assert web.get("/queue").status_code == 303
+
+
+def test_a_disabled_users_session_ends(web: TestClient, estate_url: str) -> None:
+    from api.identity import add_user, disable_user
+    from store.db import connect
+
+    with connect(estate_url) as conn:
+        add_user(conn, "dora", "housing_officer", ["north"], PASSWORD)
+    log_in(web, "dora")
+    with connect(estate_url) as conn:
+        disable_user(conn, "dora")
+    assert web.get("/queue").headers["location"] == "/login?next=/queue"
+
+
+def test_an_action_without_the_csrf_token_is_refused(web: TestClient) -> None:
+    log_in(web, "olivia")
+    alert_id = re.search(r'data-alert="([^"]+)"', web.get("/queue").text).group(1)
+    response = web.post("/queue/act", data={"alert_id": alert_id, "action": "acknowledge"})
+    assert response.status_code == 403
+
+
+def test_an_officer_cannot_act_on_another_patchs_alert(web: TestClient) -> None:
+    log_in(web, "sam")
+    south = re.search(r'data-alert="([^"]+)"', web.get("/queue").text).group(1)
+    web.cookies.clear()
+    log_in(web, "olivia")
+    token = csrf_of(web, "/queue")
+    response = web.post(
+        "/queue/act", data={"alert_id": south, "action": "acknowledge", "csrf": token}
+    )
+    assert response.status_code == 404
+
+
 def test_an_engineer_cannot_open_the_waste_screen(web: TestClient) -> None:
     log_in(web, "ed")
     assert web.get("/waste").status_code == 403
