@@ -3,62 +3,21 @@ the thresholds the home's alert rules use. Pure functions over plain values."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from alerts.mould import MouldState, mould_step
 from alerts.psychrometrics import dew_point_c, surface_rh_pct
-from alerts.rule_config import RuleConfig, load_rule_config
-from alerts.settings import AlertsSettings
+from alerts.thresholds import Threshold, configured_rules, home_thresholds
 
 __all__ = ["Threshold", "home_series", "thresholds"]
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """A line drawn on a chart: the value a rule acts on, and what it means."""
-
-    metric: str
-    value: float
-    label: str
-
-
-@functools.cache
-def _rules(path: str | None) -> RuleConfig:
-    return load_rule_config(Path(path)) if path else RuleConfig()
 
 
 def thresholds(uprn: str, patch: str | None, device_id: str, void: bool) -> list[Threshold]:
     """The limits this home's rules apply (the rules file's, as ``civic alerts run`` reads
     it), per chart."""
-    rules = _rules(AlertsSettings().alerts_rules).for_home(uprn, patch, device_id)
-    out = [
-        Threshold("rh_pct", rules.adf2006.limit_pct, f"damp limit {rules.adf2006.limit_pct:g} %"),
-        Threshold(
-            "rh_pct",
-            rules.adf2006.high_limit_pct,
-            f"high damp limit {rules.adf2006.high_limit_pct:g} %",
-        ),
-        Threshold("mould_index", rules.mould.on_index, f"mould alert {rules.mould.on_index:g}"),
-        Threshold(
-            "mould_index",
-            rules.mould.urgent_index,
-            f"visible mould {rules.mould.urgent_index:g}",
-        ),
-    ]
-    if void:
-        limit = rules.void_heating_off.limit_c
-        out.append(Threshold("temp_c", limit, f"void heating off below {limit:g} °C"))
-        frost = rules.void_frost.limit_c
-        out.append(Threshold("temp_c", frost, f"frost risk below {frost:g} °C"))
-    else:
-        limit = rules.cold_home.limit_c
-        out.append(Threshold("temp_c", limit, f"cold home below {limit:g} °C"))
-    return out
+    return home_thresholds(configured_rules().for_home(uprn, patch, device_id), void=void)
 
 
 def home_series(
