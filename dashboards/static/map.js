@@ -72,4 +72,5 @@
     m.marker.setTooltipContent(r.device_id + ": " + Math.round(r.fill_pct) + " % full (" + c.text + ", live)");
   });
   window.civicMap = map;
+  window.civicMarkers = markers;
 })();

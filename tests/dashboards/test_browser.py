@@ -264,6 +264,30 @@ def test_the_waste_map_draws_every_bin_and_the_plan(page: Any, base: str, demo: 
     assert drawn == expected
 
 
+def test_a_new_reading_recolours_its_bin_on_the_map_without_a_reload(
+    page: Any, base: str, demo: Demo
+) -> None:
+    from firmware_contracts import Reading
+    from store.db import connect
+    from store.readings import PartitionGuard, prepare_session, write_batch
+
+    log_in(page, base, "waste.ops")
+    page.goto(f"{base}/waste?stream=general&plan={demo.plan_id}")
+    page.wait_for_selector("#live-status:has-text('Live')")
+    bin_id = page.evaluate("JSON.parse(document.getElementById('map-data').textContent).bins[0][0]")
+    with connect(demo.url) as conn:
+        prepare_session(conn)
+        reading = Reading(bin_id, datetime.now(UTC), seq=99_999, fill_pct=99.0, battery_v=3.6)
+        write_batch(conn, [reading], [], partitions=PartitionGuard())
+    page.wait_for_function(
+        "id => window.civicMarkers[id].marker.getTooltip().getContent().includes('99 % full')",
+        arg=bin_id,
+    )
+    assert (
+        page.evaluate("id => window.civicMarkers[id].marker.options.fillColor", bin_id) == "#c62828"
+    )
+
+
 def test_the_waste_screen_has_no_serious_accessibility_violations(
     page: Any, base: str, demo: Demo
 ) -> None:
