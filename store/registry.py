@@ -94,7 +94,8 @@ def parse_device_row(row: dict[str, str]) -> Device:
     if kind == "bin":
         stream = cell("waste_stream").lower()
         if stream not in WASTE_STREAMS:
-            problems.append(f"waste_stream must be one of {sorted(WASTE_STREAMS)} (got {stream!r})")
+            names = sorted(s.value for s in WASTE_STREAMS)
+            problems.append(f"waste_stream must be one of {names} (got {stream!r})")
         values["waste_stream"] = stream
         values["capacity_l"] = _number(row, "capacity_l", 1, 100_000, problems)
         values["threshold_pct"] = (
