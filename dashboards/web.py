@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -38,12 +38,31 @@ VENDOR = {
 VENDOR_MAX_AGE_S = 86_400  # pinned versions: a day of caching is safe
 
 
-class _SessionCookies:
-    """Sends the cookies a screen's dependency queued (a refreshed token pair, a new CSRF
-    token) with whatever response the screen returns, error pages and redirects included."""
+def content_security_policy(tile_url: str | None) -> str:
+    """Scripts, styles and data from this site only (a tile server's images when one is
+    configured); no framing, no form posts elsewhere."""
+    images = "'self' data:"
+    if tile_url:
+        parts = urlsplit(tile_url.replace("{s}", "a"))
+        images += f" {parts.scheme}://{parts.netloc.replace('a.', '*.', 1)}"
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images};"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class _ScreenHeaders:
+    """Sends the cookies a screen's dependency queued (a refreshed token pair, a new CSRF
+    token) with whatever response the screen returns, error pages and redirects included;
+    and the screens' security headers (not the API's, nor /docs, which has its own assets)."""
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
         self.app = app
+        self.security = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,9 +72,13 @@ class _SessionCookies:
         scope[PENDING_COOKIES] = pending
         secure = "; Secure" if scope.get("scheme") == "https" else ""
 
+        screen = not _is_api(scope.get("path", ""))
+
         async def send_with_cookies(message: Message) -> None:
-            if message["type"] == "http.response.start" and pending:
+            if message["type"] == "http.response.start" and (pending or screen):
                 headers = list(message.get("headers", []))
+                if screen:
+                    headers.extend(self.security)
                 for name, value, max_age in pending:
                     age = f"; Max-Age={max_age}" if max_age is not None else ""
                     cookie = f"{name}={value}; HttpOnly; Path=/; SameSite=Strict{age}{secure}"
@@ -102,7 +125,8 @@ def create_web_app(database_url: str, settings: ApiSettings | None = None) -> Fa
     """:func:`api.create_app` plus the screens."""
     app = create_app(database_url, settings)
     _install_screen_errors(app)
-    app.add_middleware(_SessionCookies)
+    settings = app.state.settings
+    app.add_middleware(_ScreenHeaders, csp=content_security_policy(settings.map_tile_url))
     app.mount("/static/app", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/static/vendor/{name}", include_in_schema=False)

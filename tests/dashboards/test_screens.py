@@ -156,3 +156,23 @@ def test_an_officer_cannot_act_on_another_patchs_alert(web: TestClient) -> None:
 def test_an_engineer_cannot_open_the_waste_screen(web: TestClient) -> None:
     log_in(web, "ed")
     assert web.get("/waste").status_code == 403
+
+
+def test_a_crew_opens_the_waste_screen_before_any_plan(web: TestClient) -> None:
+    log_in(web, "wendy")
+    page = web.get("/waste")
+    assert "No general plan for that day yet." in page.text
+
+
+def test_an_engineer_opens_the_console(web: TestClient) -> None:
+    log_in(web, "ed")
+    assert "Engineering console" in web.get("/engineer").text
+
+
+def test_screens_are_sent_with_a_content_security_policy(web: TestClient) -> None:
+    policy = web.get("/login").headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+
+
+def test_the_api_keeps_its_own_headers(web: TestClient) -> None:
+    assert "content-security-policy" not in web.get("/healthz").headers
