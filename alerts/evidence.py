@@ -11,6 +11,7 @@ page); ``evidence_pdf.render_pdf`` draws it as a PDF with a chart of the reading
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from alerts.errors import AlertsError
+from alerts.rule_config import RuleConfig
 from alerts.store import Conn
+from alerts.thresholds import configured_rules, home_thresholds
 from firmware_contracts import format_rfc3339
 
 __all__ = ["EvidenceNotFoundError", "build_evidence", "render_html", "to_json"]
@@ -54,7 +57,10 @@ def build_evidence(
     before: timedelta = READINGS_BEFORE,
     after: timedelta = READINGS_AFTER,
     now: datetime | None = None,
+    rules: RuleConfig | None = None,
 ) -> dict[str, Any]:
+    """The case file of ``alert_id``; ``rules`` (default: the configured rules file) gives
+    the thresholds its charts draw."""
     now = now or datetime.now(UTC)
     alert = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     if alert is None:
@@ -124,9 +130,24 @@ def build_evidence(
         "notifications": [dict(n) for n in notifications],
         "readings_window": {"from": start, "to": end},
         "readings": readings,
+        "thresholds": _thresholds(alert, registry, rules),
     }
     result: dict[str, Any] = _plain(pack)
     return result
+
+
+def _thresholds(
+    alert: Mapping[str, Any], registry: Sequence[Mapping[str, Any]], rules: RuleConfig | None
+) -> list[dict[str, Any]]:
+    """The limits the home's rules act on, for the charts (none for a bin)."""
+    homes = [r for r in registry if r["kind"] == "env"]
+    if alert["subject_kind"] != "home" or not homes:
+        return []
+    first = homes[0]
+    settings = (rules or configured_rules()).for_home(
+        alert["uprn"] or "", alert["patch"], first["device_id"]
+    )
+    return [dataclasses.asdict(t) for t in home_thresholds(settings, void=bool(first["void"]))]
 
 
 def to_json(pack: Mapping[str, Any]) -> str:

@@ -7,14 +7,21 @@ the evidence window, so the pack stands on its own when sent to the Housing Ombu
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-CHART_SERIES = (("temp_c", "temperature, C", (200, 60, 40)), ("rh_pct", "RH, %", (30, 90, 180)))
+CHART_SERIES = (
+    ("temp_c", "temperature", "°C", (200, 60, 40)),
+    ("rh_pct", "relative humidity", "%", (30, 90, 180)),
+)
+LIMIT_COLOURS = ((0, 0, 0), (150, 90, 0))
+LIMIT_NAMES = ("black", "brown")
 MAX_TABLE_ROWS = 200  # the JSON pack holds everything; the PDF stays readable
 
 
@@ -70,49 +77,101 @@ def _table(pdf: FPDF, columns: Sequence[str], rows: Sequence[Mapping[str, Any]])
         )
 
 
-def _chart(pdf: FPDF, device: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Temperature and RH against time, each scaled to its own range (labelled)."""
+def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round values spanning ``[lo, hi]`` for an axis."""
+    raw = (hi - lo) / max(count - 1, 1) or 1.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.floor(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step) + 2)]
+
+
+def _series_range(values: Sequence[float], limits: Sequence[float]) -> tuple[float, float]:
+    lo, hi = min([*values, *limits]), max([*values, *limits])
+    pad = (hi - lo) * 0.05 or 1.0
+    return lo - pad, hi + pad
+
+
+def _chart(
+    pdf: FPDF,
+    device: str,
+    rows: Sequence[Mapping[str, Any]],
+    thresholds: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """One panel per metric (temperature, RH) with its axes and units, the readings, the
+    rules' thresholds as dashed lines, and a legend."""
     points = [(datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")), r) for r in rows]
-    series = [
-        (key, label, colour)
-        for key, label, colour in CHART_SERIES
-        if any(r.get(key) is not None for _, r in points)
-    ]
-    if len(points) < 2 or not series:
-        return
-    x0, y0, width, height = pdf.l_margin, pdf.get_y() + 2, pdf.epw, 45
-    if y0 + height + 12 > pdf.page_break_trigger:
+    for key, label, unit, colour in CHART_SERIES:
+        values = [(ts, float(r[key])) for ts, r in points if r.get(key) is not None]
+        if len(values) < 2:
+            continue
+        limits = [t for t in thresholds if t["metric"] == key]
+        _panel(pdf, f"{device}: {label} ({unit})", unit, colour, values, limits)
+
+
+def _panel(
+    pdf: FPDF,
+    title: str,
+    unit: str,
+    colour: tuple[int, int, int],
+    values: Sequence[tuple[datetime, float]],
+    limits: Sequence[Mapping[str, Any]],
+) -> None:
+    axis_w, height = 14.0, 38.0
+    if pdf.get_y() + height + 22 > pdf.page_break_trigger:
         pdf.add_page()
-        y0 = pdf.get_y() + 2
-    t_first, t_last = points[0][0], points[-1][0]
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.cell(0, 5, _latin1(title), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font("Helvetica", size=7)
+    x0, y0 = pdf.l_margin + axis_w, pdf.get_y() + 1
+    width = pdf.epw - axis_w
+    lo, hi = _series_range([v for _, v in values], [float(t["value"]) for t in limits])
+    t_first, t_last = values[0][0], values[-1][0]
     span = max((t_last - t_first).total_seconds(), 1.0)
+
+    def y_of(value: float) -> float:
+        return y0 + height - height * (value - lo) / (hi - lo)
+
+    def x_of(ts: datetime) -> float:
+        return x0 + width * (ts - t_first).total_seconds() / span
+
     pdf.set_draw_color(120, 120, 120)
     pdf.rect(x0, y0, width, height)
-    legend = []
-    for key, label, colour in series:
-        values = [float(r[key]) for _, r in points if r.get(key) is not None]
-        lo, hi = min(values), max(values)
-        scale = (hi - lo) or 1.0
-        pdf.set_draw_color(*colour)
-        previous = None
-        for ts, row in points:
-            if row.get(key) is None:
-                continue
-            x = x0 + width * (ts - t_first).total_seconds() / span
-            y = y0 + height - height * (float(row[key]) - lo) / scale
-            if previous:
-                pdf.line(previous[0], previous[1], x, y)
-            previous = (x, y)
-        legend.append(f"{label} {lo:.1f} to {hi:.1f}")
+    for tick in _ticks(lo, hi):  # y axis: values with the unit
+        if lo <= tick <= hi:
+            pdf.set_draw_color(225, 225, 225)
+            pdf.line(x0, y_of(tick), x0 + width, y_of(tick))
+            pdf.text(pdf.l_margin, y_of(tick) + 1, _latin1(f"{tick:g} {unit}"))
+    hours = span / 3600
+    step_h = next(h for h in (1, 2, 3, 6, 12, 24, 48, 168) if hours / h <= 8)
+    tick_ts = t_first.replace(minute=0, second=0, microsecond=0)
+    while tick_ts <= t_last:  # x axis: UTC times
+        if tick_ts >= t_first:
+            pdf.set_draw_color(120, 120, 120)
+            pdf.line(x_of(tick_ts), y0 + height, x_of(tick_ts), y0 + height + 1)
+            label_x = min(x_of(tick_ts) - 6, x0 + width - 16)
+            pdf.text(label_x, y0 + height + 4, f"{tick_ts:%d %b %H:%M}")
+        tick_ts += timedelta(hours=step_h)
+    pdf.set_draw_color(*colour)
+    pdf.set_line_width(0.4)
+    for (t1, v1), (t2, v2) in itertools.pairwise(values):
+        pdf.line(x_of(t1), y_of(v1), x_of(t2), y_of(v2))
+    pdf.set_line_width(0.3)
+    for i, limit in enumerate(limits):
+        pdf.set_draw_color(*LIMIT_COLOURS[i % len(LIMIT_COLOURS)])
+        with pdf.local_context(dash_pattern={"dash": 2, "gap": 1.5}):
+            pdf.line(x0, y_of(float(limit["value"])), x0 + width, y_of(float(limit["value"])))
+    pdf.set_line_width(0.2)
     pdf.set_draw_color(0, 0, 0)
-    pdf.set_y(y0 + height + 1)
+    pdf.set_y(y0 + height + 6)
+    legend = [f"solid line: readings ({unit})"] + [
+        f"dashed {LIMIT_NAMES[i % len(LIMIT_NAMES)]}: {t['label']}" for i, t in enumerate(limits)
+    ]
     pdf.cell(
         0,
         4,
         _latin1(
-            f"{device}: {t_first:%Y-%m-%d %H:%M} to {t_last:%Y-%m-%d %H:%M} UTC; "
-            + "; ".join(legend)
-            + " (red: temperature, blue: RH)"
+            f"Times UTC, {t_first:%Y-%m-%d %H:%M} to {t_last:%Y-%m-%d %H:%M}. " + "; ".join(legend)
         ),
         new_x=XPos.LMARGIN,
         new_y=YPos.NEXT,
@@ -180,7 +239,7 @@ def render_pdf(pack: Mapping[str, Any]) -> bytes:
     )
     _heading(pdf, "Readings")
     for device, rows in pack["readings"].items():
-        _chart(pdf, device, rows)
+        _chart(pdf, device, rows, pack.get("thresholds") or ())
     _heading(pdf, "Statutory deadlines (Awaab's Law)")
     _table(pdf, ["milestone", "due_at", "due_date", "basis"], pack["deadlines"])
     _heading(pdf, "Every condition change")

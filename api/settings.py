@@ -46,6 +46,10 @@ class ApiSettings(BaseSettings):
     """The longest route search a caller may ask for (the solver holds a core meanwhile)."""
     api_cors_origins: list[str] = []
     """Origins allowed to call the API from a browser; none by default (same origin only)."""
+    map_tile_url: str | None = None
+    """A map tile server for the screens' maps (``https://tiles.example/{z}/{x}/{y}.png``);
+    unset, maps draw the data over a plain background and need no network."""
+    map_tile_attribution: str = ""
 
     def signing_secret(self) -> str:
         """The JWT signing secret, or :class:`ApiSettingsError` saying how to set one."""

@@ -18,6 +18,8 @@ ORDER = (
     "routing_cvrplib",
     "routing_forecast",
     "routing_closed_loop",
+    "api",
+    "screens",
 )
 HEADER = """# Benchmarks
 

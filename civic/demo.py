@@ -357,10 +357,14 @@ def _where_to_look(demo: _Demo) -> None:
                 "civic deadletters --format table                rejected messages with reasons",
                 "civic devices list --kind env                   homes and their UPRNs",
                 "civic ingest --stats --metrics-port 9108        live ingest (Prometheus on :9108)",
-                "CIVIC_ENV=development civic api   then open http://127.0.0.1:8000/docs and log in",
+                "CIVIC_ENV=development civic api   screens at http://127.0.0.1:8000/, API at /docs",
                 "civic alerts list --state active      alerts (then show, ack, evidence)",
                 "civic routes list; civic routes export ID --format geojson -o routes.geojson",
                 f"files: {demo.demo_dir}/ (estate.csv, round_sheet.csv, ingest.log)",
+                "",
+                "Screens: CIVIC_ENV=development civic api, then open http://127.0.0.1:8000/ and",
+                "log in as officer.north (alert queue), waste.ops (map and routes) or engineer",
+                f"(console), with the passwords above (also in {demo.demo_dir}/users.json).",
             ]
         )
     )

@@ -126,6 +126,26 @@ class PlanDetail(BaseModel):
     routes: list[RouteOut]
 
 
+class PlanBin(BaseModel):
+    """A bin offered to a plan: its forecast, why it was offered, where it is in the plan
+    (or not), and whether a crew recorded collecting it that day."""
+
+    device_id: str
+    must_collect: bool
+    reason: str
+    fill_now_pct: float | None
+    """The forecast's smoothed fill at the bin's last reading before the plan's cut-off."""
+    forecast_pct: float | None
+    """Expected fill at the planned visit if nobody empties it first."""
+    vehicle_id: str | None
+    """None: not in any route (see the plan's unserved list for why)."""
+    seq: int | None
+    arrival_s: int | None
+    """ETA, seconds after local midnight of the plan's day."""
+    collected_at: dt.datetime | None
+    """The crews' first collection record for the bin on the plan's day."""
+
+
 class CollectionsReport(BaseModel):
     rows: int
     new: int
@@ -225,6 +245,39 @@ def get_plan(conn: Db, _: Annotated[Principal, Caller("routes:read")], plan_id: 
     summary = plan_summary(stored.id, stored.plan, {"date": stored.plan_date.isoformat()})
     routes = plan_to_dict(stored.plan)["routes"]
     return PlanDetail(**summary, stream=stored.stream, parent_id=stored.parent_id, routes=routes)
+
+
+_PLAN_BINS = """
+WITH offered AS (
+    SELECT e->>'bin_id' AS device_id, (e->>'must_collect')::boolean AS must_collect,
+           e->>'reason' AS reason, (e->'forecast'->>'fill_now_pct')::float AS fill_now_pct,
+           (e->'forecast'->>'forecast_at_visit_pct')::float AS forecast_pct
+    FROM route_plans p CROSS JOIN LATERAL jsonb_array_elements(p.selection) AS e
+    WHERE p.id = %(plan)s)
+SELECT o.*, s.vehicle_id, s.seq, s.arrival_s,
+       (SELECT min(c.ts) FROM collection_records c
+        WHERE c.device_id = o.device_id AND c.ts >= %(start)s AND c.ts < %(end)s) AS collected_at
+FROM offered o
+LEFT JOIN route_stops s ON s.plan_id = %(plan)s AND s.stop_id = o.device_id AND s.kind = 'bin'
+ORDER BY s.vehicle_id NULLS LAST, s.seq, o.device_id
+"""
+
+
+@router.get("/routes/plans/{plan_id}/bins")
+def plan_bins(
+    conn: Db, _: Annotated[Principal, Caller("routes:read")], plan_id: str
+) -> list[PlanBin]:
+    """Each bin the plan considered: forecast fill, selection reason, truck and stop order,
+    and whether the crews' records show it collected that day (the plan's progress)."""
+    stored = _stored(conn, plan_id)
+    try:
+        fleet = load_fleet()
+    except FleetConfigError as exc:
+        raise Problem(500, str(exc)) from exc
+    start = fleet.local_time(stored.plan_date, 0)
+    end = fleet.local_time(stored.plan_date + dt.timedelta(days=1), 0)
+    rows = conn.execute(_PLAN_BINS, {"plan": plan_id, "start": start, "end": end}).fetchall()
+    return [PlanBin(**r) for r in rows]
 
 
 _MEDIA = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv"}

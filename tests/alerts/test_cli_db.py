@@ -156,6 +156,24 @@ def test_evidence_window_unknown_alert_and_pdf_content(frost_history, capsys, tm
     assert "below 5 C" in text  # why the rule fired
 
 
+def test_the_evidence_pack_charts_carry_the_homes_thresholds(frost_history, capsys) -> None:
+    frost = _alert(capsys, "frost_risk")
+    pack = _json(capsys, "alerts", "evidence", frost["id"], "--format", "json")
+    labels = [t["label"] for t in pack["thresholds"] if t["metric"] == "temp_c"]
+    assert labels == ["void heating off below 12 °C", "frost risk below 5 °C"]
+
+
+def test_the_evidence_pdf_chart_has_units_thresholds_and_a_legend(
+    frost_history, capsys, tmp_path
+) -> None:
+    frost = _alert(capsys, "frost_risk")
+    pdf_path = tmp_path / "pack.pdf"
+    main(["alerts", "evidence", frost["id"], "--format", "pdf", "-o", str(pdf_path)])
+    text = _pdf_text(pdf_path.read_bytes())
+    expected = ["env-void-03: temperature", "5 °C", "dashed brown: frost risk below 5 °C"]
+    assert [t for t in expected if t not in text] == []
+
+
 def test_officer_command_stores_who_hears_about_which_patch(civic_env, capsys) -> None:
     url, _ = civic_env
     added = _json(

@@ -1,0 +1,1 @@
+"""One module per role's screens; each page reads through the API's endpoint functions."""

@@ -1,0 +1,178 @@
+"""The screens through HTTP as a browser uses them (cookies, forms, redirects), against the
+API tests' estate: two patches, a user per role, alerts from the real evaluator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboards.web import create_web_app
+from tests.api.conftest import NORTH_OCCUPIED, NORTH_VOID, PASSWORD, SOUTH_VOID, api_settings
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def web(estate_url: str) -> Iterator[TestClient]:
+    with TestClient(create_web_app(estate_url, api_settings()), follow_redirects=False) as c:
+        yield c
+
+
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    match = CSRF.search(client.get(path).text)
+    assert match is not None
+    return match.group(1)
+
+
+def log_in(client: TestClient, user: str, password: str = PASSWORD) -> None:
+    token = csrf_of(client)
+    response = client.post(
+        "/login", data={"username": user, "password": password, "csrf": token, "next": "/"}
+    )
+    assert response.status_code == 303, response.text
+
+
+def test_without_login_a_screen_redirects_to_the_login_form(web: TestClient) -> None:
+    response = web.get(f"/homes/{NORTH_VOID}")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next=/homes/{NORTH_VOID}"
+
+
+def test_the_login_sets_httponly_strict_cookies(web: TestClient) -> None:
+    token = csrf_of(web)
+    response = web.post("/login", data={"username": "olivia", "password": PASSWORD, "csrf": token})
+    cookies = response.headers.get_list("set-cookie")
+    access = next(c for c in cookies if c.startswith("civic_access="))
+    assert ("HttpOnly" in access, "SameSite=strict" in access) == (True, True)
+
+
+def test_a_wrong_password_shows_the_form_again(web: TestClient) -> None:
+    token = csrf_of(web)
+    response = web.post("/login", data={"username": "olivia", "password": "nope", "csrf": token})
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.text
+
+
+def test_a_login_post_without_the_csrf_token_is_refused(web: TestClient) -> None:
+    web.get("/login")
+    response = web.post("/login", data={"username": "olivia", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def test_the_login_never_redirects_off_site(web: TestClient) -> None:
+    token = csrf_of(web)
+    response = web.post(
+        "/login",
+        data={"username": "olivia", "password": PASSWORD, "csrf": token, "next": "//evil.example"},
+    )
+    assert response.headers["location"] == "/"
+
+
+def test_an_officer_lands_on_the_queue(web: TestClient) -> None:
+    log_in(web, "olivia")
+    assert web.get("/").headers["location"] == "/queue"
+
+
+def test_the_queue_lists_only_the_officers_patch(web: TestClient) -> None:
+    log_in(web, "olivia")
+    page = web.get("/queue").text
+    assert NORTH_VOID in page
+    assert SOUTH_VOID not in page
+
+
+def test_an_officer_of_north_cannot_open_a_south_home(web: TestClient) -> None:
+    log_in(web, "olivia")
+    assert web.get(f"/homes/{SOUTH_VOID}").status_code == 404
+
+
+def test_an_officer_opens_a_home_in_their_patch(web: TestClient) -> None:
+    log_in(web, "olivia")
+    page = web.get(f"/homes/{NORTH_VOID}")
+    assert page.status_code == 200
+    assert "Send heating setpoint" in page.text
+
+
+def test_a_crew_member_cannot_open_the_queue_of_homes(web: TestClient) -> None:
+    log_in(web, "wendy")
+    assert web.get(f"/homes/{NORTH_OCCUPIED}").status_code == 403
+
+
+def test_an_expired_access_token_is_renewed_from_the_refresh_cookie(web: TestClient) -> None:
+    log_in(web, "olivia")
+    web.cookies.delete("civic_access")
+    response = web.get("/queue")
+    renewed = [c for c in response.headers.get_list("set-cookie") if c.startswith("civic_access=")]
+    assert (response.status_code, len(renewed)) == (200, 1)
+
+
+def test_after_logging_out_the_refresh_cookie_no_longer_works(web: TestClient) -> None:
+    log_in(web, "olivia")
+    refresh = web.cookies.get("civic_refresh")
+    token = csrf_of(web, "/queue")
+    web.post("/logout", data={"csrf": token})
+    web.cookies.set("civic_refresh", refresh or "")
+    assert web.get("/queue").headers["location"] == "/login?next=/queue"
+
+
+def test_a_forged_access_cookie_without_a_refresh_cookie_sends_to_login(web: TestClient) -> None:
+    web.cookies.set("civic_access", "not-a-token")
+    assert web.get("/queue").status_code == 303
+
+
+def test_a_disabled_users_session_ends(web: TestClient, estate_url: str) -> None:
+    from api.identity import add_user, disable_user
+    from store.db import connect
+
+    with connect(estate_url) as conn:
+        add_user(conn, "dora", "housing_officer", ["north"], PASSWORD)
+    log_in(web, "dora")
+    with connect(estate_url) as conn:
+        disable_user(conn, "dora")
+    assert web.get("/queue").headers["location"] == "/login?next=/queue"
+
+
+def test_an_action_without_the_csrf_token_is_refused(web: TestClient) -> None:
+    log_in(web, "olivia")
+    alert_id = re.search(r'data-alert="([^"]+)"', web.get("/queue").text).group(1)
+    response = web.post("/queue/act", data={"alert_id": alert_id, "action": "acknowledge"})
+    assert response.status_code == 403
+
+
+def test_an_officer_cannot_act_on_another_patchs_alert(web: TestClient) -> None:
+    log_in(web, "sam")
+    south = re.search(r'data-alert="([^"]+)"', web.get("/queue").text).group(1)
+    web.cookies.clear()
+    log_in(web, "olivia")
+    token = csrf_of(web, "/queue")
+    response = web.post(
+        "/queue/act", data={"alert_id": south, "action": "acknowledge", "csrf": token}
+    )
+    assert response.status_code == 404
+
+
+def test_an_engineer_cannot_open_the_waste_screen(web: TestClient) -> None:
+    log_in(web, "ed")
+    assert web.get("/waste").status_code == 403
+
+
+def test_a_crew_opens_the_waste_screen_before_any_plan(web: TestClient) -> None:
+    log_in(web, "wendy")
+    page = web.get("/waste")
+    assert "No general plan for that day yet." in page.text
+
+
+def test_an_engineer_opens_the_console(web: TestClient) -> None:
+    log_in(web, "ed")
+    assert "Engineering console" in web.get("/engineer").text
+
+
+def test_screens_are_sent_with_a_content_security_policy(web: TestClient) -> None:
+    policy = web.get("/login").headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+
+
+def test_the_api_keeps_its_own_headers(web: TestClient) -> None:
+    assert "content-security-policy" not in web.get("/healthz").headers
