@@ -259,8 +259,17 @@ def test_a_heating_command_is_acknowledged_by_the_simulated_device(
             "SELECT device_id FROM devices WHERE uprn = %s", (demo.north_void,)
         ).fetchone()["device_id"]
     home = HomeModel.create(device_id, True, random.Random(1))
-    responder = CommandResponder({device_id: _Device(device_id, home)}, host, port, prefix)
-    dispatcher = CommandDispatcher(host=host, port=port, prefix=prefix)
+    # The broker refuses anonymous clients: the simulator's and the alert service's accounts.
+    responder = CommandResponder(
+        {device_id: _Device(device_id, home)},
+        host,
+        port,
+        prefix,
+        auth=services.local.service_auth("sim"),
+    )
+    dispatcher = CommandDispatcher(
+        host=host, port=port, prefix=prefix, auth=services.local.service_auth("alerts")
+    )
     responder.start()
     dispatcher.start()
     stop = threading.Event()

@@ -203,7 +203,13 @@ def test_shared_subscription_workers_killed_mid_stream_lose_nothing(
 def _worker_stats(path: Path) -> dict[int, dict]:
     """The last stats line each worker printed."""
     last: dict[int, dict] = {}
+    decoder = json.JSONDecoder()
     for line in path.read_text().splitlines():
-        item = json.loads(line)
-        last[item["worker"]] = {"final": False, **item}
+        # Worker processes share one stdout: two lines written at once can land on one line.
+        at = 0
+        while at < len(line):
+            item, at = decoder.raw_decode(line, at)
+            last[item["worker"]] = {"final": False, **item}
+            while at < len(line) and line[at].isspace():
+                at += 1
     return last
