@@ -50,8 +50,7 @@ __all__ = [
 
 Conn = psycopg.Connection[dict[str, Any]]
 
-# Verifying a password costs an argon2 hash; a missing user costs the same, so response
-# times do not tell which names exist.
+# A hash to check against when the name is unknown (see _secret_matches).
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
 
 
@@ -136,19 +135,28 @@ def disable_user(conn: Conn, name: str) -> None:
         )
 
 
+def _secret_matches(secret: str, stored_hash: str | None) -> bool:
+    """An argon2 check; with no such user or token it checks a dummy hash, so answering takes
+    as long either way and response times do not tell which names exist."""
+    matches = verify_secret(secret, stored_hash or _DUMMY_HASH)
+    return stored_hash is not None and matches
+
+
+def _user_principal(row: dict[str, Any]) -> Principal:
+    role = Role(row["role"])
+    return Principal("user", row["name"], role, ROLE_SCOPES[role], tuple(row["patches"]))
+
+
 def authenticate_user(conn: Conn, name: str, password: str) -> Principal | None:
     row = conn.execute(
         "SELECT id, name, role, patches, password_hash FROM users"
         " WHERE name = %s AND disabled_at IS NULL",
         (name,),
     ).fetchone()
-    if row is None:
-        verify_secret(password, _DUMMY_HASH)
+    if not _secret_matches(password, row["password_hash"] if row else None):
         return None
-    if not verify_secret(password, row["password_hash"]):
-        return None
-    role = Role(row["role"])
-    return Principal("user", row["name"], role, ROLE_SCOPES[role], tuple(row["patches"]))
+    assert row is not None
+    return _user_principal(row)
 
 
 # -- API tokens (OAuth 2.0 client credentials) -------------------------------------------------
@@ -223,11 +231,9 @@ def authenticate_client(conn: Conn, client_id: str, secret: str) -> Principal | 
         " WHERE id = %s AND revoked_at IS NULL",
         (client_id,),
     ).fetchone()
-    if row is None:
-        verify_secret(secret, _DUMMY_HASH)
+    if not _secret_matches(secret, row["secret_hash"] if row else None):
         return None
-    if not verify_secret(secret, row["secret_hash"]):
-        return None
+    assert row is not None
     with conn.transaction():
         conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (client_id,))
     role = Role(row["role"])
@@ -272,9 +278,7 @@ def rotate_refresh_token(conn: Conn, token: str, ttl: timedelta) -> tuple[Princi
         ).fetchone()
     if row is None:
         return None
-    role = Role(row["role"])
-    principal = Principal("user", row["name"], role, ROLE_SCOPES[role], tuple(row["patches"]))
-    return principal, issue_refresh_token(conn, row["name"], ttl)
+    return _user_principal(row), issue_refresh_token(conn, row["name"], ttl)
 
 
 def revoke_refresh_token(conn: Conn, token: str) -> bool:
