@@ -230,11 +230,16 @@ class CommandDispatcher:
         )
         apply_auth(self.client, auth)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         client.subscribe(self.layout.subscription(Channel.COMMAND_ACK), qos=1)
-        self.connected.set()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        # Connected means subscribed: what is published before SUBACK would find no one.
+        if not any(r.is_failure for r in reasons):
+            self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self._acks.put((str(message.topic), bytes(message.payload)))

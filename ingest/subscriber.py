@@ -56,7 +56,7 @@ class Subscriber:
     ) -> None:
         self.topics = topics
         self.inbox = inbox
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # set once the broker has granted the subscription
         self._generation = 0
         self._stopping = False
         self._host, self._port = host, port
@@ -70,6 +70,7 @@ class Subscriber:
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     def start(self) -> None:
@@ -114,6 +115,16 @@ class Subscriber:
         )
         # Re-subscribing on a resumed session is harmless and covers a broker that lost it.
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        # Ready only at SUBACK: a message published between CONNACK and SUBACK on a new
+        # session would otherwise find no subscriber.
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            log.error("mqtt subscription refused topics=%s reasons=%s", self.topics, refused)
+            return
         self.connected.set()
 
     def _on_disconnect(
