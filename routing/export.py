@@ -1,8 +1,12 @@
 """Write plans for crews and map tools: GeoJSON (RFC 7946), GPX 1.1 and a CSV driver sheet.
 
 Coordinates follow each format's rule: GeoJSON positions are ``[lon, lat]``; GPX points carry
-``lat``/``lon`` attributes. Times are written as ``HH:MM:SS`` of the plan day, plus ISO 8601
-(RFC 3339, UTC) timestamps when the caller gives the plan date and its UTC offset.
+``lat``/``lon`` attributes. A plan made on a road network carries each leg's street path: the
+GeoJSON lines and the GPX tracks follow the streets, and both name the map data's source
+("© OpenStreetMap contributors", ODbL) as its licence requires. Without one, lines join the
+stops straight and the GPX has no track to follow. Times are written as ``HH:MM:SS`` of the
+plan day, plus ISO 8601 (RFC 3339, UTC) timestamps when the caller gives the plan date
+and its UTC offset.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Final
 
 from firmware_contracts import format_rfc3339
 from routing.model import Plan, PlannedStop, Route
+from routing.network import ATTRIBUTION
 
 __all__ = [
     "CSV_COLUMNS",
@@ -31,6 +36,7 @@ __all__ = [
 ]
 
 GPX_NAMESPACE: Final = "http://www.topografix.com/GPX/1/1"
+ODBL_URL: Final = "https://opendatacommons.org/licenses/odbl/1-0/"
 CSV_COLUMNS: Final = (
     "vehicle",
     "seq",
@@ -100,10 +106,11 @@ def plan_to_geojson(
                 "type": "Feature",
                 "geometry": {
                     "type": "LineString",
-                    "coordinates": [[s.lon, s.lat] for s in route.stops],
+                    "coordinates": [[lon, lat] for lat, lon in route.path],
                 },
                 "properties": {
                     "vehicle": route.vehicle_id,
+                    "follows_streets": bool(route.legs),
                     "distance_m": route.distance_m,
                     "duration_s": route.duration_s,
                     "bins": len(route.bin_ids),
@@ -119,7 +126,14 @@ def plan_to_geojson(
             }
             for seq, stop in enumerate(route.stops)
         )
-    return {"type": "FeatureCollection", "features": features}
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    if _on_streets(plan):
+        collection["attribution"] = ATTRIBUTION  # a foreign member, allowed by RFC 7946 §6.1
+    return collection
+
+
+def _on_streets(plan: Plan) -> bool:
+    return any(route.legs for route in plan.routes)
 
 
 def plan_to_gpx(
@@ -129,32 +143,64 @@ def plan_to_gpx(
     utc_offset: dt.timedelta = dt.timedelta(0),
     creator: str = "Civic Sensors",
 ) -> str:
-    """GPX 1.1 with one ``<rte>`` per vehicle and one ``<rtept>`` per stop."""
+    """GPX 1.1: every stop a ``<wpt>``; per vehicle a ``<rte>`` of its stops and, on roads,
+    a ``<trk>`` along the streets for a satnav to follow."""
     day = _midnight(plan_date, utc_offset)
     ET.register_namespace("", GPX_NAMESPACE)
     root = ET.Element(f"{{{GPX_NAMESPACE}}}gpx", {"version": "1.1", "creator": creator})
-    for route in plan.routes:
-        if route.is_empty:
-            continue
+    used = [route for route in plan.routes if not route.is_empty]
+    # GPX 1.1 fixes the order of children: metadata, wpt, rte, trk.
+    if _on_streets(plan):
+        _gpx_metadata(root)
+    for route in used:
+        for seq, stop in enumerate(route.stops):
+            _gpx_point(root, "wpt", route, seq, stop, day)
+    for route in used:
         rte = ET.SubElement(root, f"{{{GPX_NAMESPACE}}}rte")
         ET.SubElement(rte, f"{{{GPX_NAMESPACE}}}name").text = route.vehicle_id
         for seq, stop in enumerate(route.stops):
-            point = ET.SubElement(
-                rte,
-                f"{{{GPX_NAMESPACE}}}rtept",
-                {"lat": f"{stop.lat:.6f}", "lon": f"{stop.lon:.6f}"},
-            )
-            # GPX 1.1 fixes child order: time before name, desc and type.
-            stamp = _timestamp(day, stop.arrival_s)
-            if stamp is not None:
-                ET.SubElement(point, f"{{{GPX_NAMESPACE}}}time").text = stamp
-            ET.SubElement(point, f"{{{GPX_NAMESPACE}}}name").text = f"{seq}: {stop.stop_id}"
+            _gpx_point(rte, "rtept", route, seq, stop, day)
+    for route in used:
+        if not route.legs:
+            continue
+        trk = ET.SubElement(root, f"{{{GPX_NAMESPACE}}}trk")
+        ET.SubElement(trk, f"{{{GPX_NAMESPACE}}}name").text = route.vehicle_id
+        segment = ET.SubElement(trk, f"{{{GPX_NAMESPACE}}}trkseg")
+        for lat, lon in route.path:
             ET.SubElement(
-                point, f"{{{GPX_NAMESPACE}}}desc"
-            ).text = f"{stop.kind} eta {clock(stop.arrival_s)} load {stop.load_kg:.0f} kg"
-            ET.SubElement(point, f"{{{GPX_NAMESPACE}}}type").text = stop.kind
+                segment, f"{{{GPX_NAMESPACE}}}trkpt", {"lat": f"{lat:.6f}", "lon": f"{lon:.6f}"}
+            )
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _gpx_metadata(root: ET.Element) -> None:
+    metadata = ET.SubElement(root, f"{{{GPX_NAMESPACE}}}metadata")
+    ET.SubElement(metadata, f"{{{GPX_NAMESPACE}}}desc").text = f"Street paths {ATTRIBUTION} (ODbL)"
+    copyright_ = ET.SubElement(
+        metadata, f"{{{GPX_NAMESPACE}}}copyright", {"author": "OpenStreetMap contributors"}
+    )
+    ET.SubElement(copyright_, f"{{{GPX_NAMESPACE}}}license").text = ODBL_URL
+
+
+def _gpx_point(
+    parent: ET.Element, tag: str, route: Route, seq: int, stop: PlannedStop, day: dt.datetime | None
+) -> None:
+    point = ET.SubElement(
+        parent, f"{{{GPX_NAMESPACE}}}{tag}", {"lat": f"{stop.lat:.6f}", "lon": f"{stop.lon:.6f}"}
+    )
+    # GPX 1.1 fixes child order: time before name, desc and type.
+    stamp = _timestamp(day, stop.arrival_s)
+    if stamp is not None:
+        ET.SubElement(point, f"{{{GPX_NAMESPACE}}}time").text = stamp
+    name = (
+        f"{seq}: {stop.stop_id}" if tag == "rtept" else f"{route.vehicle_id} {seq}: {stop.stop_id}"
+    )
+    ET.SubElement(point, f"{{{GPX_NAMESPACE}}}name").text = name
+    ET.SubElement(
+        point, f"{{{GPX_NAMESPACE}}}desc"
+    ).text = f"{stop.kind} eta {clock(stop.arrival_s)} load {stop.load_kg:.0f} kg"
+    ET.SubElement(point, f"{{{GPX_NAMESPACE}}}type").text = stop.kind
 
 
 def plan_to_csv(plan: Plan) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from routing.errors import RoutingError
-from routing.matrix import HaversineProvider
+from routing.matrix import HaversineProvider, MatrixProvider
 from routing.model import BreakRule, DisposalSite, Site, TimeWindow, Vehicle
 
 __all__ = [
@@ -105,6 +105,8 @@ class FleetConfig:
     service_s_by_capacity_l: tuple[tuple[float, int], ...]
     selection: SelectionSettings
     streams: tuple[StreamFleet, ...]
+    # An OpenStreetMap extract to plan on real roads; without one, straight lines × road factor.
+    network: Path | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -117,6 +119,15 @@ class FleetConfig:
         _require(bool(self.tips), "at least one tip is required")
         _require(bool(self.streams), "at least one [streams.NAME] table is required")
         _require(self.default_service_s >= 0, "service: default_seconds must be >= 0")
+
+    @property
+    def provider(self) -> MatrixProvider:
+        """Road times on the network when one is configured, else the straight-line estimate."""
+        if self.network is None:
+            return self.travel
+        from routing.roads import road_provider
+
+        return road_provider(self.network)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -187,7 +198,11 @@ class FleetConfig:
                 "max_driving_minutes": self.breaks.max_driving_s / 60,
                 "break_minutes": self.breaks.break_s / 60,
             },
-            "travel": {"road_factor": self.travel.road_factor, "speed_kmh": self.travel.speed_kmh},
+            "travel": {
+                "road_factor": self.travel.road_factor,
+                "speed_kmh": self.travel.speed_kmh,
+                **({"network": str(self.network)} if self.network else {}),
+            },
             "service": {
                 "default_seconds": self.default_service_s,
                 "by_capacity_l": {f"{size:g}": s for size, s in self.service_s_by_capacity_l},
@@ -305,6 +320,7 @@ def fleet_from_dict(raw: Mapping[str, Any]) -> FleetConfig:
             service_s_by_capacity_l=by_size,
             selection=selection,
             streams=streams,
+            network=Path(raw["travel"]["network"]) if raw["travel"].get("network") else None,
         )
     except KeyError as exc:
         raise FleetConfigError(f"missing key {exc.args[0]!r} in the fleet file") from exc
@@ -328,6 +344,13 @@ def load_fleet(path: Path | None = None) -> FleetConfig:
             raise FleetConfigError(f"cannot read fleet file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise FleetConfigError(f"fleet file {path} is not valid TOML: {exc}") from exc
+        network = override.get("travel", {}).get("network")
+        if network:
+            # A relative extract path is relative to the fleet file, like an include.
+            network_path = (path.parent / str(network)).resolve()
+            if not network_path.is_file():
+                raise FleetConfigError(f"fleet file {path}: no road network extract {network_path}")
+            override["travel"]["network"] = str(network_path)
         # A council that lists its own streams means exactly those, not ours as well.
         if "streams" in override:
             raw["streams"] = {}

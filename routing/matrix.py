@@ -31,6 +31,7 @@ __all__ = [
     "LatLon",
     "MatrixProvider",
     "OsrmTableProvider",
+    "PathProvider",
     "SubsetProvider",
     "TravelMatrix",
     "haversine_m",
@@ -84,6 +85,15 @@ class MatrixProvider(Protocol):
 
     def matrix(self, points: Sequence[LatLon]) -> TravelMatrix:
         """Durations and distances between every ordered pair of ``points`` (lat, lon)."""
+        ...
+
+
+@runtime_checkable
+class PathProvider(Protocol):
+    """A provider that can also draw each leg's path on the streets."""
+
+    def paths(self, legs: Sequence[tuple[LatLon, LatLon]]) -> list[list[LatLon]]:
+        """The (lat, lon) points of the street path of each (from, to) leg."""
         ...
 
 

@@ -321,17 +321,39 @@ class PlannedStop:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One vehicle's day: stops from start depot to end depot, with totals."""
+    """One vehicle's day: stops from start depot to end depot, with totals.
+
+    ``legs`` is empty when travel was planned without a road network; otherwise leg ``i`` is
+    the street path (lat, lon points) from stop ``i`` to stop ``i + 1``.
+    """
 
     vehicle_id: str
     stops: tuple[PlannedStop, ...]
     distance_m: int
     duration_s: int
+    legs: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stops", tuple(self.stops))
+        object.__setattr__(
+            self, "legs", tuple(tuple((lat, lon) for lat, lon in leg) for leg in self.legs)
+        )
         _require(self.distance_m >= 0, f"Route {self.vehicle_id}: negative distance")
         _require(self.duration_s >= 0, f"Route {self.vehicle_id}: negative duration")
+        _require(
+            not self.legs or len(self.legs) == max(len(self.stops) - 1, 0),
+            f"Route {self.vehicle_id}: {len(self.legs)} street legs for {len(self.stops)} stops",
+        )
+
+    @property
+    def path(self) -> tuple[tuple[float, float], ...]:
+        """The whole day's street path, or the stops joined by straight lines without one."""
+        if not self.legs:
+            return tuple((s.lat, s.lon) for s in self.stops)
+        points: list[tuple[float, float]] = []
+        for leg in self.legs:
+            points.extend(p for p in leg if not points or p != points[-1])
+        return tuple(points)
 
     @property
     def bin_ids(self) -> tuple[str, ...]:

@@ -47,6 +47,7 @@ from routing.planning import (
     select_stops,
 )
 from routing.replan import Replan, VehicleProgress, replan
+from routing.roads import RoadProvider, snap_summary
 from routing.solver import REFUSE_ENGINES, RefuseEngine, choose_engine, plan_routes
 
 __all__ = [
@@ -144,6 +145,7 @@ def plan_to_dict(plan: Plan) -> Row:
                 "distance_m": r.distance_m,
                 "duration_s": r.duration_s,
                 "stops": [dataclasses.asdict(s) for s in r.stops],
+                **({"legs": [[list(p) for p in leg] for leg in r.legs]} if r.legs else {}),
             }
             for r in plan.routes
         ],
@@ -161,6 +163,7 @@ def plan_from_dict(raw: Mapping[str, Any]) -> Plan:
                 tuple(PlannedStop(**s) for s in r["stops"]),
                 int(r["distance_m"]),
                 int(r["duration_s"]),
+                tuple(tuple((float(p[0]), float(p[1])) for p in leg) for leg in r.get("legs", ())),
             )
             for r in raw["routes"]
         ),
@@ -342,7 +345,7 @@ def reproduce(stored: StoredPlan, *, time_limit_s: float | None = None) -> Plan:
     return plan_routes(
         stored.request,
         time_limit_s=time_limit_s or stored.time_limit_s,
-        matrix_provider=fleet_from_dict(stored.fleet).travel,
+        matrix_provider=fleet_from_dict(stored.fleet).provider,
         engine=_engine(stored.engine),
     )
 
@@ -408,15 +411,16 @@ def plan_day(
     forecasts = forecast_from_store(conn, fleet, plan_date, stream=stream, as_of=as_of)
     selection = select_stops(forecasts, fleet, stream=stream, urgent=urgent)
     request = build_request(selection, fleet)
+    provider = fleet.provider
+    if isinstance(provider, RoadProvider):
+        progress(snap_summary(provider.check_request(request)))
     progress(
         f"{len(forecasts)} bins forecast: {selection.must_collect} must-collect, "
         f"{len(selection.stops) - selection.must_collect} optional, {selection.left_out} left "
         f"out as low; planning {len(request.vehicles)} trucks for up to {time_limit_s:g} s "
         f"({chosen or choose_engine(request)})"
     )
-    plan = plan_routes(
-        request, time_limit_s=time_limit_s, matrix_provider=fleet.travel, engine=chosen
-    )
+    plan = plan_routes(request, time_limit_s=time_limit_s, matrix_provider=provider, engine=chosen)
     progress(
         f"solved in {plan.stats.model_build_s + plan.stats.search_s:.1f} s "
         f"({plan.stats.engine}); validator: "
@@ -482,7 +486,7 @@ def progress_at(
         points = [(s.lat, s.lon) for s in since_break]
         driving_s = 0
         if len(points) > 1:
-            durations = fleet.travel.matrix(points).durations_s
+            durations = fleet.provider.matrix(points).durations_s
             driving_s = int(sum(durations[i, i + 1] for i in range(len(points) - 1)))
         states.append(
             VehicleProgress(
@@ -592,7 +596,7 @@ def replan_stored(
         now_s=at_s,
         urgent_bins=_urgent_stops(conn, stored, urgent),
         time_limit_s=time_limit_s,
-        matrix_provider=fleet.travel,
+        matrix_provider=fleet.provider,
     )
     remainder = result.remainder
     full_day = Plan(result.routes, remainder.unserved, remainder.stats, remainder.violations)

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from routing.matrix import HaversineProvider, MatrixProvider
+from routing.matrix import HaversineProvider, MatrixProvider, PathProvider
 from routing.model import (
     BinStop,
     Plan,
@@ -24,6 +24,7 @@ from routing.model import (
     Vehicle,
 )
 from routing.ortools_refuse import REFUSE_SEARCH
+from routing.roads import with_street_paths
 from routing.solver import plan_routes
 
 __all__ = ["Replan", "VehicleProgress", "position_site_id", "remainder_request", "replan"]
@@ -172,4 +173,6 @@ def replan(
         total_m = done_m + (new.distance_m if new is not None else 0)
         duration = stops[-1].arrival_s - stops[0].departure_s if stops else 0
         routes.append(Route(vehicle.id, stops, total_m, max(0, duration)))
+    if isinstance(provider, PathProvider):
+        return Replan(plan, remainder, with_street_paths(routes, provider))
     return Replan(plan, remainder, tuple(routes))

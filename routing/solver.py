@@ -26,6 +26,7 @@ from routing.errors import InvalidPlanError, NoSolutionError
 from routing.matrix import (
     HaversineProvider,
     MatrixProvider,
+    PathProvider,
     SubsetProvider,
 )
 from routing.model import (
@@ -39,6 +40,7 @@ from routing.model import (
 )
 from routing.ortools_refuse import REFUSE_SEARCH, Layout, OrtoolsModel, build_layout, ortools_plan
 from routing.pyvrp_refuse import plan_routes_pyvrp
+from routing.roads import with_street_paths
 from routing.schedule import timed_route
 from routing.validate import Violation, validate_plan
 
@@ -297,4 +299,7 @@ def plan_routes(
         logger.warning("plan has %d validator violation(s): %s", len(violations), violations[0])
         if strict:
             raise InvalidPlanError(violations)
-    return dataclasses.replace(best, violations=tuple(v.message for v in violations))
+    best = dataclasses.replace(best, violations=tuple(v.message for v in violations))
+    if isinstance(provider, PathProvider):
+        best = dataclasses.replace(best, routes=with_street_paths(best.routes, provider))
+    return best

@@ -24,7 +24,7 @@ from routing.model import (
     drop_penalty_for_fill,
 )
 
-__all__ = ["SynthParams", "synthetic_request"]
+__all__ = ["RealPlaces", "SynthParams", "synthetic_request"]
 
 # (litres, share, service seconds): wheelie bins to 1100 l communal bins.
 BIN_SIZES: Final = ((240, 0.60, 45), (360, 0.15, 50), (660, 0.10, 75), (1100, 0.15, 90))
@@ -32,6 +32,15 @@ BIN_SIZES: Final = ((240, 0.60, 45), (360, 0.15, 50), (660, 0.10, 75), (1100, 0.
 WASTE_DENSITY_KG_PER_L: Final = 0.12
 COMPACTION_RATIO: Final = 3.0
 METRES_PER_DEGREE_LAT: Final = 111_320.0
+
+
+@dataclass(frozen=True)
+class RealPlaces:
+    """Real positions for a synthetic day: depot, tip and one place per bin (lat, lon)."""
+
+    depot: tuple[float, float]
+    tip: tuple[float, float]
+    bins: tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -70,14 +79,24 @@ def synthetic_request(
     *,
     seed: int = 0,
     params: SynthParams | None = None,
+    town: RealPlaces | None = None,
 ) -> PlanRequest:
-    """A one-depot, one-tip day with ``num_bins`` bins and ``num_trucks`` identical trucks."""
+    """A one-depot, one-tip day with ``num_bins`` bins and ``num_trucks`` identical trucks.
+
+    With ``town``, the depot, tip and bins are at its real places instead of scattered over
+    a disc around ``params``' centre.
+    """
     if num_bins < 0 or num_trucks < 1:
         raise ValueError("need num_bins >= 0 and num_trucks >= 1")
     params = params or SynthParams()
     rng = np.random.default_rng(seed)
     depot = Site("depot", *_offset(params, -2_000.0, -1_500.0))
     tip = DisposalSite("tip", *_offset(params, 3_500.0, 1_000.0), unload_s=params.tip_unload_s)
+    if town is not None:
+        if len(town.bins) < num_bins:
+            raise ValueError(f"{len(town.bins)} bin places for {num_bins} bins")
+        depot = Site("depot", *town.depot)
+        tip = DisposalSite("tip", *town.tip, unload_s=params.tip_unload_s)
     sizes = rng.choice(len(BIN_SIZES), size=num_bins, p=[s[1] for s in BIN_SIZES])
     # Uniform over the disc: radius grows with the square root of a uniform draw.
     radius = params.radius_m * np.sqrt(rng.uniform(0.0, 1.0, num_bins))
@@ -94,12 +113,18 @@ def synthetic_request(
             # Market streets and school frontages: collect mid-morning only.
             start_h = float(rng.choice([8.0, 9.0, 10.0]))
             window = TimeWindow.from_hours(start_h, start_h + 3.0)
+        lat = (
+            _offset(params, radius[i] * math.cos(angle[i]), 0.0)[0]
+            + radius[i] * math.sin(angle[i]) / METRES_PER_DEGREE_LAT
+        )
+        lon = _offset(params, radius[i] * math.cos(angle[i]), 0.0)[1]
+        if town is not None:
+            lat, lon = town.bins[i]
         bins.append(
             BinStop(
                 id=f"bin-{i:05d}",
-                lat=_offset(params, radius[i] * math.cos(angle[i]), 0.0)[0]
-                + radius[i] * math.sin(angle[i]) / METRES_PER_DEGREE_LAT,
-                lon=_offset(params, radius[i] * math.cos(angle[i]), 0.0)[1],
+                lat=lat,
+                lon=lon,
                 stream=params.stream,
                 weight_kg=round(loose_l * WASTE_DENSITY_KG_PER_L, 1),
                 volume_l=round(loose_l / COMPACTION_RATIO, 1),
