@@ -1,8 +1,10 @@
 """``civic demo``: the whole platform on its embedded defaults, end to end.
 
-Starts the local services, migrates, imports a demo estate of ~1,000 bins and ~300 homes in
-Leicester, simulates days of history through the real MQTT → ingest path, and prints where to
-look next.
+Starts the local services, migrates, imports a demo estate of ~1,000 bins and ~300 homes,
+simulates days of history through the real MQTT → ingest path, and prints where to look next.
+The estate is in Oakham, on its real streets from the bundled OpenStreetMap extract of Rutland,
+and routes are planned on its roads; ``--place leicester`` gives the older scattered estate
+around Leicester with straight-line travel estimates.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo",
         help="run the whole platform on a simulated town",
         description=(
-            "Services up, migrate, import a demo estate (bins and homes in Leicester), simulate "
+            "Services up, migrate, import a demo estate (bins and homes on Oakham's streets, "
+            "routes on its roads; or scattered around Leicester with --place leicester), simulate "
             "history with a few faults through MQTT ingest, then summarise. On the project's "
             "own local services a re-run starts from an empty history (--keep-history to add "
             "to it); a database given by CIVIC_DATABASE_URL is never cleared."
@@ -38,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--keep-history",
         action="store_true",
         help="keep what an earlier demo stored (readings, alerts, plans) instead of clearing it",
+    )
+    parser.add_argument(
+        "--place",
+        choices=("oakham", "leicester"),
+        default="oakham",
+        help="oakham: real streets and roads (OpenStreetMap); leicester: scattered, straight lines",
     )
     parser.add_argument("--bins", type=int, default=1000)
     parser.add_argument("--homes", type=int, default=300)
@@ -94,6 +103,10 @@ class _Demo:
         return self.demo_dir / "estate.csv"
 
     @property
+    def fleet_file(self) -> Path:
+        return self.demo_dir / "fleet.toml"
+
+    @property
     def round_sheet(self) -> Path:
         return self.demo_dir / "round_sheet.csv"
 
@@ -105,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     demo = _start_services(settings)
     _prepare_schema(demo, clear=not settings.database_url and not args.keep_history)
-    _import_estate(demo, args.bins, args.homes)
+    fleet = _import_estate(demo, args.bins, args.homes, args.place)
     _provision_devices(demo)
     history = duration(args.history).total_seconds()
     interval = duration(args.interval).total_seconds()
@@ -113,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
     sent, stored = _simulate(demo, args.bins, args.homes, history, interval)
     _show_store(demo)
     _show_alerts(demo, history)
-    _show_routes(demo, args.route_seconds)
+    _show_routes(demo, args.route_seconds, fleet)
     _create_users(demo)
-    _where_to_look(demo)
+    _where_to_look(demo, fleet)
     # More than sent is fine: a re-run also drains what its persistent session had queued.
     return 0 if stored >= sent else 1
 
@@ -147,17 +160,75 @@ def _prepare_schema(demo: _Demo, *, clear: bool) -> None:
         print("cleared the earlier demo's history (--keep-history keeps it)")
 
 
-def _import_estate(demo: _Demo, bins: int, homes: int) -> None:
+def _import_estate(demo: _Demo, bins: int, homes: int, place: str) -> Path | None:
+    """Registers the estate; returns the demo's fleet file when it plans on roads."""
     from device_sim.estate import TOWN, generate_estate, write_estate_csv
     from store.db import connect
     from store.registry import parse_device_row, upsert_devices
 
-    _step(f"demo estate: {bins} bins and {homes} homes in {TOWN}")
-    estate = generate_estate(bins, homes, seed=1)
+    fleet = None
+    if place == "leicester":
+        _step(f"demo estate: {bins} bins and {homes} homes in {TOWN}")
+        estate = generate_estate(bins, homes, seed=1)
+    else:
+        estate, fleet = _real_town_estate(demo, place, bins, homes)
     write_estate_csv(estate, demo.estate_csv)
     with connect(demo.db_url) as conn:
         added, updated = upsert_devices(conn, [parse_device_row(r) for r in estate])
     print(f"registry: {added} added, {updated} updated  (file: {demo.estate_csv})")
+    return fleet
+
+
+def _real_town_estate(
+    demo: _Demo, place: str, bins: int, homes: int
+) -> tuple[list[dict[str, str]], Path]:
+    """Bins and homes at kerbside points of the town's residential streets; depot and tip at
+    its industrial sites; a fleet file that plans on the extract's roads."""
+    from device_sim.estate import RealPlaces, generate_estate
+    from routing.network import ATTRIBUTION
+    from routing.places import BUNDLED_EXTRACT, TOWNS, street_points
+    from routing.roads import road_provider
+
+    town = TOWNS[place]
+    _step(f"demo estate: {bins} bins and {homes} homes on {town.name}'s streets")
+    started = time.monotonic()
+    network = road_provider(BUNDLED_EXTRACT).network
+    print(
+        f"road network: {BUNDLED_EXTRACT.name}, {network.node_count:,} junctions and bends, "
+        f"ready in {time.monotonic() - started:.1f} s (map data {ATTRIBUTION}, ODbL)"
+    )
+    places = RealPlaces(
+        town=town.name,
+        centre=town.centre,
+        bins=street_points(network, town, bins, seed=1),
+        homes=street_points(network, town, homes, seed=2),
+        streets=town.streets,
+    )
+    demo.fleet_file.write_text(
+        "\n".join(
+            [
+                f"# {town.name} demo fleet, written by `civic demo`: depot and tip at industrial",
+                "# sites of the OpenStreetMap extract, routes planned on its roads.",
+                "[[depots]]",
+                f'id = "{town.depot_id}"',
+                f"lat = {town.depot[0]}",
+                f"lon = {town.depot[1]}",
+                "",
+                "[[tips]]",
+                f'id = "{town.tip_id}"',
+                f"lat = {town.tip[0]}",
+                f"lon = {town.tip[1]}",
+                "unload_minutes = 15",
+                "streams = []",
+                "",
+                "[travel]",
+                f'network = "{BUNDLED_EXTRACT}"',
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return generate_estate(bins, homes, seed=1, places=places), demo.fleet_file
 
 
 def _provision_devices(demo: _Demo) -> None:
@@ -294,8 +365,9 @@ def _print_alert_summary(demo: _Demo, active: list[dict[str, Any]], history_s: f
         )
 
 
-def _show_routes(demo: _Demo, seconds: float) -> None:
-    _step(f"today's general-waste routes (up to {seconds:.0f} s of search)")
+def _show_routes(demo: _Demo, seconds: float, fleet: Path | None) -> None:
+    on = "on the roads, " if fleet else ""
+    _step(f"today's general-waste routes ({on}up to {seconds:.0f} s of search)")
     today = time.strftime("%Y-%m-%d", time.gmtime())
     routes = _civic(
         demo.env,
@@ -307,6 +379,7 @@ def _show_routes(demo: _Demo, seconds: float) -> None:
         "general",
         "--seconds",
         str(seconds),
+        *(("--fleet", str(fleet)) if fleet else ()),
     )
     print(routes.stdout.strip()[-2500:] or routes.stderr.strip()[-1500:])
 
@@ -347,8 +420,14 @@ def _create_users(demo: _Demo) -> None:
     print(f"(also in {path}, readable by you only)")
 
 
-def _where_to_look(demo: _Demo) -> None:
+def _where_to_look(demo: _Demo, fleet: Path | None) -> None:
     _step("where to look")
+    # The screens and the API plan with the instance's fleet: the demo town's when it has one.
+    api = (
+        f"CIVIC_FLEET_FILE={fleet} CIVIC_ENV=development civic api"
+        if fleet
+        else ("CIVIC_ENV=development civic api")
+    )
     print(
         "\n".join(
             [
@@ -357,12 +436,12 @@ def _where_to_look(demo: _Demo) -> None:
                 "civic deadletters --format table                rejected messages with reasons",
                 "civic devices list --kind env                   homes and their UPRNs",
                 "civic ingest --stats --metrics-port 9108        live ingest (Prometheus on :9108)",
-                "CIVIC_ENV=development civic api   screens at http://127.0.0.1:8000/, API at /docs",
+                f"{api}   screens at http://127.0.0.1:8000/, API at /docs",
                 "civic alerts list --state active      alerts (then show, ack, evidence)",
-                "civic routes list; civic routes export ID --format geojson -o routes.geojson",
+                "civic routes list; civic routes export ID --format gpx -o routes.gpx",
                 f"files: {demo.demo_dir}/ (estate.csv, round_sheet.csv, ingest.log)",
                 "",
-                "Screens: CIVIC_ENV=development civic api, then open http://127.0.0.1:8000/ and",
+                f"Screens: {api}, then open http://127.0.0.1:8000/ and",
                 "log in as officer.north (alert queue), waste.ops (map and routes) or engineer",
                 f"(console), with the passwords above (also in {demo.demo_dir}/users.json).",
             ]

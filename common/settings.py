@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     topic_prefix: str = "civic"
     data_dir: Path = Path(".civic")
+    fleet_file: Path | None = None  # the council's fleet TOML (routing/fleet.default.toml if unset)
     # This process's broker account, when not the local services' account for its role
     # (or give them in the URL: mqtt://user:password@host:1883).
     mqtt_username: str | None = None

@@ -1,4 +1,5 @@
-"""A demo estate: street bins and council homes around a real UK town (Leicester).
+"""A demo estate: street bins and council homes around a real UK town (Leicester), or at
+real street positions of a town given as :class:`RealPlaces`.
 
 Deterministic for a seed, written in the registry CSV format that ``civic devices import``
 reads. UPRNs are in the real 12-digit format but fictional.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -55,8 +58,23 @@ def _point(rng: random.Random) -> tuple[float, float]:
     return round(lat, 6), round(lon, 6)
 
 
-def _patch(lat: float, lon: float) -> str:
-    d_lat, d_lon = lat - TOWN_CENTRE[0], (lon - TOWN_CENTRE[1]) * 0.6
+@dataclass(frozen=True)
+class RealPlaces:
+    """Where a real town's demo devices go: one (lat, lon) per bin and per home.
+
+    Positions come from a map (the platform samples them along residential streets of an
+    OpenStreetMap extract); ``streets`` are the town's street names for the homes' addresses.
+    """
+
+    town: str
+    centre: tuple[float, float]
+    bins: Sequence[tuple[float, float]]
+    homes: Sequence[tuple[float, float]]
+    streets: tuple[str, ...]
+
+
+def _patch(lat: float, lon: float, centre: tuple[float, float] = TOWN_CENTRE) -> str:
+    d_lat, d_lon = lat - centre[0], (lon - centre[1]) * 0.6
     if math.hypot(d_lat, d_lon) < 0.008:
         return "central"
     angle = math.degrees(math.atan2(d_lat, d_lon)) % 360
@@ -65,11 +83,19 @@ def _patch(lat: float, lon: float) -> str:
     ]
 
 
-def generate_estate(bins: int, homes: int, seed: int = 1) -> list[dict[str, str]]:
+def generate_estate(
+    bins: int, homes: int, seed: int = 1, places: RealPlaces | None = None
+) -> list[dict[str, str]]:
+    """``bins`` bins and ``homes`` homes around Leicester, or at ``places`` in a real town."""
+    if places is not None and (len(places.bins) < bins or len(places.homes) < homes):
+        raise ValueError(f"{places.town}: fewer places than {bins} bins and {homes} homes")
     rng = random.Random(seed)
+    town, centre, streets = (
+        (places.town, places.centre, places.streets) if places else (TOWN, TOWN_CENTRE, STREETS)
+    )
     rows: list[dict[str, str]] = []
     for i in range(bins):
-        lat, lon = _point(rng)
+        lat, lon = places.bins[i] if places else _point(rng)
         rows.append(
             {
                 "device_id": f"bin-{i + 1:06d}",
@@ -78,7 +104,7 @@ def generate_estate(bins: int, homes: int, seed: int = 1) -> list[dict[str, str]
                 "lon": str(lon),
                 "uprn": "",
                 "address": "",
-                "patch": _patch(lat, lon),
+                "patch": _patch(lat, lon, centre),
                 "void": "",
                 "waste_stream": rng.choices(WASTE_STREAMS, WASTE_STREAM_WEIGHTS)[0],
                 "capacity_l": str(rng.choice(BIN_CAPACITIES_L)),
@@ -86,7 +112,7 @@ def generate_estate(bins: int, homes: int, seed: int = 1) -> list[dict[str, str]
             }
         )
     for i in range(homes):
-        lat, lon = _point(rng)
+        lat, lon = places.homes[i] if places else _point(rng)
         rows.append(
             {
                 "device_id": f"env-{i + 1:06d}",
@@ -94,8 +120,8 @@ def generate_estate(bins: int, homes: int, seed: int = 1) -> list[dict[str, str]
                 "lat": str(lat),
                 "lon": str(lon),
                 "uprn": str(100_030_000_000 + seed * 100_000 + i),
-                "address": f"{rng.randint(1, 240)} {rng.choice(STREETS)}, {TOWN}",
-                "patch": _patch(lat, lon),
+                "address": f"{rng.randint(1, 240)} {rng.choice(streets)}, {town}",
+                "patch": _patch(lat, lon, centre),
                 "void": "true" if rng.random() < VOID_SHARE else "false",
                 "waste_stream": "",
                 "capacity_l": "",

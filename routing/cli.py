@@ -189,7 +189,11 @@ def _register_store_commands(commands: Any) -> None:
         default=None,
         help="solver engine (default: measured best)",
     )
-    plan_parser.add_argument("--fleet", type=Path, help="fleet TOML merged over the defaults")
+    plan_parser.add_argument(
+        "--fleet",
+        type=Path,
+        help="fleet TOML merged over the defaults (default: CIVIC_FLEET_FILE, if set)",
+    )
     plan_parser.add_argument(
         "--as-of",
         help="data cut-off (RFC 3339; default now): plan as it would have been planned then",
@@ -291,10 +295,10 @@ def _ticker(limit_s: float) -> Iterator[None]:
 
 def _load_fleet(path: Path | None) -> FleetConfig:
     from common.errors import CliError
-    from routing.fleet import FleetConfigError, load_fleet
+    from routing.fleet import FleetConfigError, configured_fleet, load_fleet
 
     try:
-        return load_fleet(path)
+        return load_fleet(path) if path is not None else configured_fleet()
     except FleetConfigError as exc:
         raise CliError(str(exc)) from exc
 

@@ -30,6 +30,7 @@ __all__ = [
     "FleetConfigError",
     "SelectionSettings",
     "StreamFleet",
+    "configured_fleet",
     "fleet_from_dict",
     "load_fleet",
 ]
@@ -326,6 +327,13 @@ def fleet_from_dict(raw: Mapping[str, Any]) -> FleetConfig:
         raise FleetConfigError(f"missing key {exc.args[0]!r} in the fleet file") from exc
     except (TypeError, ValueError) as exc:
         raise FleetConfigError(f"invalid fleet file: {exc}") from exc
+
+
+def configured_fleet() -> FleetConfig:
+    """The fleet of this instance: ``CIVIC_FLEET_FILE`` merged over the defaults, if set."""
+    from common.settings import get_settings
+
+    return load_fleet(get_settings().fleet_file)
 
 
 def load_fleet(path: Path | None = None) -> FleetConfig:

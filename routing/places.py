@@ -41,6 +41,7 @@ class Town:
     depot: LatLon
     tip_id: str
     tip: LatLon
+    streets: tuple[str, ...] = ()  # real street names in the extract, for demo addresses
 
 
 TOWNS: Final = {
@@ -54,6 +55,23 @@ TOWNS: Final = {
         (52.67965, -0.73480),
         "tip-burley-road",
         (52.68892, -0.75100),
+        (
+            "Ashwell Road",
+            "Balmoral Road",
+            "Barlow Road",
+            "Braunston Road",
+            "Brooke Road",
+            "Catmose Park Road",
+            "Chestnut Road",
+            "Church Street",
+            "Cold Overton Road",
+            "Crown Street",
+            "Dean's Street",
+            "Derwent Drive",
+            "Finkey Street",
+            "Glebe Way",
+            "Gretton Street",
+        ),
     ),
     # Uppingham (~4,700 people); both sites on its south-eastern industrial estate (OSM ways
     # 181308092 and 590721679).

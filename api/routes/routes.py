@@ -14,7 +14,7 @@ from api.deps import Caller, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import Principal
 from routing.collections import import_collections, parse_collections
-from routing.fleet import FleetConfigError, load_fleet
+from routing.fleet import FleetConfigError, configured_fleet
 from routing.plans import (
     PlanNotFoundError,
     export_stored,
@@ -93,6 +93,8 @@ class RouteOut(BaseModel):
     distance_m: float
     duration_s: float
     stops: list[Stop]
+    # Planned on a road network: leg i is the street path (lat, lon) from stop i to stop i + 1.
+    legs: list[list[tuple[float, float]]] = []
 
 
 class VehicleSummary(BaseModel):
@@ -182,7 +184,7 @@ def plan(
     progress and the plan id."""
     _check_seconds(request, body.seconds)
     try:
-        fleet = load_fleet()
+        fleet = configured_fleet()
         fleet.stream(body.stream)
     except FleetConfigError as exc:
         raise Problem(422, str(exc)) from exc
@@ -271,7 +273,7 @@ def plan_bins(
     and whether the crews' records show it collected that day (the plan's progress)."""
     stored = _stored(conn, plan_id)
     try:
-        fleet = load_fleet()
+        fleet = configured_fleet()
     except FleetConfigError as exc:
         raise Problem(500, str(exc)) from exc
     start = fleet.local_time(stored.plan_date, 0)

@@ -22,7 +22,7 @@ from dashboards.flash import flash
 from dashboards.render import LOCAL, render
 from dashboards.session import Screen, Viewer, check_csrf
 from firmware_contracts import WasteStream
-from routing.fleet import load_fleet
+from routing.fleet import configured_fleet
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,7 +40,7 @@ def _today() -> dt.date:
 
 def working_day() -> dt.date:
     """The day a crew plans now: today, or the next day once today's shift is over."""
-    fleet = load_fleet()
+    fleet = configured_fleet()
     today = dt.datetime.now(fleet.zone).date()
     if fleet.local_time(today, fleet.shift.end_s) <= dt.datetime.now(dt.UTC) + LAST_PLAN_BEFORE_END:
         return today + dt.timedelta(days=1)
@@ -134,6 +134,8 @@ def _map_data(
                     [s.stop_id, s.kind, round(s.lat, 6), round(s.lon, 6), s.arrival_s]
                     for s in r.stops
                 ],
+                # The street path when planned on roads (map data © OpenStreetMap contributors).
+                "path": [list(p) for leg in r.legs for p in leg] or None,
             }
             for r in (plan.routes if plan else [])
         ],

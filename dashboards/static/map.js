@@ -45,7 +45,8 @@
   });
   data.routes.forEach(function (route, i) {
     var colour = ROUTE_COLOURS[i % ROUTE_COLOURS.length];
-    var line = route.stops.map(function (s) { return [s[2], s[3]]; });
+    // On roads the line follows the streets; without a road network it joins the stops.
+    var line = route.path || route.stops.map(function (s) { return [s[2], s[3]]; });
     L.polyline(line, { color: colour, weight: 3, opacity: 0.85 }).bindTooltip(route.vehicle).addTo(map);
     route.stops.forEach(function (s, seq) {
       if (s[1] === "depot" || s[1] === "break") return;
@@ -61,6 +62,11 @@
       }).addTo(map);
     });
   });
+  if (data.routes.some(function (route) { return route.path; })) {
+    // Street paths come from OpenStreetMap: its licence (ODbL) asks for the credit on the map.
+    (map.attributionControl || L.control.attribution({ prefix: false }).addTo(map))
+      .addAttribution("Routes &copy; OpenStreetMap contributors");
+  }
   if (bounds.length) map.fitBounds(bounds, { padding: [12, 12] });
   else map.setView([52.636, -1.133], 13);
 
