@@ -92,8 +92,11 @@ class MatrixProvider(Protocol):
 class PathProvider(Protocol):
     """A provider that can also draw each leg's path on the streets."""
 
-    def paths(self, legs: Sequence[tuple[LatLon, LatLon]]) -> list[list[LatLon]]:
-        """The (lat, lon) points of the street path of each (from, to) leg."""
+    def paths(
+        self, legs: Sequence[tuple[LatLon, LatLon]], seconds: Sequence[float] | None = None
+    ) -> list[list[LatLon]]:
+        """The (lat, lon) points of the street path of each (from, to) leg; ``seconds`` are
+        the legs' travel times when known, to keep each search near its leg."""
         ...
 
 

@@ -250,77 +250,105 @@ class _Contracted:
 
     A node is pass-through when it is not a place and only continues one street (two-way: the
     same two neighbours in and out; one-way: one in, one other out). Folding them leaves the
-    junctions and the places, a fraction of the nodes, and the same shortest paths; ``chains``
-    keeps each folded edge's inner nodes to draw the path back on the streets.
+    junctions and the places, a fraction of the nodes, and the same shortest paths. A folded
+    edge is found again from its first spliced edge (``first_edge``) by following
+    ``next_edge`` to draw the path on the streets.
     """
 
     graph: object
     number: dict[int, int]  # spliced node -> contracted node
     nodes: list[int]  # contracted node -> spliced node
-    chains: dict[tuple[int, int], list[int]]
+    first_edge: dict[tuple[int, int], int]  # (spliced start, spliced end) -> spliced edge
+    next_edge: npt.NDArray[np.int64]  # spliced edge -> the edge after it on a folded street
+    edge_to: npt.NDArray[np.int64]
 
 
-Adjacency = list[dict[int, float]]
+IntArray = npt.NDArray[np.int64]
 
 
-def _adjacency(graph: object) -> tuple[Adjacency, list[list[int]]]:
-    """Out-edges with weights and in-neighbours of every node."""
-    csr = graph.tocsr()  # type: ignore[attr-defined]
-    indptr, indices, data = csr.indptr, csr.indices.tolist(), csr.data.tolist()
-    out: Adjacency = [
-        dict(zip(indices[indptr[i] : indptr[i + 1]], data[indptr[i] : indptr[i + 1]], strict=True))
-        for i in range(csr.shape[0])
-    ]
-    inward: list[list[int]] = [[] for _ in out]
-    for node, targets in enumerate(out):
-        for target in targets:
-            inward[target].append(node)
-    return out, inward
+def _through_nodes(
+    indptr: IntArray, targets: IntArray, sources: IntArray, places: IntArray
+) -> npt.NDArray[np.bool_]:
+    """Nodes that only continue one street (see :class:`_Contracted`)."""
+    size = indptr.shape[0] - 1
+    out_degree = np.diff(indptr)
+    in_degree = np.bincount(targets, minlength=size)
+    # Edges are sorted by source, then target; in-neighbours sorted per node the same way.
+    by_target = np.lexsort((sources, targets))
+    in_indptr = np.concatenate([[0], np.cumsum(in_degree)])
+    in_sources = sources[by_target]
+    through = np.zeros(size, dtype=bool)
+    two = np.flatnonzero((out_degree == 2) & (in_degree == 2))
+    out_a, out_b = targets[indptr[two]], targets[indptr[two] + 1]
+    in_a, in_b = in_sources[in_indptr[two]], in_sources[in_indptr[two] + 1]
+    through[two] = (np.minimum(out_a, out_b) == np.minimum(in_a, in_b)) & (
+        np.maximum(out_a, out_b) == np.maximum(in_a, in_b)
+    )
+    one = np.flatnonzero((out_degree == 1) & (in_degree == 1))
+    through[one] = targets[indptr[one]] != in_sources[in_indptr[one]]
+    through[places] = False
+    return through
 
 
-def _passes_through(out: dict[int, float], inward: list[int]) -> bool:
-    if len(out) == 2 and len(inward) == 2:
-        return set(out) == set(inward)
-    return len(out) == 1 and len(inward) == 1 and inward[0] not in out
-
-
-def _fold(
-    out: Adjacency, through: list[bool], start: int, first: int
-) -> tuple[int, float, list[int]]:
-    """Follow a street from ``start`` via ``first`` to the next kept node."""
-    weight, previous, current = out[start][first], start, first
-    inner: list[int] = []
-    while through[current] and len(inner) < len(out):
-        inner.append(current)
-        ahead = next(n for n in out[current] if n != previous or len(out[current]) == 1)
-        weight += out[current][ahead]
-        previous, current = current, ahead
-    return current, weight, inner
+def _next_edges(
+    indptr: IntArray, targets: IntArray, sources: IntArray, through: npt.NDArray[np.bool_]
+) -> IntArray:
+    """For each edge ending at a pass-through node, the edge that continues the street."""
+    next_edge = np.full(targets.shape[0], -1, dtype=np.int64)
+    ends = np.flatnonzero(through[targets])
+    via = targets[ends]
+    first = indptr[via]
+    single = np.diff(indptr)[via] == 1
+    # Two-way: of the node's two out-edges, the one that does not turn back.
+    turns_back = targets[first] == sources[ends]
+    next_edge[ends] = np.where(single | ~turns_back, first, first + 1)
+    return next_edge
 
 
 def _contract(spliced: _Augmented) -> _Contracted:
     from scipy.sparse import csr_matrix
 
-    out, inward = _adjacency(spliced.graph)
-    places = set(spliced.place_node.tolist())
-    through = [
-        node not in places and _passes_through(out[node], inward[node]) for node in range(len(out))
-    ]
-    nodes = [node for node in range(len(out)) if not through[node]]
-    number = {node: i for i, node in enumerate(nodes)}
-    best: dict[tuple[int, int], float] = {}
-    chains: dict[tuple[int, int], list[int]] = {}
-    for start in nodes:
-        for first in out[start]:
-            end, weight, inner = _fold(out, through, start, first)
-            key = (start, end)
-            if end != start and (key not in best or weight < best[key]):
-                best[key] = weight
-                chains[key] = inner
-    rows = [number[a] for a, _ in best]
-    cols = [number[b] for _, b in best]
-    graph = csr_matrix((list(best.values()), (rows, cols)), shape=(len(nodes), len(nodes)))
-    return _Contracted(graph, number, nodes, chains)
+    csr = spliced.graph.tocsr()  # type: ignore[attr-defined]
+    csr.sort_indices()
+    indptr = csr.indptr.astype(np.int64)
+    targets = csr.indices.astype(np.int64)
+    weights = csr.data.astype(np.float64)
+    sources = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+    through = _through_nodes(indptr, targets, sources, spliced.place_node)
+    next_edge = _next_edges(indptr, targets, sources, through)
+    # Pointer doubling: every edge learns the total weight to, and the last edge of, its street.
+    total, last, ahead = weights.copy(), np.arange(targets.shape[0]), next_edge.copy()
+    for _ in range(64):  # 2^64 edges: a street never is that long
+        going = np.flatnonzero(ahead >= 0)
+        if going.shape[0] == 0:
+            break
+        step = ahead[going]
+        total[going] += total[step]
+        last[going] = last[step]
+        ahead[going] = ahead[step]
+    starts = np.flatnonzero(~through[sources])
+    begin, end = sources[starts], targets[last[starts]]
+    # Parallel streets between the same two junctions: keep the lighter.
+    order = np.lexsort((total[starts], end, begin))
+    begin, end, chosen = begin[order], end[order], starts[order]
+    keep = np.ones(begin.shape[0], dtype=bool)
+    keep[1:] = (begin[1:] != begin[:-1]) | (end[1:] != end[:-1])
+    keep &= begin != end
+    begin, end, chosen = begin[keep], end[keep], chosen[keep]
+    nodes = np.flatnonzero(~through)
+    renumber = np.full(through.shape[0], -1, dtype=np.int64)
+    renumber[nodes] = np.arange(nodes.shape[0])
+    graph = csr_matrix(
+        (total[chosen], (renumber[begin], renumber[end])), shape=(nodes.shape[0], nodes.shape[0])
+    )
+    return _Contracted(
+        graph,
+        {int(n): i for i, n in enumerate(nodes.tolist())},
+        nodes.tolist(),
+        dict(zip(zip(begin.tolist(), end.tolist(), strict=True), chosen.tolist(), strict=True)),
+        next_edge,
+        targets,
+    )
 
 
 def _split(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -425,35 +453,65 @@ class RoadProvider:
         np.fill_diagonal(metres, 0)
         return TravelMatrix(durations_s=seconds, distances_m=metres)
 
-    def paths(self, legs: Sequence[tuple[LatLon, LatLon]]) -> list[list[LatLon]]:
-        """The street path (lat, lon points, snapped ends included) of each (from, to) leg."""
-        from scipy.sparse.csgraph import dijkstra
+    def paths(
+        self,
+        legs: Sequence[tuple[LatLon, LatLon]],
+        seconds: Sequence[float] | None = None,
+    ) -> list[list[LatLon]]:
+        """The street path (lat, lon points, snapped ends included) of each (from, to) leg.
 
+        ``seconds``, each leg's travel time when known (from the plan), bounds each search to
+        the leg's neighbourhood instead of the whole network.
+        """
         if not legs:
             return []
         places = sorted({p for leg in legs for p in leg})
         place_index = {p: i for i, p in enumerate(places)}
         spliced = _splice(self.network, self.snap(places))
         contracted = _contract(spliced)
-
-        def node_of(point: LatLon) -> int:
-            return contracted.number[int(spliced.place_node[place_index[point]])]
-
+        nodes = [
+            (
+                contracted.number[int(spliced.place_node[place_index[a]])],
+                contracted.number[int(spliced.place_node[place_index[b]])],
+            )
+            for a, b in legs
+        ]
+        # Time bound of a search: the slowest of its source's legs, plus rounding slack.
         by_source: dict[int, list[int]] = {}
-        for number, (origin, _) in enumerate(legs):
-            by_source.setdefault(node_of(origin), []).append(number)
+        for number, (source, _) in enumerate(nodes):
+            by_source.setdefault(source, []).append(number)
         out: list[list[LatLon]] = [[] for _ in legs]
         for source, numbers in by_source.items():
-            _, predecessors = dijkstra(
-                contracted.graph, directed=True, indices=source, return_predecessors=True
-            )
-            for k in numbers:
-                nodes = _expand(_walk(predecessors, source, node_of(legs[k][1])), contracted)
-                out[k] = [
-                    (round(float(spliced.node_lat[i]), 6), round(float(spliced.node_lon[i]), 6))
-                    for i in nodes
-                ]
+            bound = np.inf
+            if seconds is not None:
+                bound = (max(seconds[k] for k in numbers) + 2) * 10 * _SCALE
+            _search(contracted, source, [(k, nodes[k][1]) for k in numbers], bound, out, spliced)
         return out
+
+
+def _search(
+    contracted: _Contracted,
+    source: int,
+    targets: list[tuple[int, int]],
+    bound: float,
+    out: list[list[LatLon]],
+    spliced: _Augmented,
+) -> None:
+    """Fill ``out[k]`` with the street path from ``source`` to each (k, target)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    _, predecessors = dijkstra(
+        contracted.graph, directed=True, indices=source, return_predecessors=True, limit=bound
+    )
+    for k, target in targets:
+        walked = _walk(predecessors, source, target)
+        if not walked and np.isfinite(bound):  # the bound was too tight: search everywhere
+            _search(contracted, source, [(k, target)], np.inf, out, spliced)
+            continue
+        out[k] = [
+            (round(float(spliced.node_lat[i]), 6), round(float(spliced.node_lon[i]), 6))
+            for i in _expand(walked, contracted)
+        ]
 
 
 class _Uncached:
@@ -488,22 +546,24 @@ def _expand(path: list[int], contracted: _Contracted) -> list[int]:
         return []
     full = [contracted.nodes[path[0]]]
     for a, b in itertools.pairwise(path):
-        start, end = contracted.nodes[a], contracted.nodes[b]
-        full.extend(contracted.chains[(start, end)])
-        full.append(end)
+        edge = contracted.first_edge[(contracted.nodes[a], contracted.nodes[b])]
+        while edge >= 0:
+            full.append(int(contracted.edge_to[edge]))
+            edge = int(contracted.next_edge[edge])
     return full
 
 
 def with_street_paths(routes: Sequence[Route], provider: PathProvider) -> tuple[Route, ...]:
     """``routes`` with each leg's street path from ``provider`` (empty routes left as they are)."""
     legs: list[tuple[LatLon, LatLon]] = []
+    seconds: list[float] = []
     for route in routes:
         if not route.is_empty:
-            legs.extend(
-                ((a.lat, a.lon), (b.lat, b.lon))
-                for a, b in zip(route.stops, route.stops[1:], strict=False)
-            )
-    paths = iter(provider.paths(legs))
+            for a, b in itertools.pairwise(route.stops):
+                legs.append(((a.lat, a.lon), (b.lat, b.lon)))
+                # The plan's own travel time bounds the search for the leg's path.
+                seconds.append(max(0, b.arrival_s - a.departure_s))
+    paths = iter(provider.paths(legs, seconds))
     out = []
     for route in routes:
         if route.is_empty:
