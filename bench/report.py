@@ -18,6 +18,7 @@ ORDER = (
     "routing_cvrplib",
     "routing_forecast",
     "routing_closed_loop",
+    "routing_roads",
     "api",
     "screens",
 )
