@@ -3,14 +3,26 @@ API tests' estate: two patches, a user per role, alerts from the real evaluator.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from dashboards.web import create_web_app
+from routing.model import BinStop, DisposalSite, PlanRequest, Site, Vehicle
+from routing.network import read_osm
+from routing.plans import save_plan
+from routing.roads import RoadProvider
+from routing.solver import plan_routes
+from store.db import connect
 from tests.api.conftest import NORTH_OCCUPIED, NORTH_VOID, PASSWORD, SOUTH_VOID, api_settings
+from tests.routing.osm import write_osm
+from tests.routing.test_roads import LOOP_NODES, LOOP_WAYS, P1, P2
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -176,3 +188,42 @@ def test_screens_are_sent_with_a_content_security_policy(web: TestClient) -> Non
 
 def test_the_api_keeps_its_own_headers(web: TestClient) -> None:
     assert "content-security-policy" not in web.get("/healthz").headers
+
+
+def test_the_waste_map_draws_a_road_plan_along_the_streets(
+    web: TestClient, estate_url: str
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        roads = RoadProvider.from_network(
+            read_osm(write_osm(Path(folder) / "loop.osm", LOOP_NODES, LOOP_WAYS))
+        )
+    request = PlanRequest(
+        depots=(Site("depot", 0.0005, 0.00104),),
+        tips=(DisposalSite("tip", 0.00104, 0.0005),),
+        vehicles=(Vehicle("loop-truck", "general", 1000.0, 1000.0, "depot"),),
+        bins=(
+            BinStop("loop-p1", *P1, "general", 10.0, 20.0, must_collect=True),
+            BinStop("loop-p2", *P2, "general", 10.0, 20.0, must_collect=True),
+        ),
+    )
+    plan = plan_routes(request, time_limit_s=1.0, matrix_provider=roads)
+    with connect(estate_url) as conn:
+        plan_id = save_plan(
+            conn,
+            plan_date=dt.date(2025, 11, 3),
+            stream="general",
+            as_of=dt.datetime(2025, 11, 3, 6, tzinfo=dt.UTC),
+            engine="auto",
+            time_limit_s=1.0,
+            request=request,
+            plan=plan,
+            selection=[],
+            fleet={},
+        )
+    log_in(web, "wendy")
+    page = web.get(f"/waste?plan={plan_id}").text
+    data = json.loads(re.search(r'id="map-data">(.*?)</script>', page, re.S).group(1))
+    (route,) = data["routes"]
+    # The line on the map is the street path, round the one-way block's corners.
+    assert route["path"] == [list(p) for leg in plan.routes[0].legs for p in leg]
+    assert [0.001, 0.001] in route["path"]

@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,7 +72,8 @@ def test_oakham_day_on_roads_to_a_valid_gpx(roads: RoadProvider):
     town = TOWNS["oakham"]
     bins = street_points(roads.network, town, 40, seed=3)
     request = synthetic_request(40, 2, seed=3, town=RealPlaces(town.depot, town.tip, tuple(bins)))
-    points = [(p.lat, p.lon) for p in (*request.depots, *request.tips, *request.bins)]
+    places: list[Any] = [*request.depots, *request.tips, *request.bins]
+    points = [(p.lat, p.lon) for p in places]
     matrix = roads.matrix(points)
     straight = haversine_m(points)
     off_diagonal = ~np.eye(len(points), dtype=bool)
@@ -96,7 +98,7 @@ def test_oakham_day_on_roads_to_a_valid_gpx(roads: RoadProvider):
     gpx = plan_to_gpx(plan)
     schema = xmlschema.XMLSchema(GPX_XSD)
     schema.validate(gpx)
-    document = schema.to_dict(gpx)
+    document: Any = schema.to_dict(gpx)
     assert len(document["trk"]) == len(used)
     assert len(document["wpt"]) == sum(len(r.stops) for r in used)
     assert document["metadata"]["copyright"]["@author"] == "OpenStreetMap contributors"
