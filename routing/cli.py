@@ -155,7 +155,7 @@ def _network_import_command(args: argparse.Namespace) -> int:
     print(
         f"road network {summary['version'][:16]} ({source} in {summary['seconds']} s): "
         f"{summary['nodes']} nodes, {summary['edges']} one-way edges, "
-        f"{summary['km_of_road']} km of road one way counted per direction"
+        f"{summary['km_of_road']} km of carriageway (a two-way street counts twice)"
     )
     print(
         f"  left out {summary['dropped_nodes']} nodes not reachable both ways from the rest "
