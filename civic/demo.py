@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--route-seconds", type=float, default=20.0, help="route search time limit")
     parser.set_defaults(func=run)
 
+
+QUIET_S = 5.0  # ingest commits within a second of receiving; five quiet seconds mean drained
+DRAIN_LIMIT_S = 600.0  # the demo's history drains in well under a minute on a laptop
 
 _DEMO_TABLES = (
     "readings",
@@ -251,8 +255,9 @@ def _simulate(
 ) -> tuple[int, int]:
     """History through the simulator, MQTT and ingest; (readings sent, readings stored)."""
     # The default client id: the same persistent session a later `civic ingest` resumes.
-    # Idle exit long enough for the simulator to start publishing on a busy machine.
-    ingest_args = ["ingest", "--idle-exit", "20", "--stats", "--stats-interval", "15"]
+    # Ingest runs until the store has stopped growing after the simulator finished: an idle
+    # timeout alone can fire before a busy machine has even started the simulator.
+    ingest_args = ["ingest", "--stats", "--stats-interval", "15"]
     ingest = subprocess.Popen(
         [sys.executable, "-m", "civic.cli", *ingest_args],
         env=demo.env,
@@ -279,6 +284,8 @@ def _simulate(
         *("--client-id", "civic-demo-sim", "--round-sheet", str(demo.round_sheet)),
     )
     sent = json.loads(sim.stdout.strip().splitlines()[-1]) if sim.stdout.strip() else {}
+    _wait_until_stored(demo, ingest)
+    ingest.send_signal(signal.SIGTERM)
     ingest_out, _ = ingest.communicate(timeout=600)
     stats = [json.loads(x) for x in ingest_out.splitlines() if x.startswith("{")]
     final = stats[-1] if stats else {}
@@ -293,6 +300,26 @@ def _simulate(
         f"batch latency p99 {final.get('batch_latency_p99_s')} s"
     )
     return int(sent.get("readings_total", 1)), int(final.get("stored", 0))
+
+
+def _wait_until_stored(demo: _Demo, ingest: subprocess.Popen[str]) -> None:
+    """Until the readings and dead letters stop growing for QUIET_S (ingest has drained what
+    the broker held for it), or DRAIN_LIMIT_S passes."""
+    from store.db import connect
+
+    deadline = time.monotonic() + DRAIN_LIMIT_S
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline and ingest.poll() is None:
+        with connect(demo.db_url) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM deadletters) AS n"
+            ).fetchone()
+        count = int(row["n"]) if row else 0
+        if count != last:
+            last, quiet_since = count, time.monotonic()
+        elif time.monotonic() - quiet_since > QUIET_S:
+            return
+        time.sleep(1)
 
 
 def _show_store(demo: _Demo) -> None:
