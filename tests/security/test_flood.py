@@ -1,7 +1,7 @@
 """A flood with ingest away: the broker's queue limits hold, what was kept is drained, and the
 loss is counted from the devices' seq counters rather than silent.
 
-A small version of bench/flood.py (2,000 sessions and a minute of flooding, with the
+A small version of bench/broker_flood.py (2,000 sessions and a minute of flooding, with the
 production limits): its own broker with limits shrunk so the drop happens in seconds.
 """
 
@@ -30,7 +30,7 @@ from tests.ingest.helpers import count, register_estate, start_worker, wait_for
 
 DEVICES = 200
 MESSAGES_PER_DEVICE = 40
-SESSIONS = 50  # offline persistent device sessions held through the flood
+SESSIONS = 200  # offline persistent device sessions held through the flood
 LIMITS = BrokerLimits(
     max_queued_messages=1500, max_queued_bytes=512 * 1024, max_inflight_messages=50
 )
