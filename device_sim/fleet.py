@@ -52,10 +52,11 @@ class Backoff:
 
 @dataclass
 class FleetLog:
-    """Monotonic times of every connection attempt and every accepted connection."""
+    """Monotonic times of every connection attempt, accepted connection and lost one."""
 
     attempts: list[tuple[str, float]] = field(default_factory=list)
     connects: list[tuple[str, float]] = field(default_factory=list)
+    losses: list[tuple[str, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, which: list[tuple[str, float]], device_id: str) -> None:
@@ -65,6 +66,20 @@ class FleetLog:
     def attempts_since(self, t: float) -> list[tuple[str, float]]:
         with self.lock:
             return [a for a in self.attempts if a[1] >= t]
+
+    def first_waits(self, since: float) -> dict[str, float]:
+        """Per device: seconds from its first lost connection after ``since`` to its next
+        attempt: the backoff it really waited."""
+        with self.lock:
+            lost: dict[str, float] = {}
+            for device_id, at in self.losses:
+                if at >= since:
+                    lost.setdefault(device_id, at)
+            waits: dict[str, float] = {}
+            for device_id, at in self.attempts:
+                if device_id in lost and at >= lost[device_id]:
+                    waits.setdefault(device_id, at - lost[device_id])
+            return waits
 
 
 class _DeviceLink(threading.Thread):
@@ -120,6 +135,7 @@ class _DeviceLink(threading.Thread):
                     if self.connected.is_set():
                         attempt = 0
                 self.connected.clear()
+                self.fleet.log.add(self.fleet.log.losses, self.device_id)
             if stop.is_set():
                 break
             stop.wait(self.fleet.backoff.delay(attempt, self.rng))
