@@ -329,10 +329,13 @@ def run_devices_broker_passwords(args: argparse.Namespace) -> int:
 
 
 def run_gdpr_export(args: argparse.Namespace) -> int:
+    from common.command_keys import pseudonym_key
+    from common.settings import command_secret
     from store.gdpr import subject_access_export
 
+    key = pseudonym_key(command_secret())  # to find its pseudonymised readings too
     with connect_configured() as conn:
-        export = subject_access_export(conn, args.uprn)
+        export = subject_access_export(conn, args.uprn, pseudonym_key=key)
     print(json.dumps(export, indent=2, default=str))
     return 0
 

@@ -3,6 +3,7 @@ street bins' readings and recent ones untouched."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -111,3 +112,10 @@ def test_civic_db_maintain_applies_the_homes_retention(civic_env, capsys) -> Non
     assert [ts for d, ts in _kept(url) if d == home] == [NOW - timedelta(days=1)]
     assert main(["db", "maintain", "--home-retention", "drop", "--home-retention-days", "0"]) == 2
     assert "at least one day" in capsys.readouterr().err
+    # The subject access export still finds the home's pseudonymised hours.
+    with connect(url) as conn:
+        uprn = conn.execute("SELECT uprn FROM devices WHERE device_id = %s", (home,)).fetchone()
+    assert main(["gdpr", "export", "--uprn", uprn["uprn"]]) == 0
+    export = json.loads(capsys.readouterr().out)
+    assert [row["n"] for row in export["readings_pseudonymised"]] == [3, 1]
+    assert len(export["readings"]) == 1
