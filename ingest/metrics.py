@@ -73,6 +73,7 @@ class IngestMetrics:
             "seq numbers missing now: gaps minus late arrivals (single-subscriber workers)",
             registry=r,
         )
+        self.counts_seq = True  # off for a worker on a shared subscription (ingest.seq_gaps)
         self._lock = threading.Lock()
         # Recent batch latencies for the p50/p99 in --stats (bounded: memory stays flat).
         self._latencies: deque[float] = deque(maxlen=50_000)
@@ -95,6 +96,12 @@ class IngestMetrics:
         }
         with self._lock:
             latencies = sorted(self._latencies)
+        seq = {
+            "seq_gaps": int(self.seq_gaps._value.get()),
+            "seq_late": int(self.seq_late._value.get()),
+            "seq_resets": int(self.seq_resets._value.get()),
+            "readings_missing": int(self.readings_missing._value.get()),
+        }
         return {
             "received": int(self.received._value.get()),
             "stored": int(self.readings_stored._value.get()),
@@ -105,10 +112,8 @@ class IngestMetrics:
             "batch_latency_p50_s": _quantile(latencies, 0.5),
             "batch_latency_p99_s": _quantile(latencies, 0.99),
             "lag_s": round(self.lag._value.get(), 3),
-            "seq_gaps": int(self.seq_gaps._value.get()),
-            "seq_late": int(self.seq_late._value.get()),
-            "seq_resets": int(self.seq_resets._value.get()),
-            "readings_missing": int(self.readings_missing._value.get()),
+            # None: not counted here (several workers share the subscription).
+            **{k: v if self.counts_seq else None for k, v in seq.items()},
         }
 
 

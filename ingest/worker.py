@@ -146,6 +146,7 @@ class IngestWorker:
         self.registry = RegistryCache(self._load_registry)
         # Loss from seq gaps needs every message of a device: not on a shared subscription.
         self.seq_gaps = None if config.share_group else SeqGapTracker()
+        self.metrics.counts_seq = self.seq_gaps is not None
 
     # --- database --------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:

@@ -106,3 +106,4 @@ def test_workers_on_a_shared_subscription_do_not_count(database_url: str, mqtt) 
     stop.set()
     thread.join_checked(30)
     assert worker.seq_gaps is None
+    assert worker.metrics.snapshot()["readings_missing"] is None  # not a misleading 0
