@@ -175,7 +175,7 @@ def _home_retention(args: argparse.Namespace) -> None:
     from common.settings import command_secret
     from store.retention import apply_home_retention
 
-    key = pseudonym_key(command_secret()) if args.home_retention == "pseudonymise" else None
+    pseudonymise = args.home_retention == "pseudonymise"
     try:
         with connect_configured() as conn:
             result = apply_home_retention(
@@ -183,14 +183,14 @@ def _home_retention(args: argparse.Namespace) -> None:
                 now=datetime.now(UTC),
                 days=args.home_retention_days,
                 mode=args.home_retention,
-                key=key,
+                key=(lambda: pseudonym_key(command_secret())) if pseudonymise else None,
             )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     print(
         f"homes' readings past {args.home_retention_days} days: {result.readings} from "
-        f"{result.homes} homes {'pseudonymised' if key else 'dropped'}"
-        + (f" ({result.pseudonymised_hours} hourly rows)" if key else "")
+        f"{result.homes} homes {'pseudonymised' if pseudonymise else 'dropped'}"
+        + (f" ({result.pseudonymised_hours} hourly rows)" if pseudonymise else "")
     )
 
 

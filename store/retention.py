@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -54,10 +55,11 @@ def apply_home_retention(
     now: datetime,
     days: int,
     mode: RetentionMode,
-    key: bytes | None = None,
+    key: Callable[[], bytes] | None = None,
 ) -> RetentionResult:
     """Drop or pseudonymise every home's readings older than ``days`` before ``now``, in one
-    transaction."""
+    transaction. ``key`` gives the pseudonym key, asked for only when there is something to
+    pseudonymise."""
     if days < 1:
         raise ValueError("the homes' retention period must be at least one day")
     if mode not in MODES:
@@ -79,7 +81,8 @@ def apply_home_retention(
         hours = 0
         if mode == "pseudonymise":
             assert key is not None
-            hours = _pseudonymise(conn, homes, [pseudonym(key, h) for h in homes], cutoff)
+            secret = key()
+            hours = _pseudonymise(conn, homes, [pseudonym(secret, h) for h in homes], cutoff)
         deleted = conn.execute(
             "DELETE FROM readings WHERE device_id = ANY(%s) AND ts < %s", (homes, cutoff)
         ).rowcount

@@ -51,7 +51,7 @@ def test_pseudonymise_keeps_hourly_means_under_a_pseudonym_and_drops_the_reading
 ) -> None:
     home, bin_ = _estate(database_url)
     with connect(database_url) as conn:
-        result = apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=KEY)
+        result = apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=lambda: KEY)
         hours = conn.execute("SELECT * FROM readings_pseudonymised ORDER BY hour").fetchall()
         patch = conn.execute("SELECT patch FROM devices WHERE device_id = %s", (home,)).fetchone()
     assert (result.homes, result.readings, result.pseudonymised_hours) == (1, 4, 2)
@@ -74,11 +74,11 @@ def test_pseudonymise_keeps_hourly_means_under_a_pseudonym_and_drops_the_reading
 def test_late_readings_for_an_hour_already_pseudonymised_are_merged(database_url: str) -> None:
     home, _ = _estate(database_url)
     with connect(database_url) as conn:
-        apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=KEY)
+        apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=lambda: KEY)
         late = Reading(device_id=home, ts=OLD + timedelta(minutes=50), seq=9, temp_c=23.0)
         prepare_session(conn)
         write_batch(conn, [late], [], partitions=PartitionGuard())
-        again = apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=KEY)
+        again = apply_home_retention(conn, now=NOW, days=400, mode="pseudonymise", key=lambda: KEY)
         row = conn.execute(
             "SELECT n, temp_c FROM readings_pseudonymised WHERE hour = %s", (OLD,)
         ).fetchone()
