@@ -103,10 +103,11 @@ class BrokerLimits:
 
     Memory cap: only service sessions can queue telemetry (the ACL keeps devices to their own
     commands), so what a flood can pile up is bounded per ingest session by
-    ``max_queued_bytes`` of payload plus the broker's own bookkeeping for at most
-    ``max_queued_messages`` messages (a few hundred bytes each, an estimate): roughly 550 MB
-    with one ingest session. tests/security/test_flood.py checks the limits hold on a small
-    scale; the production-scale measurement is still to do (docs/SECURITY.md, Not done yet).
+    ``max_queued_bytes`` of payload queued plus ``max_inflight_bytes`` in flight to it, plus
+    the broker's own bookkeeping for at most ``max_queued_messages`` messages (a few hundred
+    bytes each, an estimate): roughly 600 MB with one ingest session.
+    tests/security/test_flood.py checks the limits hold on a small scale; bench/broker_flood.py
+    measures them at production scale (bench/results/broker_flood.md).
     """
 
     max_queued_messages: int = 1_000_000
@@ -126,6 +127,10 @@ class BrokerLimits:
     """Unacknowledged QoS 1 messages in flight to one client: ingest acknowledges only after
     its batch commits, so this matches its receive maximum (ingest.subscriber); bounded so one
     client that never acknowledges holds at most this many."""
+    max_inflight_bytes: int = 32 * 1024 * 1024
+    """Per client: payload bytes sent and not yet acknowledged. The in-flight count alone
+    would allow 20,000 messages of up to ``message_size_limit`` each (5 GB) on top of the
+    queue; 32 MB is still hundreds of ingest's largest batches in flight."""
     max_connections: int = 20_000
     """Per listener: the estate with headroom; a connection flood is refused past it rather
     than exhausting file descriptors."""

@@ -38,3 +38,9 @@ def load_command_secret(path: Path, *, create: bool = True) -> bytes:
 def device_command_key(secret: bytes, device_id: str, key_version: int) -> bytes:
     label = f"civic-command-key|{device_id}|{key_version}".encode()
     return hmac.new(secret, label, hashlib.sha256).digest()
+
+
+def pseudonym_key(secret: bytes) -> bytes:
+    """The key homes' readings are pseudonymised with past their retention period
+    (store.retention): derived from the same secret, for a different purpose."""
+    return hmac.new(secret, b"civic-pseudonym-key", hashlib.sha256).digest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,7 @@ from common.mqtt import MqttAuth
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIVIC_", env_file=".env", extra="ignore")
 
+    env: Literal["development", "production"] = "production"
     database_url: str | None = None
     mqtt_url: str | None = None
     topic_prefix: str = "civic"
@@ -100,8 +102,42 @@ def mqtt_auth(role: str, settings: Settings | None = None) -> MqttAuth:
 
 
 def command_secret(settings: Settings | None = None) -> bytes:
-    """The secret every device's command key is derived from (common.command_keys)."""
+    """The secret every device's command key is derived from (common.command_keys).
+
+    Made on first use only on a developer's machine (``CIVIC_ENV=development``) or for the
+    project-local broker of ``civic services up``. Anywhere else it must already exist: a
+    secret made afresh by a misconfigured process would sign commands no device accepts, and
+    one left in a working directory is easily lost or leaked. ``CIVIC_COMMAND_SECRET_FILE``,
+    when set, must name an existing file everywhere.
+    """
     from common.command_keys import load_command_secret
+    from common.services import ServicesError
 
     settings = settings or get_settings()
-    return load_command_secret(settings.command_secret_file or settings.data_dir / "command.secret")
+    configured = settings.command_secret_file
+    path = configured or settings.data_dir / "command.secret"
+    create = configured is None and (settings.env == "development" or _local_broker(settings))
+    try:
+        return load_command_secret(path, create=create)
+    except FileNotFoundError:
+        raise ServicesError(
+            f"no command secret at {path}: heating commands cannot be signed. Outside "
+            "development, make one (`python -c 'import secrets; print(secrets.token_hex(32))' "
+            "> FILE`, mode 0600, kept with the platform's other secrets) and set "
+            "CIVIC_COMMAND_SECRET_FILE=FILE; on a developer's machine CIVIC_ENV=development "
+            "makes one in the data directory"
+        ) from None
+    except ValueError as exc:
+        raise ServicesError(str(exc)) from exc
+
+
+def _local_broker(settings: Settings) -> bool:
+    """Whether this process talks to the project-local broker of ``civic services up`` (no
+    broker configured, or the configured one is the local one recorded in the data dir)."""
+    from common.services import LocalServices, parse_mqtt_url
+
+    if settings.mqtt_url is None:
+        return True
+    state = LocalServices(settings.data_dir).load_state()
+    host, port = parse_mqtt_url(settings.mqtt_url)
+    return host in ("127.0.0.1", "localhost") and port in (state.mqtt_port, state.mqtt_tls_port)

@@ -55,6 +55,25 @@ class IngestMetrics:
         self.queue_depth = Gauge(
             "civic_ingest_queue_depth", "messages received but not yet committed", registry=r
         )
+        self.seq_gaps = Counter(
+            "civic_ingest_seq_gaps",
+            "seq numbers counted missing when a device's higher seq arrived (lost messages)",
+            registry=r,
+        )
+        self.seq_late = Counter(
+            "civic_ingest_seq_late",
+            "seq numbers counted missing that arrived later after all",
+            registry=r,
+        )
+        self.seq_resets = Counter(
+            "civic_ingest_seq_resets", "device counters restarted (reboots)", registry=r
+        )
+        self.readings_missing = Gauge(
+            "civic_ingest_readings_missing",
+            "seq numbers missing now: gaps minus late arrivals (single-subscriber workers)",
+            registry=r,
+        )
+        self.counts_seq = True  # off for a worker on a shared subscription (ingest.seq_gaps)
         self._lock = threading.Lock()
         # Recent batch latencies for the p50/p99 in --stats (bounded: memory stays flat).
         self._latencies: deque[float] = deque(maxlen=50_000)
@@ -77,6 +96,12 @@ class IngestMetrics:
         }
         with self._lock:
             latencies = sorted(self._latencies)
+        seq = {
+            "seq_gaps": int(self.seq_gaps._value.get()),
+            "seq_late": int(self.seq_late._value.get()),
+            "seq_resets": int(self.seq_resets._value.get()),
+            "readings_missing": int(self.readings_missing._value.get()),
+        }
         return {
             "received": int(self.received._value.get()),
             "stored": int(self.readings_stored._value.get()),
@@ -87,6 +112,8 @@ class IngestMetrics:
             "batch_latency_p50_s": _quantile(latencies, 0.5),
             "batch_latency_p99_s": _quantile(latencies, 0.99),
             "lag_s": round(self.lag._value.get(), 3),
+            # None: not counted here (several workers share the subscription).
+            **{k: v if self.counts_seq else None for k, v in seq.items()},
         }
 
 

@@ -32,6 +32,7 @@ from firmware_contracts import (
 )
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
+from ingest.seq_gaps import SeqGapTracker, stored_baselines
 from ingest.subscriber import InboundMessage, Subscriber
 from store.db import StoreError, connect
 from store.deadletters import DeadLetter
@@ -143,6 +144,9 @@ class IngestWorker:
         self._conn: psycopg.Connection[Any] | None = None
         self._partitions = PartitionGuard()
         self.registry = RegistryCache(self._load_registry)
+        # Loss from seq gaps needs every message of a device: not on a shared subscription.
+        self.seq_gaps = None if config.share_group else SeqGapTracker()
+        self.metrics.counts_seq = self.seq_gaps is not None
 
     # --- database --------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
@@ -208,6 +212,8 @@ class IngestWorker:
         decoded = decode_batch(batch, layout=self.layout, registry=self.registry, now=now)
 
         def write(conn: psycopg.Connection[Any]) -> Any:
+            if self.seq_gaps is not None:
+                self.seq_gaps.seed(stored_baselines(conn, self.seq_gaps.unseen(decoded.readings)))
             return write_batch(
                 conn,
                 decoded.readings,
@@ -227,12 +233,29 @@ class IngestWorker:
         for reason, count in decoded.rejected.items():
             m.rejected.labels(reason=reason).inc(count)
         m.batches.inc()
+        if self.seq_gaps is not None:
+            self._count_seq_gaps(decoded.readings)
         m.observe_latency(time.monotonic() - batch[0].received_at)
         if decoded.readings:
             newest = max(r.ts for r in decoded.readings)
             m.lag.set((datetime.now(UTC) - newest).total_seconds())
         m.queue_depth.set(self.inbox.qsize())
         return True
+
+    def _count_seq_gaps(self, readings: list[Reading]) -> None:
+        assert self.seq_gaps is not None
+        counts = self.seq_gaps.observe(readings)
+        m = self.metrics
+        m.seq_gaps.inc(counts.gaps)
+        m.seq_late.inc(counts.late)
+        m.seq_resets.inc(counts.resets)
+        m.readings_missing.set(self.seq_gaps.counts().missing)
+        if counts.gaps:
+            log.warning(
+                "messages lost: %d seq numbers missing in this batch (%d in all)",
+                counts.gaps,
+                self.seq_gaps.counts().missing,
+            )
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
         """Ingest until ``stop`` is set (or nothing arrived for ``idle_exit_s``)."""

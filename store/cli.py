@@ -30,9 +30,24 @@ def register(subparsers: Subparsers) -> None:
     migrate.set_defaults(func=run_migrate)
     db_sub.add_parser("info", help="storage mode, migrations, counts").set_defaults(func=run_info)
     maintain = db_sub.add_parser(
-        "maintain", help="create partitions ahead and drop those past retention (native mode)"
+        "maintain",
+        help="create partitions ahead, drop those past retention (native mode), and drop or "
+        "pseudonymise homes' readings past theirs",
     )
     maintain.add_argument("--retention-days", type=int, default=730)
+    maintain.add_argument(
+        "--home-retention-days",
+        type=int,
+        default=400,
+        help="homes' readings (personal data) are kept this long (default 400)",
+    )
+    maintain.add_argument(
+        "--home-retention",
+        choices=("pseudonymise", "drop", "off"),
+        default="pseudonymise",
+        help="then: hourly means under a pseudonym (default), deleted, or kept until "
+        "--retention-days",
+    )
     maintain.set_defaults(func=run_maintain)
 
     devices = subparsers.add_parser("devices", help="device/asset registry")
@@ -148,7 +163,35 @@ def run_maintain(args: argparse.Namespace) -> int:
             (args.retention_days,),
         ).fetchall()[0]["n"]
     print(f"partitions created: {created}; dropped past {args.retention_days} days: {dropped}")
+    if args.home_retention != "off":
+        _home_retention(args)
     return 0
+
+
+def _home_retention(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from common.command_keys import pseudonym_key
+    from common.settings import command_secret
+    from store.retention import apply_home_retention
+
+    pseudonymise = args.home_retention == "pseudonymise"
+    try:
+        with connect_configured() as conn:
+            result = apply_home_retention(
+                conn,
+                now=datetime.now(UTC),
+                days=args.home_retention_days,
+                mode=args.home_retention,
+                key=(lambda: pseudonym_key(command_secret())) if pseudonymise else None,
+            )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"homes' readings past {args.home_retention_days} days: {result.readings} from "
+        f"{result.homes} homes {'pseudonymised' if pseudonymise else 'dropped'}"
+        + (f" ({result.pseudonymised_hours} hourly rows)" if pseudonymise else "")
+    )
 
 
 def run_devices_import(args: argparse.Namespace) -> int:
@@ -286,10 +329,13 @@ def run_devices_broker_passwords(args: argparse.Namespace) -> int:
 
 
 def run_gdpr_export(args: argparse.Namespace) -> int:
+    from common.command_keys import pseudonym_key
+    from common.settings import command_secret
     from store.gdpr import subject_access_export
 
+    key = pseudonym_key(command_secret())  # to find its pseudonymised readings too
     with connect_configured() as conn:
-        export = subject_access_export(conn, args.uprn)
+        export = subject_access_export(conn, args.uprn, pseudonym_key=key)
     print(json.dumps(export, indent=2, default=str))
     return 0
 

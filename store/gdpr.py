@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from store.db import StoreError
+from store.retention import pseudonym
 
 __all__ = ["subject_access_export"]
 
@@ -61,8 +62,12 @@ _SECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def subject_access_export(conn: psycopg.Connection[Any], uprn: str) -> dict[str, Any]:
-    """Everything held about the home ``uprn``, section by section (JSON-ready rows)."""
+def subject_access_export(
+    conn: psycopg.Connection[Any], uprn: str, *, pseudonym_key: bytes | None = None
+) -> dict[str, Any]:
+    """Everything held about the home ``uprn``, section by section (JSON-ready rows). With
+    ``pseudonym_key`` (store.retention), also its readings pseudonymised after the homes'
+    retention period: the platform can link them back, so they are the home's data too."""
     homes = conn.execute(
         "SELECT * FROM devices WHERE uprn = %s ORDER BY device_id", (uprn,)
     ).fetchall()
@@ -78,4 +83,9 @@ def subject_access_export(conn: psycopg.Connection[Any], uprn: str) -> dict[str,
     export: dict[str, Any] = {"uprn": uprn, "devices": homes}
     for section, sql in _SECTIONS:
         export[section] = conn.execute(sql, params).fetchall()
+    if pseudonym_key is not None:
+        export["readings_pseudonymised"] = conn.execute(
+            "SELECT * FROM readings_pseudonymised WHERE pseudonym = ANY(%s) ORDER BY hour",
+            ([pseudonym(pseudonym_key, d) for d in params["devices"]],),
+        ).fetchall()
     return export

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 
+from common.command_keys import load_command_secret
 from common.mqtt import MqttAuth
 from common.services import LocalServices, parse_mqtt_url
 from store.db import StoreMode, connect, migrate, timescaledb_usable
@@ -144,7 +145,7 @@ def mqtt(services: TestServices) -> MqttTarget:
 
 @pytest.fixture
 def civic_env(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, mqtt: MqttTarget
+    monkeypatch: pytest.MonkeyPatch, database_url: str, mqtt: MqttTarget, tmp_path: Path
 ) -> tuple[str, MqttTarget]:
     """Point the ``civic`` command (run in-process) at this test's database and topics."""
     monkeypatch.setenv("CIVIC_DATABASE_URL", database_url)
@@ -153,4 +154,9 @@ def civic_env(
     if mqtt.local is not None:
         # The suite's broker: its accounts, its password file, its command secret.
         monkeypatch.setenv("CIVIC_DATA_DIR", str(mqtt.local.data_dir))
+    else:
+        # An external broker is production to the platform: the secret must be configured.
+        secret_file = tmp_path / "command.secret"
+        load_command_secret(secret_file)
+        monkeypatch.setenv("CIVIC_COMMAND_SECRET_FILE", str(secret_file))
     return database_url, mqtt

@@ -1,7 +1,7 @@
 """A flood with ingest away: the broker's queue limits hold, what was kept is drained, and the
 loss is counted from the devices' seq counters rather than silent.
 
-A small version of bench/flood.py (2,000 sessions and a minute of flooding, with the
+A small version of bench/broker_flood.py (2,000 sessions and a minute of flooding, with the
 production limits): its own broker with limits shrunk so the drop happens in seconds.
 """
 
@@ -30,7 +30,7 @@ from tests.ingest.helpers import count, register_estate, start_worker, wait_for
 
 DEVICES = 200
 MESSAGES_PER_DEVICE = 40
-SESSIONS = 50  # offline persistent device sessions held through the flood
+SESSIONS = 200  # offline persistent device sessions held through the flood
 LIMITS = BrokerLimits(
     max_queued_messages=1500, max_queued_bytes=512 * 1024, max_inflight_messages=50
 )
@@ -90,9 +90,10 @@ def _publish_all(mqtt: MqttTarget, device_ids: list[str], seqs: range, since: da
     publisher.loop_stop()
 
 
-def _drained(database_url: str, mqtt: MqttTarget) -> int:
-    """Run ingest until the stored count stops moving; the count."""
-    _worker, stop, thread = start_worker(database_url, mqtt, client_id="ingest-flood")
+def _drained(database_url: str, mqtt: MqttTarget) -> tuple[int, int]:
+    """Run ingest until the stored count stops moving; the count, and the messages this
+    ingest run found missing from the devices' seq."""
+    worker, stop, thread = start_worker(database_url, mqtt, client_id="ingest-flood")
     last = [-1]
 
     def settled() -> bool:
@@ -106,7 +107,7 @@ def _drained(database_url: str, mqtt: MqttTarget) -> int:
     finally:
         stop.set()
         thread.join_checked(30)
-    return last[0]
+    return last[0], worker.metrics.snapshot()["readings_missing"]
 
 
 def test_flood_with_ingest_away_is_bounded_drained_and_counted(database_url, tmp_path) -> None:
@@ -133,17 +134,18 @@ def test_flood_with_ingest_away_is_bounded_drained_and_counted(database_url, tmp
         pid = local._mosquitto_pid()
         assert pid is not None, "the flood took the broker down"
         rss_kb = _rss_kb(pid)
-        kept = _drained(database_url, mqtt)
+        kept, missing_seen_first = _drained(database_url, mqtt)
         # Each device's next reading, with ingest back, shows what went missing before it.
         _publish_all(
             mqtt, device_ids, range(MESSAGES_PER_DEVICE + 1, MESSAGES_PER_DEVICE + 2), since
         )
-        stored = _drained(database_url, mqtt)
+        stored, missing_seen_next = _drained(database_url, mqtt)
     finally:
         local.stop_mosquitto()
 
     with connect(database_url) as conn:
-        missing = sum(seq_gaps(conn, since).values())
+        missing_in_store = sum(seq_gaps(conn, since).values())
+    missing = missing_seen_first + missing_seen_next  # what ingest reported, live
     published = DEVICES * (MESSAGES_PER_DEVICE + 1)
     print(f"flood: published {published}, kept {kept}, stored {stored}, missing by seq {missing}, "
           f"broker RSS {rss_kb} kB")  # fmt: skip
@@ -151,4 +153,5 @@ def test_flood_with_ingest_away_is_bounded_drained_and_counted(database_url, tmp
     assert kept < DEVICES * MESSAGES_PER_DEVICE, "nothing was dropped: the flood was no flood"
     assert kept <= LIMITS.max_queued_messages + LIMITS.max_inflight_messages
     assert stored == kept + DEVICES
-    assert missing == published - stored  # every lost message is counted
+    assert missing == published - stored  # every lost message is counted by ingest
+    assert missing_in_store == missing  # and the store's own count agrees
