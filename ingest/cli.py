@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from ingest.worker import BATCH_SIZE, FLUSH_INTERVAL_S, SHARE_GROUP
 
 if TYPE_CHECKING:
+    from common.mqtt import MqttAuth
     from ingest.worker import IngestConfig
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--source",
+        default=os.environ.get("CIVIC_INGEST_SOURCE", "mqtt"),
+        help=(
+            "where messages come from: 'mqtt' (the broker of CIVIC_MQTT_URL, default) or "
+            "nats://[user:password@]host:port,host:port (a NATS cluster's JetStream; devices "
+            "publish to its MQTT listeners). Default: CIVIC_INGEST_SOURCE or mqtt"
+        ),
+    )
     parser.add_argument(
         "--client-id",
         default=f"civic-ingest-{socket.gethostname()}",
@@ -73,7 +84,11 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
     from ingest.worker import IngestConfig
 
     settings = get_settings()
-    host, port = parse_mqtt_url(mqtt_url(settings))
+    source_url = None if args.source in ("", "mqtt") else args.source
+    # The NATS source reads no MQTT broker; its account comes from the URL or, like the
+    # broker's, from CIVIC_MQTT_USERNAME/PASSWORD or CIVIC_MQTT_ACCOUNTS_FILE.
+    host, port = ("", 0) if source_url else parse_mqtt_url(mqtt_url(settings))
+    url_auth = _check_source(source_url) if source_url else None
     return IngestConfig(
         database_url=database_url(settings),
         mqtt_host=host,
@@ -85,8 +100,19 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
         else (args.share_group or None),
         batch_size=args.batch_size,
         flush_interval_s=args.flush_ms / 1000,
-        mqtt_auth=mqtt_auth("ingest", settings),
+        mqtt_auth=url_auth or mqtt_auth("ingest", settings),
+        source_url=source_url,
     )
+
+
+def _check_source(url: str) -> MqttAuth | None:
+    from common.errors import CliError
+    from ingest.jetstream import SourceUrlError, parse_nats_url
+
+    try:
+        return parse_nats_url(url)[1]
+    except SourceUrlError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> None:
