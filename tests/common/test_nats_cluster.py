@@ -48,7 +48,7 @@ def test_a_device_id_with_a_wildcard_cannot_become_a_user() -> None:
 
 
 def test_ingest_publishes_only_to_the_jetstream_api_of_the_mqtt_stream() -> None:
-    allowed = ingest_permissions()["publish"]["allow"]  # type: ignore[index]
+    allowed = ingest_permissions()["publish"]["allow"]
     assert all(MQTT_STREAM in subject or subject == "$JS.API.INFO" for subject in allowed)
     assert ingest_permissions()["subscribe"] == {"allow": ["_INBOX.>"]}
 
@@ -56,6 +56,6 @@ def test_ingest_publishes_only_to_the_jetstream_api_of_the_mqtt_stream() -> None
 def test_the_simulator_cannot_send_commands_and_alerts_cannot_send_telemetry() -> None:
     sim = service_permissions("sim")
     alerts = service_permissions("alerts")
-    assert "*.v1.devices.*.commands" not in sim["publish"]["allow"]  # type: ignore[index]
-    assert "*.v1.devices.*.telemetry" not in alerts["publish"]["allow"]  # type: ignore[index]
-    assert alerts["publish"]["allow"] == ["*.v1.devices.*.commands"]  # type: ignore[index]
+    assert "*.v1.devices.*.commands" not in sim["publish"]["allow"]
+    assert "*.v1.devices.*.telemetry" not in alerts["publish"]["allow"]
+    assert alerts["publish"]["allow"] == ["*.v1.devices.*.commands"]
