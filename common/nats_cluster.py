@@ -49,6 +49,7 @@ START_TIMEOUT_S = 60.0
 # acknowledged to the device only once this stream has stored it on a quorum.
 MQTT_STREAM = "$MQTT_msgs"
 MQTT_STREAM_SUBJECT_PREFIX = "$MQTT.msgs."
+MQTT_DELIVERY = "$MQTT.sub.>"  # where NATS delivers an MQTT client's QoS 1 subscriptions
 # bcrypt's lowest cost: every secret we issue is 256 random bits, so stretching adds nothing
 # against guessing and would only make each device CONNECT cost the servers more CPU.
 BCRYPT_ROUNDS = 4
@@ -89,7 +90,9 @@ def device_permissions(device_id: str) -> dict[str, object]:
         raise NatsClusterError(f"device id {device_id!r} cannot be a NATS user")
     return {
         "publish": {"allow": [_channel_subject(device_id, c) for c in DEVICE_WRITE]},
-        "subscribe": {"allow": [_channel_subject(device_id, c) for c in DEVICE_READ]},
+        "subscribe": {
+            "allow": [*(_channel_subject(device_id, c) for c in DEVICE_READ), MQTT_DELIVERY]
+        },
     }
 
 
@@ -119,8 +122,16 @@ def service_permissions(role: str) -> dict[str, object]:
     spec = SERVICE_ROLES[role]
     return {
         "publish": {"allow": [_channel_subject("*", c) for c in spec.write] or ["_NONE_"]},
-        "subscribe": {"allow": [_channel_subject("*", c) for c in spec.read] or ["_NONE_"]},
+        "subscribe": {"allow": [*(_channel_subject("*", c) for c in spec.read), MQTT_DELIVERY]},
     }
+
+
+def connection_types(role: str | None) -> list[str]:
+    """Ingest speaks the NATS protocol; everyone else only MQTT. MQTT users need the
+    ``$MQTT.sub.>`` delivery subjects NATS uses for their QoS 1 subscriptions, which an MQTT
+    client cannot subscribe to itself (NATS refuses such a filter) — but a NATS-protocol client
+    could, and would then read other clients' deliveries; so MQTT users may not use it."""
+    return ["STANDARD"] if role == "ingest" else ["MQTT"]
 
 
 def bcrypt_hash(secret: str) -> str:
@@ -182,10 +193,19 @@ class NatsCluster:
     def set_devices(self, secrets: dict[str, str]) -> None:
         """The devices that may connect (device id -> secret); running nodes reload."""
         self._devices = {device: bcrypt_hash(secret) for device, secret in secrets.items()}
-        if self._procs:
-            self._write_configs()
-            for proc in self._procs.values():
-                proc.send_signal(signal.SIGHUP)
+        if not self._procs:
+            return
+        self._write_configs()
+        loaded = {i: self._varz(self.nodes[i])["config_load_time"] for i in self._procs}
+        for proc in self._procs.values():
+            proc.send_signal(signal.SIGHUP)
+        # The reload is asynchronous: return once every node has loaded the new file.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for index, before in loaded.items():
+            while self._varz(self.nodes[index])["config_load_time"] == before:
+                if time.monotonic() > deadline:
+                    raise NatsClusterError(f"{self.nodes[index].name} did not reload")
+                time.sleep(0.05)
 
     def _users(self) -> list[dict[str, object]]:
         passwords = self.service_passwords()
@@ -194,11 +214,17 @@ class NatsCluster:
                 "user": SERVICE_ROLES[role].username,
                 "password": bcrypt_hash(passwords[role]),
                 "permissions": service_permissions(role),
+                "allowed_connection_types": connection_types(role),
             }
             for role in sorted(SERVICE_ROLES)
         ]
         users += [
-            {"user": device, "password": hashed, "permissions": device_permissions(device)}
+            {
+                "user": device,
+                "password": hashed,
+                "permissions": device_permissions(device),
+                "allowed_connection_types": connection_types(None),
+            }
             for device, hashed in sorted(self._devices.items())
         ]
         return users
@@ -289,6 +315,13 @@ class NatsCluster:
                 names = [self.nodes[i].name for i in sorted(pending)]
                 raise NatsClusterError(f"NATS nodes {names} not healthy; see {self.data_dir}")
             time.sleep(0.2)
+
+    @staticmethod
+    def _varz(node: NatsNode) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{node.monitor_port}/varz"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+        return result
 
     @staticmethod
     def _healthy(node: NatsNode) -> bool:

@@ -38,7 +38,7 @@ def test_a_device_may_use_only_its_own_subjects() -> None:
                 "*.v1.devices.home-000001.commands.ack",
             ]
         },
-        "subscribe": {"allow": ["*.v1.devices.home-000001.commands"]},
+        "subscribe": {"allow": ["*.v1.devices.home-000001.commands", "$MQTT.sub.>"]},
     }
 
 

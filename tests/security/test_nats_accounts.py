@@ -54,6 +54,8 @@ class Device311:
         self.client.on_subscribe = lambda _c, _u, _m, rcs, _p: self.granted.put(
             [rc.value for rc in rcs]
         )
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
 
@@ -151,3 +153,44 @@ def test_the_ingest_account_cannot_publish_device_data(cluster: NatsCluster) -> 
 
     asyncio.run(attempt())
     assert any("permissions violation" in e.lower() for e in errors), errors
+
+
+def test_a_device_hears_its_own_commands_at_qos_1(cluster: NatsCluster) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    cluster.set_devices({"home-000001": "secret"})
+    device = Device311(cluster.nodes[0].mqtt_port, MqttAuth("home-000001", "secret"))
+    alerts = Device311(cluster.nodes[1].mqtt_port, cluster.service_auth("alerts"))
+    try:
+        assert device.connack.get(timeout=TIMEOUT_S) == 0
+        assert alerts.connack.get(timeout=TIMEOUT_S) == 0
+        topic = f"{prefix}/v1/devices/home-000001/commands"
+        device.client.subscribe(topic, qos=1)
+        assert device.granted.get(timeout=TIMEOUT_S) == [1]
+        alerts.publish(topic, '{"cmd":"boost"}')
+        assert device.messages.get(timeout=TIMEOUT_S) == (topic, b'{"cmd":"boost"}')
+    finally:
+        device.close()
+        alerts.close()
+
+
+@pytest.mark.parametrize("role", ["sim", "alerts"])
+def test_mqtt_accounts_cannot_use_the_nats_protocol(cluster: NatsCluster, role: str) -> None:
+    """Were they allowed to, they could subscribe to ``$MQTT.sub.>`` and read every QoS 1
+    delivery of the account."""
+    import nats
+    import nats.errors
+
+    auth = cluster.service_auth(role)
+
+    async def attempt() -> None:
+        nc = await nats.connect(
+            servers=cluster.nats_urls,
+            user=auth.username,
+            password=auth.password,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+        )
+        await nc.close()
+
+    with pytest.raises((nats.errors.Error, OSError)):
+        asyncio.run(attempt())
