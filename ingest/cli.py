@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="subscribe to device telemetry and store it",
         description=(
             "Subscribes on an MQTT v5 shared subscription (so several workers split the load), "
-            "validates every message against firmware contract v1, writes batches with COPY and "
-            "acknowledges each message only after its rows are committed. Rejected messages go "
-            "to the dead letters with a reason code."
+            "or with --source nats://... pulls from a NATS cluster's JetStream durable "
+            "consumers; validates every message against firmware contract v1, writes batches "
+            "with COPY and acknowledges each message only after its rows are committed. "
+            "Rejected messages go to the dead letters with a reason code."
         ),
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")

@@ -47,8 +47,9 @@ FETCH_WAIT_S = 1.0  # a pull request waits this long for messages before asking 
 ACK_WAIT_S = 30.0  # unacknowledged this long: redelivered (a batch commits well within it)
 MAX_ACK_PENDING = 20_000  # like the MQTT receive maximum: bounded work in flight per consumer
 RETRY_S = 1.0  # the stream or the cluster not there yet: try again this often
-ACK_TIMEOUT_S = 30.0
+ACK_TIMEOUT_S = 10.0
 PUT_TIMEOUT_S = 0.5
+CLOSE_TIMEOUT_S = 5.0
 
 
 class SourceUrlError(ValueError):
@@ -113,7 +114,9 @@ class JetStreamSource:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=CLOSE_TIMEOUT_S + FETCH_WAIT_S + 5)
+        if self._thread.is_alive():
+            log.warning("jetstream source did not stop in time; unacked messages are redelivered")
 
     def ack(self, messages: Sequence[InboundMessage]) -> int:
         handles = [m.handle for m in messages if isinstance(m.handle, Msg)]
@@ -157,7 +160,8 @@ class JetStreamSource:
         js = self._nc.jetstream()
         subs = [await self._bind(js, channel) for channel in CHANNELS]
         if any(sub is None for sub in subs):
-            await self._nc.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), CLOSE_TIMEOUT_S)
             return
         self.connected.set()
         log.info(
@@ -172,9 +176,10 @@ class JetStreamSource:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*pulls, return_exceptions=True)
-        # Close (which drains our pending acks); anything not acked is redelivered.
+        # Close (which flushes our pending acks), but never wait on a cluster that is gone:
+        # anything not acknowledged is redelivered.
         with contextlib.suppress(Exception):
-            await self._nc.close()
+            await asyncio.wait_for(self._nc.close(), CLOSE_TIMEOUT_S)
         self.connected.clear()
 
     async def _bind(self, js: Any, channel: Channel) -> Any:

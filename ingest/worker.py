@@ -238,7 +238,7 @@ class IngestWorker:
         log.info(
             "ingest started client_id=%s source=%s topics=%s",
             self.config.client_id,
-            self.config.source_url or "mqtt",
+            "nats" if self.config.source_url else "mqtt",  # the URL may carry a password
             ",".join(self.config.topics()),
         )
         last_message = time.monotonic()
