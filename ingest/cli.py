@@ -116,6 +116,21 @@ def _check_source(url: str) -> MqttAuth | None:
         raise CliError(str(exc)) from exc
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT or SIGTERM sets ``stop``, once. A worker of ``--workers N`` gets both (SIGINT to
+    its process group, then SIGTERM from the parent): a second handler running inside the
+    first one's ``stop.set()`` would wait forever on the event's own lock, so the first thing
+    a handler does is ignore further signals."""
+
+    def handler(*_: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> None:
     from prometheus_client import start_http_server
 
@@ -126,8 +141,7 @@ def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> No
     if args.metrics_port:
         start_http_server(args.metrics_port + index, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    _stop_on_signals(stop)
 
     def report() -> None:
         while not stop.wait(args.stats_interval):
