@@ -7,7 +7,9 @@ Measures, on the project-local PostgreSQL and Mosquitto (started under .civic/be
   2. raw subscribe: messages/s one Python paho subscriber receives and JSON-decodes at QoS 1;
   3. end to end at the offered load, 1 worker and 2 workers (MQTT v5 shared subscription):
      sustained readings/s publish → committed and p50/p99 latency (received_at - ts);
-  4. end to end flat out (publisher unpaced), 1 and 2 workers.
+  4. the same backlog and live runs on the clustered path: a local 3-node NATS cluster
+     (JetStream replicas 3), devices publishing MQTT 3.1.1 to its MQTT listeners, ingest
+     pulling from JetStream (``civic ingest --source nats://...``).
 Live runs publish with the device simulator (``civic sim``) on the same machine; the backlog and
 raw-subscribe runs use a lean publisher so the queue fills fast.
 """
@@ -18,11 +20,14 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from common.mqtt import MqttAuth
+from common.nats_cluster import NatsCluster
 from common.services import LocalServices
 from device_sim import generate_estate
 from firmware_contracts import Reading
@@ -41,8 +48,28 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISH_WINDOW = 400  # paho scans its whole in-flight table per PUBACK: keep it small
 
 
+@dataclass(frozen=True)
+class Target:
+    """A message path under test: where devices publish, and how ingest reads."""
+
+    name: str
+    host: str
+    mqtt_ports: tuple[int, ...]  # publishers spread over these (one per cluster node)
+    mqtt_version: str  # "5" (Mosquitto) or "3.1.1" (NATS's MQTT listener)
+    sim_auth: MqttAuth
+    accounts_file: Path  # the services' passwords: ingest and the simulator log in with them
+    ingest_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def ingest_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, "CIVIC_MQTT_ACCOUNTS_FILE": str(self.accounts_file)}
+        if self.name == "mosquitto":
+            env["CIVIC_MQTT_URL"] = f"mqtt://{self.host}:{self.mqtt_ports[0]}"
+        return env
+
+
 def publisher(
-    host: str,
+    target: Target,
     port: int,
     prefix: str,
     devices: int,
@@ -57,13 +84,14 @@ def publisher(
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
+        protocol=mqtt.MQTTv311 if target.mqtt_version == "3.1.1" else mqtt.MQTTv5,
     )
+    target.sim_auth.apply(client)
     client.max_inflight_messages_set(PUBLISH_WINDOW)
     client.max_queued_messages_set(0)
     acked = [0]
     client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
-    client.connect(host, port)
+    client.connect(target.host, port)
     client.loop_start()
     ids = [f"bin-{i:06d}" for i in range(first_device + 1, first_device + devices + 1)]
     topics = [f"{prefix}/v1/devices/{d}/telemetry" for d in ids]
@@ -104,8 +132,7 @@ def publisher(
 
 
 def run_publishers(
-    host: str,
-    port: int,
+    target: Target,
     prefix: str,
     devices: int,
     *,
@@ -121,8 +148,8 @@ def run_publishers(
         mp.Process(
             target=publisher,
             args=(
-                host,
-                port,
+                target,
+                target.mqtt_ports[k % len(target.mqtt_ports)],
                 prefix,
                 share,
                 rate / procs if rate else None,
@@ -144,22 +171,25 @@ def run_publishers(
     return {"sent": sent, "rate": sent / wall, "acked": sum(p["acked"] for p in parts)}
 
 
-def raw_subscribe_drain(host: str, port: int, devices: int, count: int) -> float:
+def raw_subscribe_drain(target: Target, devices: int, count: int, ingest_auth: MqttAuth) -> float:
     """Ceiling: one paho subscriber, QoS 1 with auto-ack, json.loads per message, draining a
     backlog queued on its persistent session (no publisher competing for the CPU)."""
     prefix = f"raw{uuid.uuid4().hex[:6]}"
     client_id = f"bench-sub-{prefix}"
     result: mp.Queue = mp.Queue()
     ready = mp.Event()
+    host, port = target.host, target.mqtt_ports[0]
     probe = mp.Process(
-        target=raw_subscriber, args=(host, port, client_id, prefix, 0, result, ready)
+        target=raw_subscriber,
+        args=(host, port, ingest_auth, client_id, prefix, 0, result, ready),
     )
     probe.start()  # creates the session and its subscription, then leaves
     probe.join()
     result.get()
-    run_publishers(host, port, prefix, devices, rate=None, seconds=600, count=count)
+    run_publishers(target, prefix, devices, rate=None, seconds=600, count=count)
     drain = mp.Process(
-        target=raw_subscriber, args=(host, port, client_id, prefix, count, result, ready)
+        target=raw_subscriber,
+        args=(host, port, ingest_auth, client_id, prefix, count, result, ready),
     )
     drain.start()
     outcome = result.get(timeout=300)
@@ -168,7 +198,14 @@ def raw_subscribe_drain(host: str, port: int, devices: int, count: int) -> float
 
 
 def raw_subscriber(
-    host: str, port: int, client_id: str, prefix: str, expected: int, result: Any, ready: Any
+    host: str,
+    port: int,
+    auth: MqttAuth,
+    client_id: str,
+    prefix: str,
+    expected: int,
+    result: Any,
+    ready: Any,
 ) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -176,6 +213,7 @@ def raw_subscriber(
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
+    auth.apply(client)
     state = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(c, u, msg) -> None:
@@ -232,16 +270,16 @@ def measure_copy(url: str, devices: int, rows: int = 300_000, batch: int = 5000)
     return (rows - batch) / elapsed
 
 
+READY_LINES = ("mqtt connected", "jetstream bound")
+
+
 def _ingest(
-    url: str, host: str, port: int, prefix: str, workers: int, idle_exit: float
+    url: str, target: Target, prefix: str, workers: int, idle_exit: float
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CIVIC_DATABASE_URL": url,
-        "CIVIC_MQTT_URL": f"mqtt://{host}:{port}",
-        "CIVIC_TOPIC_PREFIX": prefix,
-    }
-    return subprocess.Popen(
+    """``civic ingest`` in a subprocess; returns once every worker is subscribed (bound)."""
+    env = {**target.ingest_env(), "CIVIC_DATABASE_URL": url, "CIVIC_TOPIC_PREFIX": prefix}
+    log = ROOT / ".civic" / "bench" / f"ingest-{prefix}.log"
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -253,12 +291,21 @@ def _ingest(
             f"bench-{prefix}",
             "--idle-exit",
             str(idle_exit),
+            *target.ingest_args,
         ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        start_new_session=True,  # its own process group: the workers are signalled with it
     )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text()
+        if sum(text.count(line) for line in READY_LINES) >= workers:
+            break
+        time.sleep(0.1)
+    return proc
 
 
 def _stored(url: str) -> dict[str, float]:
@@ -268,6 +315,8 @@ def _stored(url: str) -> dict[str, float]:
             " extract(epoch FROM received_at) AS stored FROM readings"
         ).fetchall()
         conn.execute("TRUNCATE readings")
+    if not rows:
+        return {"stored": 0, "sustained": 0.0, "p50": float("nan"), "p99": float("nan")}
     latencies = sorted(float(r["latency"]) for r in rows)
     stored_at = sorted(float(r["stored"]) for r in rows)
     # Sustained rate over the middle 80 % of rows, away from start-up and drain.
@@ -280,15 +329,33 @@ def _stored(url: str) -> dict[str, float]:
     }
 
 
+def _drained(url: str, expected: int, settle_s: float = 15.0) -> None:
+    """Wait until ``expected`` readings are stored, or none arrived for ``settle_s``."""
+    last, since = -1, time.monotonic()
+    while True:
+        with connect(url) as conn:
+            now = int(conn.execute("SELECT count(*) AS n FROM readings").fetchone()["n"])
+        if now >= expected or time.monotonic() - since > settle_s:
+            return
+        if now != last:
+            last, since = now, time.monotonic()
+        time.sleep(0.5)
+
+
 def live(
-    url: str, host: str, port: int, devices: int, rate: float, seconds: float, workers: int
+    url: str, target: Target, devices: int, rate: float, seconds: float, workers: int
 ) -> dict[str, Any]:
     """Ingest running while the device simulator offers ``rate`` msg/s of fresh readings
     (real time: every device reports every ``devices / rate`` seconds)."""
     prefix = f"b{uuid.uuid4().hex[:8]}"
-    ingest = _ingest(url, host, port, prefix, workers, idle_exit=4)
-    time.sleep(2.5)  # subscribed
-    env = {**os.environ, "CIVIC_MQTT_URL": f"mqtt://{host}:{port}", "CIVIC_TOPIC_PREFIX": prefix}
+    # Stopped below once everything is stored: an idle exit would also have to outlast the
+    # simulator's start-up (building a 10,000-device estate), which a busy machine stretches.
+    ingest = _ingest(url, target, prefix, workers, idle_exit=900)
+    env = {
+        **target.ingest_env(),
+        "CIVIC_MQTT_URL": f"mqtt://{target.host}:{target.mqtt_ports[0]}",
+        "CIVIC_TOPIC_PREFIX": prefix,
+    }
     sim = subprocess.run(
         [
             sys.executable,
@@ -307,6 +374,8 @@ def live(
             "1",
             "--client-id",
             f"sim-{prefix}",
+            "--mqtt-version",
+            target.mqtt_version,
         ],
         env=env,
         cwd=ROOT,
@@ -315,9 +384,12 @@ def live(
         check=True,
     )
     published = json.loads(sim.stdout.strip().splitlines()[-1])
-    ingest.wait(timeout=600)
+    _drained(url, int(published["readings_total"]))
+    os.killpg(ingest.pid, signal.SIGINT)
+    ingest.wait(timeout=120)
     stored = _stored(url)
     return {
+        "path": target.name,
         "scenario": "live",
         "workers": workers,
         "offered_msg_s": rate,
@@ -330,17 +402,17 @@ def live(
     }
 
 
-def backlog(
-    url: str, host: str, port: int, devices: int, count: int, workers: int
-) -> dict[str, Any]:
-    """A burst after an outage: ``count`` readings queued on ingest's sessions, then drained."""
+def backlog(url: str, target: Target, devices: int, count: int, workers: int) -> dict[str, Any]:
+    """A burst after an outage: ``count`` readings queued on ingest's sessions (or durable
+    consumers), then drained."""
     prefix = f"q{uuid.uuid4().hex[:8]}"
-    _ingest(url, host, port, prefix, workers, idle_exit=0.5).wait(timeout=60)  # sessions
-    published = run_publishers(host, port, prefix, devices, rate=None, seconds=600, count=count)
-    ingest = _ingest(url, host, port, prefix, workers, idle_exit=3)
+    _ingest(url, target, prefix, workers, idle_exit=0.5).wait(timeout=60)  # sessions
+    published = run_publishers(target, prefix, devices, rate=None, seconds=900, count=count)
+    ingest = _ingest(url, target, prefix, workers, idle_exit=3)
     ingest.wait(timeout=600)
     stored = _stored(url)
     return {
+        "path": target.name,
         "scenario": "backlog",
         "workers": workers,
         "offered_msg_s": "queued",
@@ -351,6 +423,18 @@ def backlog(
         "p50_s": None,
         "p99_s": None,
     }
+
+
+def _run_path(
+    url: str, target: Target, args: argparse.Namespace, runs: list[dict[str, Any]]
+) -> None:
+    for workers in (1, 2):
+        runs.append(backlog(url, target, args.devices, args.backlog, workers))
+        print(json.dumps(runs[-1]), flush=True)
+    for rate in args.rates:
+        for workers in (1, 2):
+            runs.append(live(url, target, args.devices, rate, args.seconds, workers))
+            print(json.dumps(runs[-1]), flush=True)
 
 
 def main() -> None:
@@ -365,6 +449,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of each live run")
     parser.add_argument("--backlog", type=int, default=150_000, help="queued readings to drain")
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=("mosquitto", "nats"),
+        default=["mosquitto", "nats"],
+        help="message paths to measure (default both, in one run)",
+    )
     args = parser.parse_args()
 
     local = LocalServices(ROOT / ".civic" / "bench")
@@ -375,7 +466,14 @@ def main() -> None:
         conn.execute("CREATE DATABASE bench")
     url = state.database_url.rsplit("/", 1)[0] + "/bench"
     mode, _ = migrate(url)
-    host, port = "127.0.0.1", int(state.mqtt_port or 0)
+    mosquitto = Target(
+        "mosquitto",
+        "127.0.0.1",
+        (int(state.mqtt_port or 0),),
+        "5",
+        local.service_auth("sim"),
+        local.accounts_file,
+    )
     with connect(url) as conn:
         # The simulator's estate: bin-000001 … bin-NNNNNN, as the live runs publish them.
         upsert_devices(conn, [parse_device_row(row) for row in generate_estate(args.devices, 0)])
@@ -384,20 +482,34 @@ def main() -> None:
 
     copy_rate = measure_copy(url, args.devices)
     print(f"raw COPY write path: {copy_rate:,.0f} readings/s", flush=True)
-    subscribe_rate = raw_subscribe_drain(host, port, args.devices, args.backlog)
+    subscribe_rate = raw_subscribe_drain(
+        mosquitto, args.devices, args.backlog, local.service_auth("ingest")
+    )
     print(
         f"raw subscribe (one paho client, QoS 1, json.loads): {subscribe_rate:,.0f} msg/s",
         flush=True,
     )
 
-    runs = []
-    for workers in (1, 2):
-        runs.append(backlog(url, host, port, args.devices, args.backlog, workers))
-        print(json.dumps(runs[-1]), flush=True)
-    for rate in args.rates:
-        for workers in (1, 2):
-            runs.append(live(url, host, port, args.devices, rate, args.seconds, workers))
-            print(json.dumps(runs[-1]), flush=True)
+    runs: list[dict[str, Any]] = []
+    if "mosquitto" in args.paths:
+        _run_path(url, mosquitto, args, runs)
+    if "nats" in args.paths:
+        cluster = NatsCluster(ROOT / ".civic" / "bench" / f"nats-{uuid.uuid4().hex[:6]}")
+        cluster.up()
+        try:
+            nats = Target(
+                "nats",
+                "127.0.0.1",
+                tuple(n.mqtt_port for n in cluster.nodes),
+                "3.1.1",
+                cluster.service_auth("sim"),
+                cluster.accounts_file,
+                ingest_args=("--source", cluster.source_url),
+            )
+            _run_path(url, nats, args, runs)
+        finally:
+            cluster.down()
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
 
     lines = [
         "# Ingest benchmark",
@@ -405,20 +517,24 @@ def main() -> None:
         f"Command: `.venv/bin/python -m bench.ingest {' '.join(sys.argv[1:])}`",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (shared), storage "
-        f"mode {mode}, {args.devices} devices; publishers, Mosquitto, ingest and PostgreSQL all "
-        "on this machine. QoS 1, ack after commit.",
+        f"mode {mode}, {args.devices} devices; publishers, the broker (Mosquitto, or three NATS "
+        "nodes with JetStream replicas 3), ingest and PostgreSQL all on this machine. QoS 1, "
+        "ack after commit. Path *mosquitto*: MQTT 5, one worker on a plain subscription, two on "
+        "a shared one. Path *nats*: MQTT 3.1.1 to the nodes' MQTT listeners (two publishers "
+        "on two nodes in backlog runs, the simulator on one node in live runs), ingest pulling "
+        "from JetStream durable consumers.",
         "",
         f"Ceilings measured in this run: raw COPY write path **{copy_rate:,.0f} readings/s**; "
         f"raw subscribe (one paho client, QoS 1, json.loads, draining a queued backlog) "
         f"**{subscribe_rate:,.0f} msg/s**.",
         "",
-        "| scenario | workers | offered msg/s | achieved publish msg/s | stored | readings/s "
-        "| p50 s | p99 s | vs raw COPY | vs raw subscribe |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| path | scenario | workers | offered msg/s | achieved publish msg/s | stored "
+        "| readings/s | p50 s | p99 s | vs raw COPY | vs raw subscribe |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['scenario']} | {r['workers']} | {r['offered_msg_s']} | "
+            f"| {r['path']} | {r['scenario']} | {r['workers']} | {r['offered_msg_s']} | "
             f"{r['achieved_publish_msg_s']} | {r['stored']} | {r['readings_s']} | "
             f"{r['p50_s'] if r['p50_s'] is not None else '-'} | "
             f"{r['p99_s'] if r['p99_s'] is not None else '-'} | "

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = (
     "ingest",
     "broker_flood",
+    "broker_restart",
     "alerts_quality",
     "alerts_throughput",
     "routing_cvrplib",

@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--client-id", default="civic-sim")
+    parser.add_argument(
+        "--mqtt-version",
+        choices=("5", "3.1.1"),
+        default="5",
+        help="MQTT protocol: 5 (default) or 3.1.1 (a NATS cluster's MQTT listener)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             topic_prefix=settings.topic_prefix,
             client_id=args.client_id,
             season=args.season,
+            mqtt_version=args.mqtt_version,
         )
     except (ValueError, ServicesError) as exc:
         raise CliError(str(exc)) from exc

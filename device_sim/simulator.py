@@ -47,6 +47,9 @@ MALFORMED_KINDS = (
 )
 
 
+MQTT_VERSIONS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
 @dataclass(frozen=True)
 class SimConfig:
     bins: int = 1000
@@ -65,6 +68,9 @@ class SimConfig:
     client_id: str = "civic-sim"
     record_keys: bool = False  # remember every (device_id, ts) sent, for exact comparisons
     season: str = "november"  # the outdoor weather (device_sim.weather.SEASONS)
+    # "5", or "3.1.1" for brokers that speak only that (a NATS cluster's MQTT listener): the
+    # same topics and payloads, a persistent session (clean session off) instead of an expiry.
+    mqtt_version: str = "5"
 
     def __post_init__(self) -> None:
         for name in ("malformed_pct", "duplicate_pct", "late_pct", "offline_pct"):
@@ -72,6 +78,8 @@ class SimConfig:
                 raise ValueError(f"{name} must be between 0 and 100")
         if self.interval_s <= 0 or self.duration_s <= 0 or self.speed <= 0:
             raise ValueError("interval, duration and speed must be positive")
+        if self.mqtt_version not in MQTT_VERSIONS:
+            raise ValueError(f"mqtt_version must be one of {', '.join(MQTT_VERSIONS)}")
 
 
 @dataclass
@@ -170,10 +178,12 @@ class Simulator:
                 device.outage_s = config.interval_s * device_rng.randint(5, 30)
             self.devices.append(device)
         self.devices.sort(key=lambda d: d.phase_s)
+        v311 = config.mqtt_version == "3.1.1"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=MQTT_VERSIONS[config.mqtt_version],
+            clean_session=False if v311 else None,  # MQTT 5 sets clean start at connect
         )
         apply_auth(self.client, auth)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
@@ -250,11 +260,7 @@ class Simulator:
         cfg = self.config
         stop = stop or threading.Event()
         start = self._start
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-        self.client.connect(
-            self._host, self._port, keepalive=60, clean_start=False, properties=props
-        )
+        self._connect()
         self.client.loop_start()
         wall_start = time.monotonic()
         for device in self.devices:
@@ -288,6 +294,16 @@ class Simulator:
         self.client.disconnect()
         self.client.loop_stop()
         return self.report
+
+    def _connect(self) -> None:
+        if self.config.mqtt_version == "3.1.1":
+            self.client.connect(self._host, self._port, keepalive=60)
+            return
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect(
+            self._host, self._port, keepalive=60, clean_start=False, properties=props
+        )
 
     def _pace(self, ts: datetime, start: datetime, wall_start: float) -> None:
         due_wall = wall_start + (ts - start).total_seconds() / self.config.speed

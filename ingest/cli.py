@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from ingest.worker import BATCH_SIZE, FLUSH_INTERVAL_S, SHARE_GROUP
 
 if TYPE_CHECKING:
+    from common.mqtt import MqttAuth
     from ingest.worker import IngestConfig
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="subscribe to device telemetry and store it",
         description=(
             "Subscribes on an MQTT v5 shared subscription (so several workers split the load), "
-            "validates every message against firmware contract v1, writes batches with COPY and "
-            "acknowledges each message only after its rows are committed. Rejected messages go "
-            "to the dead letters with a reason code."
+            "or with --source nats://... pulls from a NATS cluster's JetStream durable "
+            "consumers; validates every message against firmware contract v1, writes batches "
+            "with COPY and acknowledges each message only after its rows are committed. "
+            "Rejected messages go to the dead letters with a reason code."
         ),
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--source",
+        default=os.environ.get("CIVIC_INGEST_SOURCE", "mqtt"),
+        help=(
+            "where messages come from: 'mqtt' (the broker of CIVIC_MQTT_URL, default) or "
+            "nats://[user:password@]host:port,host:port (a NATS cluster's JetStream; devices "
+            "publish to its MQTT listeners). Default: CIVIC_INGEST_SOURCE or mqtt"
+        ),
+    )
     parser.add_argument(
         "--client-id",
         default=f"civic-ingest-{socket.gethostname()}",
@@ -73,7 +85,11 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
     from ingest.worker import IngestConfig
 
     settings = get_settings()
-    host, port = parse_mqtt_url(mqtt_url(settings))
+    source_url = None if args.source in ("", "mqtt") else args.source
+    # The NATS source reads no MQTT broker; its account comes from the URL or, like the
+    # broker's, from CIVIC_MQTT_USERNAME/PASSWORD or CIVIC_MQTT_ACCOUNTS_FILE.
+    host, port = ("", 0) if source_url else parse_mqtt_url(mqtt_url(settings))
+    url_auth = _check_source(source_url) if source_url else None
     return IngestConfig(
         database_url=database_url(settings),
         mqtt_host=host,
@@ -85,8 +101,34 @@ def _config(args: argparse.Namespace, index: int) -> IngestConfig:
         else (args.share_group or None),
         batch_size=args.batch_size,
         flush_interval_s=args.flush_ms / 1000,
-        mqtt_auth=mqtt_auth("ingest", settings),
+        mqtt_auth=url_auth or mqtt_auth("ingest", settings),
+        source_url=source_url,
     )
+
+
+def _check_source(url: str) -> MqttAuth | None:
+    from common.errors import CliError
+    from ingest.jetstream import SourceUrlError, parse_nats_url
+
+    try:
+        return parse_nats_url(url)[1]
+    except SourceUrlError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT or SIGTERM sets ``stop``, once. A worker of ``--workers N`` gets both (SIGINT to
+    its process group, then SIGTERM from the parent): a second handler running inside the
+    first one's ``stop.set()`` would wait forever on the event's own lock, so the first thing
+    a handler does is ignore further signals."""
+
+    def handler(*_: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> None:
@@ -99,8 +141,7 @@ def run_worker(config: IngestConfig, args: argparse.Namespace, index: int) -> No
     if args.metrics_port:
         start_http_server(args.metrics_port + index, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    _stop_on_signals(stop)
 
     def report() -> None:
         while not stop.wait(args.stats_interval):

@@ -7,7 +7,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -17,6 +16,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.mqtt import MqttAuth, apply_auth
+from ingest.source import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +26,9 @@ KEEPALIVE_S = 60
 PUT_TIMEOUT_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int  # which connection delivered it; acks go only to the live one
-    received_at: float  # time.monotonic()
-
-
 class Subscriber:
-    """Feeds ``inbox`` from the broker; ``ack`` after commit. Reconnects on its own.
+    """The Mosquitto :class:`~ingest.source.MessageSource`: feeds ``inbox`` from the broker;
+    ``ack`` after commit. Reconnects on its own.
 
     When the inbox is full (database down), the network thread blocks, stops reading the
     socket, and the broker holds further messages: memory stays bounded by the inbox size

@@ -33,7 +33,8 @@ from firmware_contracts import (
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.seq_gaps import SeqGapTracker, stored_baselines
-from ingest.subscriber import InboundMessage, Subscriber
+from ingest.source import InboundMessage, MessageSource
+from ingest.subscriber import Subscriber
 from store.db import StoreError, connect
 from store.deadletters import DeadLetter
 from store.readings import DeviceStatus, PartitionGuard, prepare_session, write_batch
@@ -63,7 +64,10 @@ class IngestConfig:
     batch_size: int = BATCH_SIZE
     flush_interval_s: float = FLUSH_INTERVAL_S
     inbox_size: int = INBOX_SIZE
-    mqtt_auth: MqttAuth | None = None  # the ingest service account
+    mqtt_auth: MqttAuth | None = None  # the ingest service account (broker or NATS cluster)
+    # nats://host:port,host:port: consume from the NATS cluster's JetStream instead of
+    # Mosquitto (ingest.jetstream); mqtt_host/mqtt_port are then unused.
+    source_url: str | None = None
 
     def topics(self) -> list[str]:
         layout = TopicLayout(self.topic_prefix)
@@ -133,19 +137,14 @@ class IngestWorker:
         self.metrics = metrics or IngestMetrics()
         self.layout = TopicLayout(config.topic_prefix)
         self.inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=config.inbox_size)
-        self.subscriber = Subscriber(
-            host=config.mqtt_host,
-            port=config.mqtt_port,
-            client_id=config.client_id,
-            topics=config.topics(),
-            inbox=self.inbox,
-            auth=config.mqtt_auth,
-        )
+        self.source = open_source(config, self.inbox)
         self._conn: psycopg.Connection[Any] | None = None
         self._partitions = PartitionGuard()
         self.registry = RegistryCache(self._load_registry)
-        # Loss from seq gaps needs every message of a device: not on a shared subscription.
-        self.seq_gaps = None if config.share_group else SeqGapTracker()
+        # Loss from seq gaps needs every message of a device: not on a shared subscription,
+        # nor on JetStream, whose durable consumer deals messages out to every worker bound to it.
+        shared = config.share_group or config.source_url
+        self.seq_gaps = None if shared else SeqGapTracker()
         self.metrics.counts_seq = self.seq_gaps is not None
 
     # --- database --------------------------------------------------------------------------
@@ -225,7 +224,7 @@ class IngestWorker:
         result = self._with_db_retry(write, stop)
         if result is None:
             return False  # stopping while the database was down: nothing acked, nothing lost
-        self.subscriber.ack(batch)
+        self.source.ack(batch)
         m = self.metrics
         m.received.inc(len(batch))
         m.readings_stored.inc(result.stored)
@@ -260,10 +259,11 @@ class IngestWorker:
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
         """Ingest until ``stop`` is set (or nothing arrived for ``idle_exit_s``)."""
         self._with_db_retry(lambda conn: None, stop)
-        self.subscriber.start()
+        self.source.start()
         log.info(
-            "ingest started client_id=%s topics=%s",
+            "ingest started client_id=%s source=%s topics=%s",
             self.config.client_id,
+            "nats" if self.config.source_url else "mqtt",  # the URL may carry a password
             ",".join(self.config.topics()),
         )
         last_message = time.monotonic()
@@ -278,9 +278,32 @@ class IngestWorker:
                 last_message = time.monotonic()
                 self._store(batch, stop)
         finally:
-            self.subscriber.stop()
+            self.source.stop()
             self._drop_db()
             log.info("ingest stopped %s", json.dumps(self.metrics.snapshot()))
+
+
+def open_source(config: IngestConfig, inbox: queue.Queue[InboundMessage]) -> MessageSource:
+    """The configured broker's source: Mosquitto's MQTT session, or NATS JetStream."""
+    if config.source_url:
+        from ingest.jetstream import JetStreamSource, parse_nats_url
+
+        servers, url_auth = parse_nats_url(config.source_url)
+        return JetStreamSource(
+            servers=servers,
+            topic_prefix=config.topic_prefix,
+            group=config.share_group or SHARE_GROUP,
+            inbox=inbox,
+            auth=url_auth or config.mqtt_auth,
+        )
+    return Subscriber(
+        host=config.mqtt_host,
+        port=config.mqtt_port,
+        client_id=config.client_id,
+        topics=config.topics(),
+        inbox=inbox,
+        auth=config.mqtt_auth,
+    )
 
 
 def _is_connection_error(exc: BaseException) -> bool:

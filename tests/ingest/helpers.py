@@ -80,5 +80,5 @@ def start_worker(
     stop = threading.Event()
     thread: Background[None] = Background(lambda: worker.run(stop))
     thread.start()
-    assert worker.subscriber.connected.wait(10), "ingest did not connect to the broker"
+    assert worker.source.connected.wait(10), "ingest did not connect to the broker"
     return worker, stop, thread
