@@ -1,6 +1,7 @@
 """Ingest throughput and latency, end to end and against its ceilings, in one run.
 
-    .venv/bin/python -m bench.ingest [--rate 10000] [--seconds 20] [--devices 10000]
+    .venv/bin/python -m bench.ingest [--rates 14000 5000] [--sim-processes 3] [--seconds 20]
+        [--devices 10000] [--backlog 150000]
 
 Measures, on the project-local PostgreSQL and Mosquitto (started under .civic/bench):
   1. raw COPY: readings/s through the same write path ingest uses (COPY + merge + commit);
@@ -8,8 +9,10 @@ Measures, on the project-local PostgreSQL and Mosquitto (started under .civic/be
   3. end to end at the offered load, 1 worker and 2 workers (MQTT v5 shared subscription):
      sustained readings/s publish → committed and p50/p99 latency (received_at - ts);
   4. end to end flat out (publisher unpaced), 1 and 2 workers.
-Live runs publish with the device simulator (``civic sim``) on the same machine; the backlog and
-raw-subscribe runs use a lean publisher so the queue fills fast.
+Live runs publish with the device simulator (``civic sim --processes N``: one process offers
+about 6,500 msg/s, below one ingest worker's ceiling) on the same machine; the backlog and
+raw-subscribe runs use a lean publisher so the queue fills fast. Every client logs in with its
+account on the secured broker (the simulator's, ingest's).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from common.mqtt import apply_auth
 from common.services import LocalServices
 from device_sim import generate_estate
 from firmware_contracts import Reading
@@ -38,6 +42,7 @@ from store.readings import PartitionGuard, prepare_session, write_batch
 from store.registry import parse_device_row, upsert_devices
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / ".civic" / "bench"  # its own PostgreSQL and (secured) Mosquitto
 PUBLISH_WINDOW = 400  # paho scans its whole in-flight table per PUBACK: keep it small
 
 
@@ -59,6 +64,7 @@ def publisher(
         client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
         protocol=mqtt.MQTTv5,
     )
+    apply_auth(client, LocalServices(BENCH_DIR).service_auth("sim"))  # the broker is secured
     client.max_inflight_messages_set(PUBLISH_WINDOW)
     client.max_queued_messages_set(0)
     acked = [0]
@@ -176,6 +182,7 @@ def raw_subscriber(
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
+    apply_auth(client, LocalServices(BENCH_DIR).service_auth("ingest"))
     state = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(c, u, msg) -> None:
@@ -232,15 +239,20 @@ def measure_copy(url: str, devices: int, rows: int = 300_000, batch: int = 5000)
     return (rows - batch) / elapsed
 
 
-def _ingest(
-    url: str, host: str, port: int, prefix: str, workers: int, idle_exit: float
-) -> subprocess.Popen[bytes]:
-    env = {
+def _env(host: str, port: int, prefix: str) -> dict[str, str]:
+    """The ``civic`` commands' environment: the bench's broker, whose accounts they use."""
+    return {
         **os.environ,
-        "CIVIC_DATABASE_URL": url,
+        "CIVIC_DATA_DIR": str(BENCH_DIR),
         "CIVIC_MQTT_URL": f"mqtt://{host}:{port}",
         "CIVIC_TOPIC_PREFIX": prefix,
     }
+
+
+def _ingest(
+    url: str, host: str, port: int, prefix: str, workers: int, idle_exit: float
+) -> subprocess.Popen[bytes]:
+    env = {**_env(host, port, prefix), "CIVIC_DATABASE_URL": url}
     return subprocess.Popen(
         [
             sys.executable,
@@ -281,14 +293,21 @@ def _stored(url: str) -> dict[str, float]:
 
 
 def live(
-    url: str, host: str, port: int, devices: int, rate: float, seconds: float, workers: int
+    url: str,
+    host: str,
+    port: int,
+    devices: int,
+    rate: float,
+    seconds: float,
+    workers: int,
+    sim_processes: int,
 ) -> dict[str, Any]:
-    """Ingest running while the device simulator offers ``rate`` msg/s of fresh readings
-    (real time: every device reports every ``devices / rate`` seconds)."""
+    """Ingest running while the device simulator (``civic sim --processes``) offers ``rate``
+    msg/s of fresh readings (real time: every device reports every ``devices / rate`` s)."""
     prefix = f"b{uuid.uuid4().hex[:8]}"
     ingest = _ingest(url, host, port, prefix, workers, idle_exit=4)
     time.sleep(2.5)  # subscribed
-    env = {**os.environ, "CIVIC_MQTT_URL": f"mqtt://{host}:{port}", "CIVIC_TOPIC_PREFIX": prefix}
+    env = _env(host, port, prefix)
     sim = subprocess.run(
         [
             sys.executable,
@@ -307,6 +326,8 @@ def live(
             "1",
             "--client-id",
             f"sim-{prefix}",
+            "--processes",
+            str(sim_processes),
         ],
         env=env,
         cwd=ROOT,
@@ -320,6 +341,7 @@ def live(
     return {
         "scenario": "live",
         "workers": workers,
+        "sim_processes": sim_processes,
         "offered_msg_s": rate,
         "published": published["readings_total"],
         "achieved_publish_msg_s": round(published["published"] / published["wall_s"]),
@@ -343,6 +365,7 @@ def backlog(
     return {
         "scenario": "backlog",
         "workers": workers,
+        "sim_processes": "-",
         "offered_msg_s": "queued",
         "published": published["sent"],
         "achieved_publish_msg_s": round(published["rate"]),
@@ -359,15 +382,21 @@ def main() -> None:
         "--rates",
         type=float,
         nargs="+",
-        default=[10_000, 5_000],
-        help="offered msg/s for the live runs",
+        default=[14_000, 5_000],
+        help="offered msg/s for the live runs (14,000: above one worker's ceiling)",
+    )
+    parser.add_argument(
+        "--sim-processes",
+        type=int,
+        default=3,
+        help="simulator processes offering the live load (one offers about 6,500 msg/s)",
     )
     parser.add_argument("--seconds", type=float, default=20, help="length of each live run")
     parser.add_argument("--backlog", type=int, default=150_000, help="queued readings to drain")
     parser.add_argument("--devices", type=int, default=10_000)
     args = parser.parse_args()
 
-    local = LocalServices(ROOT / ".civic" / "bench")
+    local = LocalServices(BENCH_DIR)
     state = local.up()
     admin = state.database_url.rsplit("/", 1)[0] + "/postgres"
     with connect(admin) as conn:
@@ -396,7 +425,9 @@ def main() -> None:
         print(json.dumps(runs[-1]), flush=True)
     for rate in args.rates:
         for workers in (1, 2):
-            runs.append(live(url, host, port, args.devices, rate, args.seconds, workers))
+            runs.append(
+                live(url, host, port, args.devices, rate, args.seconds, workers, args.sim_processes)
+            )
             print(json.dumps(runs[-1]), flush=True)
 
     lines = [
@@ -412,13 +443,13 @@ def main() -> None:
         f"raw subscribe (one paho client, QoS 1, json.loads, draining a queued backlog) "
         f"**{subscribe_rate:,.0f} msg/s**.",
         "",
-        "| scenario | workers | offered msg/s | achieved publish msg/s | stored | readings/s "
-        "| p50 s | p99 s | vs raw COPY | vs raw subscribe |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | workers | simulator processes | offered msg/s | achieved publish msg/s "
+        "| stored | readings/s | p50 s | p99 s | vs raw COPY | vs raw subscribe |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['scenario']} | {r['workers']} | {r['offered_msg_s']} | "
+            f"| {r['scenario']} | {r['workers']} | {r['sim_processes']} | {r['offered_msg_s']} | "
             f"{r['achieved_publish_msg_s']} | {r['stored']} | {r['readings_s']} | "
             f"{r['p50_s'] if r['p50_s'] is not None else '-'} | "
             f"{r['p99_s'] if r['p99_s'] is not None else '-'} | "
