@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = (
     "ingest",
+    "storage",
     "alerts_quality",
     "alerts_throughput",
     "routing_cvrplib",
