@@ -6,7 +6,7 @@ from datetime import datetime
 
 from alerts.awaab import WorkingDayCalendar
 from alerts.lifecycle import Alert, LifecycleSettings, Outcome
-from alerts.store import Conn, insert_audit, load_book, load_subjects, lock_book, save_alerts
+from alerts.store import Conn, insert_audit, load_book, load_subjects, lock_alert, save_alerts
 
 __all__ = ["acknowledge_alert", "resolve_alert"]
 
@@ -29,7 +29,7 @@ def acknowledge_alert(
 ) -> Alert:
     """Raises :class:`~alerts.errors.LifecycleError` when the lifecycle does not allow it."""
     with conn.transaction():
-        lock_book(conn)
+        lock_alert(conn, alert_id)
         book = load_book(conn, settings or LifecycleSettings())
         return _persist(conn, book.acknowledge(alert_id, by=by, at=at, note=note))
 
@@ -45,7 +45,7 @@ def resolve_alert(
     settings: LifecycleSettings | None = None,
 ) -> Alert:
     with conn.transaction():
-        lock_book(conn)
+        lock_alert(conn, alert_id)
         book = load_book(conn, settings or LifecycleSettings())
         outcome = book.resolve(
             alert_id, by=by, at=at, note=note, while_condition_on=while_condition_on

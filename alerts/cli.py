@@ -283,8 +283,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         run_service(
             database_url(),
-            lambda conn: Evaluator(conn, config, hooks=parts.hooks),
+            lambda conn: Evaluator(conn, config, hooks=parts.hooks, share=not args.once),
             parts.steps,
+            lead_steps=parts.lead_steps,
             once=args.once,
             interval_s=args.interval or settings.alerts_interval_s,
             on_cycle=report,

@@ -37,11 +37,13 @@ Hook = Callable[[Any, Any], None]
 
 @dataclass
 class ServiceParts:
-    """The evaluator's hooks, the steps between cycles, and the command publisher (if any),
-    which the caller stops when the service ends."""
+    """The evaluator's hooks, the steps between cycles (``lead_steps``: the estate-wide ones,
+    run only by the evaluator holding shard 0), and the command publisher (if any), which the
+    caller stops when the service ends."""
 
     hooks: list[Hook] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    lead_steps: list[Step] = field(default_factory=list)
     dispatcher: CommandDispatcher | None = None
 
 
@@ -89,11 +91,23 @@ def assemble(
             command_secret=command_secret,
         )
         parts.dispatcher.start()
-        parts.steps.append(parts.dispatcher.step)
-    parts.steps += [digest_step, deliver]
+        # Every evaluator hears the devices' acks (and records each once: a command moves
+        # only from an open state); only the lead publishes and expires.
+        parts.steps.append(_record_acks(parts.dispatcher))
+        parts.lead_steps.append(parts.dispatcher.step)
+    # Delivery claims its rows (SKIP LOCKED), so every evaluator may send.
+    parts.steps.append(deliver)
+    parts.lead_steps.append(digest_step)
     if settings.alerts_overdue_check_s > 0:
-        parts.steps.append(overdue_step(timedelta(seconds=settings.alerts_overdue_check_s)))
+        parts.lead_steps.append(overdue_step(timedelta(seconds=settings.alerts_overdue_check_s)))
     return parts
+
+
+def _record_acks(dispatcher: CommandDispatcher) -> Step:
+    def step(conn: Any, now: datetime) -> None:
+        dispatcher.record_acks(conn)
+
+    return step
 
 
 def overdue_step(every: timedelta) -> Step:

@@ -60,6 +60,14 @@ from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Ou
 from alerts.peers import on_grid, peer_changes, summary_times
 from alerts.readings import CollectionRecord, FillForecast, Item
 from alerts.rule_config import RuleConfig
+from alerts.shards import (
+    ALL_SHARDS,
+    FixedShards,
+    Ownership,
+    ShardsBusyError,
+    SharedShards,
+    shard_of,
+)
 from alerts.store import (
     Checkpoint,
     Conn,
@@ -86,7 +94,6 @@ __all__ = ["CycleReport", "Evaluator", "EvaluatorBusyError", "EvaluatorConfig", 
 
 log = logging.getLogger(__name__)
 
-EVALUATOR_LOCK = 7_304_405  # session advisory lock: one evaluator per database
 LATE_MARGIN = timedelta(seconds=5)  # ingest stamps received_at moments before COMMIT
 DEVICES_PER_QUERY = 500  # devices per query and per batch of checkpoints written
 
@@ -148,10 +155,12 @@ class CycleReport:
     fill_over_full: int = 0
     """Fill readings over 100 % (waste heaped above the rim): evaluated as they are."""
     newest_received_at: datetime | None = None
+    shards: tuple[int, ...] = ()
+    """The shards this cycle evaluated."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            k: (v.isoformat() if isinstance(v, datetime) else v)
+            k: (v.isoformat() if isinstance(v, datetime) else list(v) if k == "shards" else v)
             for k, v in dataclasses.asdict(self).items()
         }
 
@@ -222,7 +231,12 @@ class Evaluator:
         *,
         hooks: Sequence[Hook] = (),
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shards: Iterable[int] | None = None,
+        share: bool = False,
     ) -> None:
+        """``share``: take a fair share of the shards among the live evaluators, rebalanced
+        every cycle (``civic alerts run``); otherwise hold ``shards`` (default: all of them)
+        or raise :class:`EvaluatorBusyError` when another evaluator holds any of them."""
         self.conn = conn
         self.config = config or EvaluatorConfig()
         self.hooks = list(hooks)
@@ -230,16 +244,50 @@ class Evaluator:
         self.calendar = WorkingDayCalendar()
         self._detectors: dict[str, Checkpoint] | None = None
         self._seen_in_margin: set[tuple[str, datetime]] | None = None
-        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (EVALUATOR_LOCK,)).fetchone()
-        if not row or not row["ok"]:
-            raise EvaluatorBusyError("another alerts evaluator is running against this database")
+        self.ownership: Ownership
+        if share:
+            self.ownership = SharedShards(conn)
+            return
+        try:
+            self.ownership = FixedShards(conn, ALL_SHARDS if shards is None else shards)
+        except ShardsBusyError as exc:
+            raise EvaluatorBusyError(str(exc)) from exc
+
+    @property
+    def shards(self) -> frozenset[int]:
+        """The shards this evaluator holds now."""
+        return self.ownership.owned
+
+    @property
+    def leads(self) -> bool:
+        """Whether this evaluator runs the estate-wide steps (it holds shard 0)."""
+        return 0 in self.ownership.owned
 
     def close(self) -> None:
-        """Write the detectors that moved since their last copy, then let go of the lock."""
+        """Write the detectors that moved since their last copy, then let go of the shards."""
         try:
             self.flush()
         finally:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (EVALUATOR_LOCK,))
+            self.ownership.close(self.conn)
+
+    def rebalance(self) -> tuple[frozenset[int], frozenset[int]]:
+        """Take this evaluator's fair share of the shards and give up any excess (after
+        writing every detector, so the next owner starts where this one stopped). Returns
+        (gained, released); the detectors are reloaded from the database when either moved."""
+        gained, excess = self.ownership.rebalance(self.conn)
+        if not gained and not excess:
+            return gained, excess
+        self.flush()
+        self.ownership.release(self.conn, excess)
+        self._detectors = None
+        self._seen_in_margin = None
+        log.info(
+            "alert shards: took %s, released %s; now %d held",
+            sorted(gained),
+            sorted(excess),
+            len(self.ownership.owned),
+        )
+        return gained, excess
 
     def flush(self) -> int:
         """Write every detector whose state is newer than its copy in the database."""
@@ -266,17 +314,30 @@ class Evaluator:
         Alerts opened from ``since`` on go (with their audit trail, notifications and the
         commands' link); alerts opened earlier stay. Every detector restarts at ``since``.
         """
-        with self.conn.transaction():
-            lock_book(self.conn)
-            self.conn.execute("DELETE FROM condition_events WHERE at >= %s", (since,))
-            self.conn.execute("DELETE FROM alerts WHERE opened_at >= %s", (since,))
-            self.conn.execute("DELETE FROM alert_checkpoints")
-            self.conn.execute(
-                """INSERT INTO alert_evaluator (id, cutoff, watermark, evaluate_from)
-                   VALUES (1, NULL, NULL, %s)
-                   ON CONFLICT (id) DO UPDATE SET cutoff = NULL, watermark = NULL,
+        conn, shards = self.conn, sorted(self.shards)
+        with conn.transaction():
+            lock_book(conn, shards)
+            conn.execute(
+                "DELETE FROM condition_events WHERE at >= %s AND alert_shard(subject_id) = ANY(%s)",
+                (since, shards),
+            )
+            conn.execute(
+                "DELETE FROM alerts WHERE opened_at >= %s AND alert_shard(subject_id) = ANY(%s)",
+                (since, shards),
+            )
+            if self.shards == ALL_SHARDS:
+                conn.execute("DELETE FROM alert_checkpoints")
+            else:
+                conn.execute(
+                    "DELETE FROM alert_checkpoints WHERE device_id = ANY(%s)",
+                    (sorted(_owned_subjects(load_subjects(conn), self.shards)),),
+                )
+            conn.cursor().executemany(
+                """INSERT INTO alert_shards (shard, cutoff, watermark, evaluate_from)
+                   VALUES (%s, NULL, NULL, %s)
+                   ON CONFLICT (shard) DO UPDATE SET cutoff = NULL, watermark = NULL,
                        evaluate_from = EXCLUDED.evaluate_from, updated_at = now()""",
-                (since,),
+                [(s, since) for s in shards],
             )
         self._detectors = None
         self._seen_in_margin = None
@@ -284,8 +345,12 @@ class Evaluator:
     # -- one cycle --------------------------------------------------------------------------
 
     def run_cycle(self, *, notify: bool = True, progress: Progress | None = None) -> CycleReport:
-        """Evaluate what has arrived, in one transaction; ``progress(devices done, devices,
-        readings so far)`` is called as each batch of devices is done (a backfill is long)."""
+        """Evaluate what has arrived in this evaluator's shards, in one transaction (after
+        rebalancing the shards, if shared); ``progress(devices done, devices, readings so
+        far)`` is called as each batch of devices is done (a backfill is long)."""
+        self.rebalance()
+        if not self.shards:
+            return CycleReport()  # more evaluators than shards: this one waits its turn
         try:
             with self.conn.transaction():
                 return self._cycle(notify=notify, progress=progress)
@@ -298,10 +363,10 @@ class Evaluator:
     def _cycle(self, *, notify: bool, progress: Progress | None) -> CycleReport:
         conn = self.conn
         report = CycleReport()
-        lock_book(conn)
-        state = conn.execute(
-            "SELECT cutoff, watermark, evaluate_from FROM alert_evaluator WHERE id = 1"
-        ).fetchone() or {"cutoff": None, "watermark": None, "evaluate_from": None}
+        shards = sorted(self.shards)
+        report.shards = tuple(shards)
+        lock_book(conn, shards)
+        state = _shard_state(conn, shards)
         arrivals = self._arrivals(state["watermark"])
         cutoff = self._next_cutoff(state["cutoff"], arrivals.newest_ts)
         if cutoff is None:
@@ -309,11 +374,13 @@ class Evaluator:
         report.newest_received_at = arrivals.newest_received
         report.cutoff = cutoff
 
-        subjects = load_subjects(conn)
+        everyone = load_subjects(conn)
+        subjects = _owned_subjects(everyone, self.shards)
         if self._detectors is None:
-            self._detectors = load_checkpoints(conn)
-        late_by_device = self._late_devices(arrivals.window, report)
-        run = self._start_run(subjects, cutoff, state["evaluate_from"], report)
+            self._detectors = load_checkpoints(conn, sorted(subjects))
+        window = [r for r in arrivals.window if r["device_id"] in subjects]
+        late_by_device = self._late_devices(window, report)
+        run = self._start_run(everyone, subjects, cutoff, state["evaluate_from"], report)
         superseded = self._replay_late(run, late_by_device)
         device_ids = sorted(set(subjects) - set(late_by_device))
         for start in range(0, len(device_ids), DEVICES_PER_QUERY):
@@ -324,11 +391,11 @@ class Evaluator:
 
         changed, audit = self._record(run, superseded)
         self._save_checkpoints(run.to_save.values())
-        conn.execute(
-            """INSERT INTO alert_evaluator (id, cutoff, watermark) VALUES (1, %s, %s)
-               ON CONFLICT (id) DO UPDATE SET cutoff = EXCLUDED.cutoff,
+        conn.cursor().executemany(
+            """INSERT INTO alert_shards (shard, cutoff, watermark) VALUES (%s, %s, %s)
+               ON CONFLICT (shard) DO UPDATE SET cutoff = EXCLUDED.cutoff,
                    watermark = EXCLUDED.watermark, updated_at = now()""",
-            (cutoff, arrivals.newest_received),
+            [(s, cutoff, arrivals.newest_received) for s in shards],
         )
         if notify:
             result = CycleResult(report, tuple(changed), tuple(audit), subjects)
@@ -391,6 +458,7 @@ class Evaluator:
 
     def _start_run(
         self,
+        everyone: dict[str, Subject],
         subjects: dict[str, Subject],
         cutoff: datetime,
         evaluate_from: datetime | None,
@@ -401,10 +469,11 @@ class Evaluator:
         bin_rules = cfg.rules.bin if cfg.rules else cfg.bin_rules or BinRuleSettings()
         bin_inputs = BinInputs(
             self.conn,
-            subjects,
+            everyone,
             bin_rules.stuck.stuck_after,
             bin_rules.overflow.forecast_horizon,
             records_after=min((c.horizon for c in self._detectors.values()), default=evaluate_from),
+            own=subjects.keys(),
         )
         return _CycleRun(subjects, self._detectors, cutoff, evaluate_from, bin_inputs, report)
 
@@ -496,7 +565,7 @@ class Evaluator:
         report.events = len(fresh)
         insert_condition_events(conn, fresh)
 
-        book = load_book(conn, self.config.lifecycle)
+        book = load_book(conn, self.config.lifecycle, self.shards)
         _, changed, audit = fold_events(book, fresh, run.cutoff)
         save_alerts(conn, changed.values(), _subjects_by_subject(run.subjects), self.calendar)
         insert_audit(conn, audit)
@@ -587,6 +656,11 @@ class BinInputs:
     model, fitted on the readings before the instant). Fixed instants, not cycle times,
     keep a live run and a backfill equal. And the crews' collection records at their own
     times (one read per cycle, from ``records_after``: roughly where the cycle's bins start).
+
+    ``subjects`` is the whole estate and ``own`` the devices this evaluator's shards hold:
+    inputs are made for its own bins only, but a peer summary reads every bin of the group
+    (whichever shard it is in), and the forecast pools each waste stream across the estate
+    as routing does, so each bin's inputs are the same however the estate is sharded.
     """
 
     def __init__(
@@ -596,13 +670,19 @@ class BinInputs:
         window: timedelta,
         forecast_horizon: timedelta,
         records_after: datetime | None = None,
+        own: Iterable[str] | None = None,
     ) -> None:
         self.conn = conn
         self.records_after = records_after
         self.window = window
         self.forecast_horizon = forecast_horizon
-        self.bins = sorted(d for d, s in subjects.items() if s.kind == "bin")
-        self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in self.bins}
+        every_bin = [d for d, s in subjects.items() if s.kind == "bin"]
+        self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in every_bin}
+        mine = set(subjects if own is None else own)
+        self.bins = sorted(d for d in every_bin if d in mine)
+        own_groups = {self.group_of[d] for d in self.bins}
+        self.peers = sorted(d for d in every_bin if self.group_of[d] in own_groups)
+        self._own = frozenset(self.bins)
         self._at: dict[datetime, dict[str, list[Item]]] = {}
         self._records: dict[str, list[CollectionRecord]] = {}
         self._records_span: tuple[datetime, datetime] | None = None
@@ -611,7 +691,7 @@ class BinInputs:
         self, device_id: str, readings: list[Reading], after: datetime, until: datetime
     ) -> Sequence[Item]:
         """``readings`` with this bin's inputs for instants in ``(after, until]``."""
-        if device_id not in self.group_of:
+        if device_id not in self._own:
             return readings
         extra: list[Item] = []
         for at in summary_times(after, until):
@@ -639,16 +719,17 @@ class BinInputs:
         from forecast.bins import forecast_bins
 
         out: dict[str, list[Item]] = {}
-        ranges = fill_ranges(self.conn, self.bins, at - self.window, at)
+        ranges = fill_ranges(self.conn, self.peers, at - self.window, at)
         for device_id, change in peer_changes(
             ranges, self.group_of, at=at, window=self.window
         ).items():
-            out.setdefault(device_id, []).append(change)
+            if device_id in self._own:
+                out.setdefault(device_id, []).append(change)
         if not on_grid(at, FORECAST_EVERY):
             return out
         target = at + self.forecast_horizon
         for forecast in forecast_bins(self.conn, target, now=at):  # bins with readings
-            if forecast.device_id not in self.group_of:
+            if forecast.device_id not in self._own:
                 continue
             out.setdefault(forecast.device_id, []).append(
                 FillForecast(
@@ -656,6 +737,33 @@ class BinInputs:
                 )
             )
         return out
+
+
+def _owned_subjects(subjects: Mapping[str, Subject], shards: frozenset[int]) -> dict[str, Subject]:
+    """The devices whose subject (a home's UPRN, a bin's device id) is in ``shards``."""
+    if shards == ALL_SHARDS:
+        return dict(subjects)
+    return {d: s for d, s in subjects.items() if shard_of(s.subject_id or d) in shards}
+
+
+def _shard_state(conn: Conn, shards: Sequence[int]) -> dict[str, datetime | None]:
+    """The shards' clocks merged: normally all equal (one evaluator advances them together);
+    after a takeover the newest cutoff (the clock never goes back) and the oldest watermark
+    (so no shard misses a late arrival)."""
+    rows = conn.execute(
+        "SELECT cutoff, watermark, evaluate_from FROM alert_shards WHERE shard = ANY(%s)",
+        (list(shards),),
+    ).fetchall()
+
+    def pick(column: str, choose: Callable[[list[datetime]], datetime]) -> datetime | None:
+        values = [r[column] for r in rows if r[column] is not None]
+        return choose(values) if values else None
+
+    return {
+        "cutoff": pick("cutoff", max),
+        "watermark": pick("watermark", min),
+        "evaluate_from": pick("evaluate_from", min),
+    }
 
 
 def _subjects_by_subject(subjects: Mapping[str, Subject]) -> dict[str, Subject]:
@@ -673,36 +781,79 @@ def run_service(
     evaluator_factory: Callable[[Conn], Evaluator],
     steps: Sequence[Callable[[Conn, datetime], None]] = (),
     *,
+    lead_steps: Sequence[Callable[[Conn, datetime], None]] = (),
     stop: threading.Event | None = None,
     once: bool = False,
     interval_s: float = CYCLE_INTERVAL_S,
     on_cycle: Callable[[CycleReport], None] | None = None,
 ) -> int:
-    """Evaluate, then run each step, every ``interval_s`` until ``stop`` is set."""
-    from store.db import connect
+    """Evaluate, then run each step, every ``interval_s`` until ``stop`` is set.
+
+    ``lead_steps`` are the estate-wide ones (publishing device commands, digests, overdue
+    escalation): only the evaluator holding shard 0 runs them, so several evaluators never
+    do them twice; when it dies, shard 0's next owner carries on with them.
+
+    A lost database connection takes this evaluator's shards with it (their locks were the
+    session's): it reconnects with a new evaluator, which takes its share again from the
+    checkpoints, while the others may already have taken them over.
+    """
+    from store.db import StoreError, connect
 
     stop = stop or threading.Event()
-    cycles = 0
-    with connect(database_url) as conn:
-        evaluator = evaluator_factory(conn)
+    loop = _ServiceLoop(evaluator_factory, steps, lead_steps, stop, once, interval_s, on_cycle)
+    conn = connect(database_url)  # a wrong URL fails here, at once
+    while True:
+        try:
+            with conn:
+                loop.serve(conn)
+            return loop.cycles
+        except psycopg.OperationalError as exc:
+            if once:
+                raise
+            log.warning("lost the database, reconnecting: %s", exc)
+        while not stop.wait(max(interval_s, 1.0)):
+            try:
+                conn = connect(database_url)
+                break
+            except StoreError as exc:
+                log.warning("database unreachable, retrying: %s", exc)
+        else:
+            return loop.cycles
+
+
+@dataclass(slots=True)
+class _ServiceLoop:
+    evaluator_factory: Callable[[Conn], Evaluator]
+    steps: Sequence[Callable[[Conn, datetime], None]]
+    lead_steps: Sequence[Callable[[Conn, datetime], None]]
+    stop: threading.Event
+    once: bool
+    interval_s: float
+    on_cycle: Callable[[CycleReport], None] | None
+    cycles: int = 0
+
+    def serve(self, conn: Conn) -> None:
+        """Cycle on one connection until stopped; raises when the connection is lost."""
+        evaluator = self.evaluator_factory(conn)
         try:
             while True:
                 started = time.monotonic()
                 try:
                     report = evaluator.run_cycle()
-                    for step in steps:
+                    for step in [*self.steps, *(self.lead_steps if evaluator.leads else ())]:
                         step(conn, datetime.now(UTC))
                 except psycopg.OperationalError as exc:
-                    if once:
+                    if self.once or conn.broken:
                         raise
                     log.warning("alerts cycle failed, retrying: %s", exc)
-                    stop.wait(max(interval_s, 1.0))
+                    self.stop.wait(max(self.interval_s, 1.0))
                     continue
-                cycles += 1
-                if on_cycle is not None:
-                    on_cycle(report)
-                if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):
+                self.cycles += 1
+                if self.on_cycle is not None:
+                    self.on_cycle(report)
+                wait = max(0.0, self.interval_s - (time.monotonic() - started))
+                if self.once or self.stop.wait(wait):
                     break
         finally:
-            evaluator.close()
-    return cycles
+            if not conn.broken:
+                evaluator.close()

@@ -40,6 +40,7 @@ from alerts.store import (
     alert_from_row,
     insert_audit,
     load_subjects,
+    lock_alert,
     lock_book,
     save_alerts,
 )
@@ -112,7 +113,7 @@ def record_milestone(
     calendar = calendar or WorkingDayCalendar()
     settings = settings or AwaabSettings()
     with conn.transaction():
-        lock_book(conn)
+        lock_alert(conn, alert_id)
         row = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
         if row is None:
             raise LifecycleError(alert_id, "no such alert")

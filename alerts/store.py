@@ -2,9 +2,10 @@
 
 Rows map onto the pure core's values (:class:`~alerts.lifecycle.Alert`,
 :class:`~alerts.events.ConditionEvent`) and back; nothing here decides anything. Writes happen
-inside the caller's transaction, and every writer of the alert book first takes
-:data:`BOOK_LOCK` so the evaluator and a person acknowledging an alert never overwrite each
-other.
+inside the caller's transaction, and every writer of the alert book first takes the book lock
+of the shards it writes (:func:`lock_book`, :func:`lock_alert`: a transaction advisory lock
+per shard, :mod:`alerts.shards`) so an evaluator and a person acknowledging an alert never
+overwrite each other, while evaluators of different shards never wait for one another.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeR
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
 from alerts.readings import Bin, CollectionRecord, Home
+from alerts.shards import ALL_SHARDS, shard_of
 from firmware_contracts import Reading, WasteStream
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "load_book",
     "load_checkpoints",
     "load_subjects",
+    "lock_alert",
+    "lock_book",
     "read_readings",
     "save_alerts",
     "save_checkpoints",
@@ -51,7 +55,7 @@ Conn = psycopg.Connection[dict[str, Any]]
 
 log = logging.getLogger(__name__)
 
-BOOK_LOCK = 7_304_404  # pg_advisory_xact_lock key: one writer of the alert book at a time
+BOOK_LOCK = 7_304_404  # (BOOK_LOCK, shard) pg_advisory_xact_lock: one writer of a shard's book
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,9 +460,18 @@ def alert_from_row(row: Mapping[str, Any]) -> Alert:
     )
 
 
-def load_book(conn: Conn, settings: LifecycleSettings) -> AlertBook:
-    """The open and acknowledged alerts; take :data:`BOOK_LOCK` first if you will write."""
-    rows = conn.execute("SELECT * FROM alerts WHERE state <> 'resolved'").fetchall()
+def load_book(
+    conn: Conn, settings: LifecycleSettings, shards: Iterable[int] | None = None
+) -> AlertBook:
+    """The open and acknowledged alerts (of ``shards``, or all); lock their book first
+    (:func:`lock_book`) if you will write."""
+    if shards is None:
+        rows = conn.execute("SELECT * FROM alerts WHERE state <> 'resolved'").fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT * FROM alerts WHERE state <> 'resolved' AND alert_shard(subject_id) = ANY(%s)",
+            (sorted(shards),),
+        ).fetchall()
     alerts = {}
     for row in rows:
         alert = alert_from_row(row)
@@ -466,8 +479,22 @@ def load_book(conn: Conn, settings: LifecycleSettings) -> AlertBook:
     return AlertBook(settings=settings, alerts=alerts)
 
 
-def lock_book(conn: Conn) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BOOK_LOCK,))
+def lock_book(conn: Conn, shards: Iterable[int] | None = None) -> None:
+    """Lock the alert book of ``shards`` (all of them by default) until the transaction ends.
+    Always in ascending order, so two writers of overlapping shards cannot deadlock."""
+    keys = sorted(ALL_SHARDS if shards is None else set(shards))
+    # One statement: unnest yields the array in order and each row's lock is taken in turn.
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, s) FROM unnest(%s::int[]) AS s", (BOOK_LOCK, keys)
+    ).fetchall()
+
+
+def lock_alert(conn: Conn, alert_id: str) -> None:
+    """Lock the book of the shard ``alert_id`` is in (nothing when there is no such alert:
+    the caller's lookup then fails on its own)."""
+    row = conn.execute("SELECT subject_id FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    if row is not None:
+        lock_book(conn, [shard_of(row["subject_id"])])
 
 
 def _deadline_columns(

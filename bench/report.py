@@ -15,6 +15,7 @@ ORDER = (
     "ingest",
     "broker_flood",
     "broker_restart",
+    "storage",
     "alerts_quality",
     "alerts_throughput",
     "routing_cvrplib",

@@ -67,6 +67,7 @@ _DEMO_TABLES = (
     "condition_events",
     "alert_checkpoints",
     "alert_evaluator",
+    "alert_shards",
     "alerts",
     "notifications",
     "commands",

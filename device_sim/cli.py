@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +38,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--duplicate-pct", type=float, default=0.0)
     parser.add_argument("--late-pct", type=float, default=0.0)
     parser.add_argument("--offline-pct", type=float, default=0.0)
-    parser.add_argument("--rate", type=float, help="cap on messages per second")
+    parser.add_argument("--rate", type=float, help="cap on messages per second (all processes)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="publish from this many processes, the estate dealt out among them, with one "
+        "combined report (one process offers about 6,500 msg/s)",
+    )
     parser.add_argument(
         "--round-sheet",
         type=Path,
@@ -111,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         estate = read_estate_csv(args.estate)
     else:
         estate = generate_estate(args.bins, args.homes, seed=args.seed)
+    if args.processes != 1:
+        return _run_fleet(args, config, estate, host, port, mqtt_auth("sim", settings))
 
     def progress(report: SimReport, done: float) -> None:
         print(
@@ -135,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
             out.write("device_id,ts,crew\n")
             out.writelines(f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in sheet)
         print(f"round sheet: {len(sheet)} collections -> {args.round_sheet}", file=sys.stderr)
+    return _summary(report)
+
+
+def _summary(report: dict[str, Any]) -> int:
     print(
         f"sent {report['published']:,} messages in {report['wall_s']}s "
         f"({report['rate_msg_s']} msg/s)",
@@ -142,3 +156,48 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report))
     return 0 if report["acked"] >= report["published"] else 1
+
+
+def _run_fleet(
+    args: argparse.Namespace,
+    config: Any,
+    estate: list[dict[str, str]],
+    host: str,
+    port: int,
+    auth: Any,
+) -> int:
+    from common.errors import CliError
+    from device_sim.processes import run_fleet
+    from firmware_contracts import format_rfc3339
+
+    try:
+        result = run_fleet(
+            config,
+            estate,
+            args.processes,
+            host=host,
+            port=port,
+            auth=auth,
+            unrecorded_pct=args.unrecorded_pct if args.round_sheet else None,
+        )
+    except ValueError as exc:
+        raise CliError(f"--processes: {exc}") from exc
+    except RuntimeError as exc:
+        raise CliError(f"a simulator process failed: {exc}") from exc
+    if args.truth:
+        from device_sim.truth import write_labels
+
+        with args.truth.open("w", encoding="utf-8") as out:
+            count = write_labels(result.labels, out)
+        print(f"truth: {count} labels -> {args.truth}", file=sys.stderr)
+    if args.round_sheet:
+        with args.round_sheet.open("w", encoding="utf-8", newline="") as out:
+            out.write("device_id,ts,crew\n")
+            out.writelines(
+                f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in result.round_sheet
+            )
+        print(
+            f"round sheet: {len(result.round_sheet)} collections -> {args.round_sheet}",
+            file=sys.stderr,
+        )
+    return _summary({**result.report.as_dict(), "processes": result.processes})

@@ -18,7 +18,7 @@ from pathlib import Path
 from common.broker import BrokerLimits
 from common.command_keys import load_command_secret
 from common.services import LocalServices
-from device_sim.fleet import Backoff, DeviceFleet
+from device_sim.connections import Backoff, DeviceFleet
 from store.credentials import broker_password_hashes, issue_credentials
 from store.db import connect
 from tests.ingest.helpers import register_estate, wait_for
