@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import AllowedCache, RateLimiter
+from api.docs import install_docs
 from api.jobs import JobRunner
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -88,8 +90,11 @@ class _Metrics:
             self.latency.labels(route).observe(time.perf_counter() - started)
 
 
-def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAPI:
-    """The API for ``database_url``; refuses to build without a usable signing secret."""
+def create_app(
+    database_url: str, settings: ApiSettings | None = None, *, swagger_ui: Path | None = None
+) -> FastAPI:
+    """The API for ``database_url``; refuses to build without a usable signing secret.
+    ``swagger_ui``: the ``swagger-ui-dist`` package directory whose assets ``/docs`` serves."""
     settings = settings or ApiSettings()
     secret = settings.signing_secret()
     pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
@@ -124,7 +129,10 @@ def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAP
             "`application/problem+json` (RFC 9457)."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, swagger_ui)
     app.state.settings = settings
     app.state.secret = secret
     app.state.pool = pool

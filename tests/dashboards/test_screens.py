@@ -176,3 +176,16 @@ def test_screens_are_sent_with_a_content_security_policy(web: TestClient) -> Non
 
 def test_the_api_keeps_its_own_headers(web: TestClient) -> None:
     assert "content-security-policy" not in web.get("/healthz").headers
+
+
+def test_the_api_docs_load_their_assets_from_this_app(web: TestClient) -> None:
+    """Swagger UI works offline: every script, style and icon /docs names is served here."""
+    page = web.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ['"]([^'"]+)['"]""", page.text)
+    named = [a or b for a, b in urls]
+    assert "/docs/assets/swagger-ui-bundle.js" in named
+    assert all(u.startswith("/") and not u.startswith("//") for u in named), named
+    for url in named:
+        assert web.get(url).status_code == 200, url
+    assert web.get("/docs/assets/package.json").status_code == 404  # only the named assets
