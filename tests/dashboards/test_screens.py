@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -189,3 +190,32 @@ def test_the_api_docs_load_their_assets_from_this_app(web: TestClient) -> None:
     for url in named:
         assert web.get(url).status_code == 200, url
     assert web.get("/docs/assets/package.json").status_code == 404  # only the named assets
+
+
+def test_the_console_shows_the_simulators_last_run(
+    web: TestClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from device_sim.cli import _keep_last_run
+
+    monkeypatch.setattr(web.app.state.settings, "data_dir", tmp_path)  # type: ignore[attr-defined]
+    log_in(web, "ed")
+    assert "No simulator run recorded" in web.get("/engineer").text
+    config = SimpleNamespace(bins=40, homes=25, interval_s=60.0, duration_s=7200.0)
+    report = {
+        "published": 4321,
+        "acked": 4321,
+        "readings_total": 4000,
+        "malformed_total": 12,
+        "duplicates": 7,
+        "late": 3,
+        "offline_batches": 1,
+        "rate_msg_s": 850.2,
+        "wall_s": 5.1,
+    }
+    _keep_last_run(tmp_path, datetime.now(UTC), config, report)
+    page = web.get("/engineer").text
+    assert "40 bins and 25 homes" in page
+    assert "<td>Messages published</td><td>4321</td>" in page
