@@ -73,6 +73,8 @@ def visible(principal: Principal) -> dict[str, Any]:
 
 
 _VISIBLE = "d.kind = ANY(%(kinds)s) AND (%(patches)s::text[] IS NULL OR d.patch = ANY(%(patches)s))"
+VISIBLE = _VISIBLE
+"""The devices (``devices d``) a caller may read, for other queries over them."""
 
 
 def _json_response(conn: Db, sql: str, params: dict[str, Any], order: str) -> Response:

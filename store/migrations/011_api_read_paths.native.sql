@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS readings_rollup_hourly (
         rssi_dbm_sum, rssi_dbm_n)
 );
 
+-- The hours a bin's mean level was at or over full (the waste screen's overflow-hours): few,
+-- so a small index finds a week of them without reading every bin's hours.
+CREATE INDEX IF NOT EXISTS readings_rollup_hourly_overflow_idx ON readings_rollup_hourly (bucket)
+    WHERE fill_pct_n > 0 AND fill_pct_sum >= 100 * fill_pct_n;
+
 -- Adds (sign 1) or takes away (sign -1) the rows of a transition table. Hours are binned from
 -- a fixed UTC origin (date_bin), so the session's time zone never moves a bucket. Keys are
 -- upserted in order, so two writers meeting the same hours lock them in the same order.

@@ -165,6 +165,42 @@ def test_a_crew_opens_the_waste_screen_before_any_plan(web: TestClient) -> None:
     assert "No general plan for that day yet." in page.text
 
 
+def test_the_week_counts_collections_and_overflow_hours_against_the_baseline(
+    web: TestClient, estate_url: str
+) -> None:
+    from datetime import UTC, timedelta
+
+    from firmware_contracts import Reading
+    from store.db import connect
+    from store.readings import PartitionGuard, prepare_session, write_batch
+    from tests.api.conftest import START
+
+    log_in(web, "wendy")
+    before = web.get("/waste").text
+    # bin-2 overflowing for two whole UTC hours before the estate's other readings (so its
+    # latest reading stays what the other tests expect).
+    hour = START.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    hours = [hour + timedelta(minutes=20 * k) for k in range(6)]
+    with connect(estate_url) as conn:
+        prepare_session(conn)
+        batch = [Reading("bin-2", ts, seq=k, fill_pct=104.0) for k, ts in enumerate(hours)]
+        write_batch(conn, batch, [], partitions=PartitionGuard())
+        conn.execute(
+            "INSERT INTO collection_records (device_id, ts, crew) VALUES ('bin-2', %s, 'c1')",
+            (START - timedelta(hours=1, minutes=7),),
+        )
+    after = web.get("/waste").text
+
+    def figure(page: str, name: str) -> int:
+        match = re.search(rf"<th scope=\"row\">{re.escape(name)}[^<]*</th><td>(\d+)", page)
+        assert match is not None, name
+        return int(match.group(1))
+
+    assert figure(after, "Overflow-hours") - figure(before, "Overflow-hours") == 2
+    assert figure(after, "Bins collected") - figure(before, "Bins collected") == 1
+    assert "against the fixed weekly round" in after  # the closed-loop results are in the repo
+
+
 def test_an_engineer_opens_the_console(web: TestClient) -> None:
     log_in(web, "ed")
     assert "Engineering console" in web.get("/engineer").text
