@@ -333,7 +333,7 @@ def test_a_new_reading_recolours_its_bin_on_the_map_without_a_reload(
         reading = Reading(bin_id, datetime.now(UTC), seq=99_999, fill_pct=99.0, battery_v=3.6)
         write_batch(conn, [reading], [], partitions=PartitionGuard())
     page.wait_for_function(
-        "id => window.civicMarkers[id].marker.getTooltip().getContent().includes('99 % full')",
+        "id => window.civicMarkers[id].marker.options.describe().includes('99 % full')",
         arg=bin_id,
     )
     assert (
