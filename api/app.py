@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cache import BriefCache
 from api.deps import AllowedCache, RateLimiter
 from api.docs import install_docs
 from api.jobs import JobRunner
@@ -140,6 +141,7 @@ def create_app(
     app.state.database_url = database_url
     app.state.stopping = threading.Event()
     app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute)
+    app.state.latest_cache = BriefCache(settings.api_latest_cache_s)
     app.state.allowed = AllowedCache(settings.api_revocation_check_s)
     app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
     install_problem_handlers(app)

@@ -30,6 +30,7 @@ def install_docs(app: FastAPI, assets: Path | None) -> None:
             swagger_css_url="/docs/assets/swagger-ui.css",
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
             oauth2_redirect_url=OAUTH2_REDIRECT,
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from an outside validator
         )
 
     @app.get(OAUTH2_REDIRECT, include_in_schema=False)

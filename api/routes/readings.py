@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from api.cache import BriefCache
 from api.deps import Caller, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem, query_time
 from api.security import Principal
@@ -89,19 +90,30 @@ def _json_response(conn: Db, sql: str, params: dict[str, Any], order: str) -> Re
 
 @router.get("/readings/latest", response_model=list[Reading])
 def latest(
+    request: Request,
     conn: Db,
     principal: Annotated[Principal, Caller("readings:read")],
     kind: Literal["bin", "env"] | None = None,
 ) -> Response:
-    """The latest reading of every device the caller may see."""
-    # Each row's JSON is kept with it (store migration 011): the body is one string join.
-    row = conn.execute(
-        f"""SELECT '[' || coalesce(string_agg(l.doc, ',' ORDER BY l.device_id), '') || ']' AS body
-            FROM latest_readings l JOIN devices d USING (device_id)
-            WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)""",
-        {**visible(principal), "kind": kind},
-    ).fetchone()
-    return Response(row["body"] if row else "[]", media_type="application/json")
+    """The latest reading of every device the caller may see (at most
+    ``CIVIC_API_LATEST_CACHE_S`` old: callers with the same scope share one query a moment)."""
+    params = {**visible(principal), "kind": kind}
+
+    def body() -> str:
+        # Each row's JSON is kept with it (store migration 011): the body is one string join.
+        row = conn.execute(
+            f"""SELECT '[' || coalesce(string_agg(l.doc, ',' ORDER BY l.device_id), '') || ']'
+                   AS body
+                FROM latest_readings l JOIN devices d USING (device_id)
+                WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)""",
+            params,
+        ).fetchone()
+        return str(row["body"]) if row else "[]"
+
+    patches = params["patches"]
+    scope = (tuple(params["kinds"]), None if patches is None else tuple(sorted(patches)), kind)
+    cache: BriefCache = request.app.state.latest_cache
+    return Response(cache.get(scope, body), media_type="application/json")
 
 
 def _require_visible(conn: Db, principal: Principal, device_id: str) -> None:
