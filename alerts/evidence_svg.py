@@ -92,7 +92,8 @@ def _figure(
     for i, limit in enumerate(limits):
         ink, dash, name = LIMIT_STYLES[i % len(LIMIT_STYLES)]
         y = y_of(float(limit["value"]))
-        text = f"{limit['label']} ({float(limit['value']):g} {unit})"
+        value = f"{float(limit['value']):g} {unit}"
+        text = limit["label"] if value in limit["label"] else f"{limit['label']} ({value})"
         style = {"stroke": ink, "stroke_width": 1.5, "stroke_dasharray": dash}
         parts.append(_line(LEFT, y, LEFT + plot_w, y, **style))
         parts.append(_text(LEFT + plot_w - 4, y - 4, text, "end", fill=ink))
@@ -133,7 +134,9 @@ def _x_axis(
     while tick <= t_last:
         if tick >= t_first:
             out.append(_line(x_of(tick), base, x_of(tick), base + 5, stroke="#777"))
-            out.append(_text(x_of(tick), base + 18, f"{tick:%d %b %H:%M}"))
+            near_end = x_of(tick) > WIDTH - RIGHT - 40  # keep the last label inside the chart
+            anchor = "end" if near_end else "middle"
+            out.append(_text(x_of(tick), base + 18, f"{tick:%d %b %H:%M}", anchor))
         tick += timedelta(hours=step_h)
     out.append(_text(LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 2, "time (UTC)"))
     return out
