@@ -38,10 +38,12 @@ CREATE TABLE IF NOT EXISTS readings_rollup_hourly (
 CREATE INDEX IF NOT EXISTS readings_rollup_hourly_overflow_idx ON readings_rollup_hourly (bucket)
     WHERE fill_pct_n > 0 AND fill_pct_sum >= 100 * fill_pct_n;
 
--- Adds (sign 1) or takes away (sign -1) the rows of a transition table. Hours are binned from
--- a fixed UTC origin (date_bin), so the session's time zone never moves a bucket. Keys are
+-- Adds the rows of ``source`` (a FROM item with the readings' columns and a weight ``w``: 1 to
+-- add a reading, -1 to take one away) to the hours they fall in. Hours are binned from a fixed
+-- UTC origin (date_bin), so the session's time zone never moves a bucket. Hours whose figures
+-- do not change are not written (an update of received_at only writes nothing). Keys are
 -- upserted in order, so two writers meeting the same hours lock them in the same order.
-CREATE OR REPLACE FUNCTION civic_rollup_sql(rows_name text, sign integer) RETURNS text
+CREATE OR REPLACE FUNCTION civic_rollup_sql(source text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
 SELECT format($q$
     INSERT INTO readings_rollup_hourly AS r (device_id, bucket, n,
@@ -49,15 +51,17 @@ SELECT format($q$
         rh_pct_sum, rh_pct_n, co2_ppm_sum, co2_ppm_n, tilt_deg_sum, tilt_deg_n,
         rssi_dbm_sum, rssi_dbm_n)
     SELECT device_id, date_bin(interval '1 hour', ts, TIMESTAMPTZ '2000-01-03 00:00+00'),
-           %2$s * count(*)::integer,
-           %2$s * coalesce(sum(fill_pct), 0), %2$s * count(fill_pct)::integer,
-           %2$s * coalesce(sum(temp_c), 0), %2$s * count(temp_c)::integer,
-           %2$s * coalesce(sum(battery_v), 0), %2$s * count(battery_v)::integer,
-           %2$s * coalesce(sum(rh_pct), 0), %2$s * count(rh_pct)::integer,
-           %2$s * coalesce(sum(co2_ppm), 0), %2$s * count(co2_ppm)::integer,
-           %2$s * coalesce(sum(tilt_deg), 0), %2$s * count(tilt_deg)::integer,
-           %2$s * coalesce(sum(rssi_dbm), 0), %2$s * count(rssi_dbm)::integer
-    FROM %1$I GROUP BY 1, 2 ORDER BY 1, 2
+           sum(w)::integer,
+           coalesce(sum(w * fill_pct), 0), sum(w * (fill_pct IS NOT NULL)::int)::integer,
+           coalesce(sum(w * temp_c), 0), sum(w * (temp_c IS NOT NULL)::int)::integer,
+           coalesce(sum(w * battery_v), 0), sum(w * (battery_v IS NOT NULL)::int)::integer,
+           coalesce(sum(w * rh_pct), 0), sum(w * (rh_pct IS NOT NULL)::int)::integer,
+           coalesce(sum(w * co2_ppm), 0), sum(w * (co2_ppm IS NOT NULL)::int)::integer,
+           coalesce(sum(w * tilt_deg), 0), sum(w * (tilt_deg IS NOT NULL)::int)::integer,
+           coalesce(sum(w * rssi_dbm), 0), sum(w * (rssi_dbm IS NOT NULL)::int)::integer
+    FROM %1$s AS src GROUP BY 1, 2
+    HAVING sum(w) <> 0 OR sum(w * (fill_pct IS NOT NULL)::int) <> 0 OR sum(w * (temp_c IS NOT NULL)::int) <> 0 OR sum(w * (battery_v IS NOT NULL)::int) <> 0 OR sum(w * (rh_pct IS NOT NULL)::int) <> 0 OR sum(w * (co2_ppm IS NOT NULL)::int) <> 0 OR sum(w * (tilt_deg IS NOT NULL)::int) <> 0 OR sum(w * (rssi_dbm IS NOT NULL)::int) <> 0 OR abs(coalesce(sum(w * fill_pct), 0)) > 1e-9 OR abs(coalesce(sum(w * temp_c), 0)) > 1e-9 OR abs(coalesce(sum(w * battery_v), 0)) > 1e-9 OR abs(coalesce(sum(w * rh_pct), 0)) > 1e-9 OR abs(coalesce(sum(w * co2_ppm), 0)) > 1e-9 OR abs(coalesce(sum(w * tilt_deg), 0)) > 1e-9 OR abs(coalesce(sum(w * rssi_dbm), 0)) > 1e-9
+    ORDER BY 1, 2
     ON CONFLICT (device_id, bucket) DO UPDATE SET
         n = r.n + EXCLUDED.n,
         fill_pct_sum = r.fill_pct_sum + EXCLUDED.fill_pct_sum,
@@ -73,7 +77,7 @@ SELECT format($q$
         tilt_deg_sum = r.tilt_deg_sum + EXCLUDED.tilt_deg_sum,
         tilt_deg_n = r.tilt_deg_n + EXCLUDED.tilt_deg_n,
         rssi_dbm_sum = r.rssi_dbm_sum + EXCLUDED.rssi_dbm_sum,
-        rssi_dbm_n = r.rssi_dbm_n + EXCLUDED.rssi_dbm_n$q$, rows_name, sign)
+        rssi_dbm_n = r.rssi_dbm_n + EXCLUDED.rssi_dbm_n$q$, source)
 $$;
 
 -- Transition tables are visible to EXECUTE in the trigger function itself only, hence the
@@ -83,17 +87,19 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         TRUNCATE readings_rollup_hourly;
         RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        EXECUTE civic_rollup_sql('(SELECT *, 1 AS w FROM new_rows)');
+        RETURN NULL;
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE civic_rollup_sql(
+            '(SELECT *, 1 AS w FROM new_rows UNION ALL SELECT *, -1 AS w FROM old_rows)');
+    ELSE
+        EXECUTE civic_rollup_sql('(SELECT *, -1 AS w FROM old_rows)');
     END IF;
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        EXECUTE civic_rollup_sql('old_rows', -1);
-        DELETE FROM readings_rollup_hourly r USING old_rows o
-        WHERE r.device_id = o.device_id
-          AND r.bucket = date_bin(interval '1 hour', o.ts, TIMESTAMPTZ '2000-01-03 00:00+00')
-          AND r.n <= 0;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        EXECUTE civic_rollup_sql('new_rows', 1);
-    END IF;
+    DELETE FROM readings_rollup_hourly r USING old_rows o
+    WHERE r.device_id = o.device_id
+      AND r.bucket = date_bin(interval '1 hour', o.ts, TIMESTAMPTZ '2000-01-03 00:00+00')
+      AND r.n <= 0;
     RETURN NULL;
 END $$;
 
@@ -116,7 +122,7 @@ CREATE TRIGGER readings_rollup_truncate AFTER TRUNCATE ON readings
     FOR EACH STATEMENT EXECUTE FUNCTION civic_rollup_readings();
 
 TRUNCATE readings_rollup_hourly;
-DO $$ BEGIN EXECUTE civic_rollup_sql('readings', 1); END $$;
+DO $$ BEGIN EXECUTE civic_rollup_sql('(SELECT *, 1 AS w FROM readings)'); END $$;
 
 -- Retention drops whole weeks of readings (no row triggers fire): drop their hours too.
 CREATE OR REPLACE FUNCTION civic_drop_partitions_before(cutoff timestamptz)

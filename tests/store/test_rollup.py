@@ -71,6 +71,21 @@ def test_the_rollup_follows_inserts_duplicates_updates_and_deletes(
     _same(url)
 
 
+def test_an_update_of_other_columns_writes_no_hour(native_database_url: str) -> None:
+    url = native_database_url
+    register_devices(url, ["bin-1"])
+    with connect(url) as conn:
+        prepare_session(conn)
+        batch = _readings(random.Random(3), ["bin-1"], 50)
+        write_batch(conn, batch, [], partitions=PartitionGuard())
+        versions = "SELECT bucket, xmin::text AS v FROM readings_rollup_hourly ORDER BY 1"
+        before = conn.execute(versions).fetchall()
+        conn.execute("UPDATE readings SET received_at = received_at + interval '1 second'")
+        after = conn.execute(versions).fetchall()
+    assert after == before
+    assert before
+
+
 def test_retention_drops_the_rollups_hours_with_the_weeks(native_database_url: str) -> None:
     url = native_database_url
     register_devices(url, ["bin-1"])
