@@ -10,6 +10,7 @@ by colour alone: lines differ by dash, and each threshold carries its words.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = ["charts_html"]
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 12, 36
+LABEL_W = 76  # a time label's width at 11 px
 LIMIT_STYLES = (("#000000", "6 4", "black"), ("#8a5a00", "2 3", "brown, dotted"))
 _e = html.escape
 
@@ -131,12 +133,18 @@ def _x_axis(
     step_h = next(h for h in (1, 2, 3, 6, 12, 24, 48, 168) if span / 3600 / h <= 8)
     tick = t_first.replace(minute=0, second=0, microsecond=0)
     out = []
+    label_end = -math.inf  # where the last label drawn ends: labels never overlap
     while tick <= t_last:
         if tick >= t_first:
-            out.append(_line(x_of(tick), base, x_of(tick), base + 5, stroke="#777"))
-            near_end = x_of(tick) > WIDTH - RIGHT - 40  # keep the last label inside the chart
-            anchor = "end" if near_end else "middle"
-            out.append(_text(x_of(tick), base + 18, f"{tick:%d %b %H:%M}", anchor))
+            x = x_of(tick)
+            out.append(_line(x, base, x, base + 5, stroke="#777"))
+            # The last label ends at its tick, to stay inside the chart.
+            near_end = x > WIDTH - RIGHT - LABEL_W / 2
+            start = x - LABEL_W if near_end else x - LABEL_W / 2
+            if start > label_end + 4:
+                anchor = "end" if near_end else "middle"
+                out.append(_text(x, base + 18, f"{tick:%d %b %H:%M}", anchor))
+                label_end = start + LABEL_W
         tick += timedelta(hours=step_h)
     out.append(_text(LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 2, "time (UTC)"))
     return out
