@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from alerts.errors import AlertsError
+from alerts.evidence_svg import charts_html
 from alerts.rule_config import RuleConfig
 from alerts.store import Conn
 from alerts.thresholds import configured_rules, home_thresholds
@@ -205,8 +206,10 @@ def render_html(pack: Mapping[str, Any]) -> str:
     )
     fired = pack["rule"]["fired"] or {}
     evidence_rows = [{"quantity": k, "value": v} for k, v in (fired.get("evidence") or {}).items()]
+    thresholds = pack.get("thresholds") or ()
     reading_sections = "".join(
-        "<details><summary>"
+        charts_html(device, rows, thresholds)
+        + "<details><summary>"
         + _e(
             f"Readings of {device} ({len(rows)}, {pack['readings_window']['from']} to "
             f"{pack['readings_window']['to']})"
@@ -225,6 +228,9 @@ table {{ border-collapse: collapse; margin: 1rem 0; }}
 th, td {{ border: 1px solid #777; padding: .25rem .5rem; text-align: left;
           vertical-align: top; }}
 caption {{ font-weight: bold; text-align: left; padding: .25rem 0; }}
+figure.chart {{ margin: 1rem 0; }}
+figure.chart svg {{ max-width: 100%; height: auto; }}
+ul.legend {{ list-style: none; padding: 0; margin: .25rem 0; }}
 </style></head>
 <body>
 <h1>Evidence pack: {_e(a["alert_type"])} at {_e(address or a["subject_id"])}</h1>

@@ -21,11 +21,9 @@ _OVERDUE = """state <> 'resolved' AND EXISTS (
       AND NOT milestones_done ? (d->>'milestone')
       AND NOT (d->>'milestone' = 'investigate' AND investigation_ended_at IS NOT NULL))"""
 
-# The earliest statutory due date not yet met, for sorting an officer's queue.
-NEXT_DUE_SQL = """(SELECT min((d->>'due_at')::timestamptz)
-    FROM jsonb_array_elements(deadlines) AS d
-    WHERE NOT milestones_done ? (d->>'milestone')
-      AND NOT (d->>'milestone' = 'investigate' AND investigation_ended_at IS NOT NULL))"""
+# The earliest statutory due date not yet met, for sorting an officer's queue: a column the
+# database keeps from ``deadlines`` and ``milestones_done`` (store migration 011), indexed.
+NEXT_DUE_SQL = "next_due_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +87,7 @@ def list_alerts(conn: Conn, f: AlertFilter) -> list[dict[str, Any]]:
     )
     params.update(limit=f.limit, offset=f.offset)
     sql = (
-        f"SELECT *, {NEXT_DUE_SQL} AS next_due_at FROM alerts WHERE {' AND '.join(where)}"
+        f"SELECT * FROM alerts WHERE {' AND '.join(where)}"
         f" ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
     )
     return conn.execute(sql, params).fetchall()
@@ -104,7 +102,7 @@ def find_alert(
 ) -> dict[str, Any] | None:
     """The alert, or ``None`` when there is none the caller may see."""
     return conn.execute(
-        f"""SELECT *, {NEXT_DUE_SQL} AS next_due_at FROM alerts WHERE id = %(id)s
+        """SELECT * FROM alerts WHERE id = %(id)s
             AND (%(patches)s::text[] IS NULL OR patch = ANY(%(patches)s))
             AND (%(kinds)s::text[] IS NULL OR subject_kind = ANY(%(kinds)s))""",
         {"id": alert_id, "patches": patches, "kinds": subject_kinds},

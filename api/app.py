@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,7 +28,9 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cache import BriefCache
 from api.deps import AllowedCache, RateLimiter
+from api.docs import install_docs
 from api.jobs import JobRunner
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -88,8 +91,11 @@ class _Metrics:
             self.latency.labels(route).observe(time.perf_counter() - started)
 
 
-def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAPI:
-    """The API for ``database_url``; refuses to build without a usable signing secret."""
+def create_app(
+    database_url: str, settings: ApiSettings | None = None, *, swagger_ui: Path | None = None
+) -> FastAPI:
+    """The API for ``database_url``; refuses to build without a usable signing secret.
+    ``swagger_ui``: the ``swagger-ui-dist`` package directory whose assets ``/docs`` serves."""
     settings = settings or ApiSettings()
     secret = settings.signing_secret()
     pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
@@ -124,7 +130,10 @@ def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAP
             "`application/problem+json` (RFC 9457)."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, swagger_ui)
     app.state.settings = settings
     app.state.secret = secret
     app.state.pool = pool
@@ -132,6 +141,7 @@ def create_app(database_url: str, settings: ApiSettings | None = None) -> FastAP
     app.state.database_url = database_url
     app.state.stopping = threading.Event()
     app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute)
+    app.state.latest_cache = BriefCache(settings.api_latest_cache_s)
     app.state.allowed = AllowedCache(settings.api_revocation_check_s)
     app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
     install_problem_handlers(app)

@@ -39,6 +39,9 @@ class ApiSettings(BaseSettings):
     api_revocation_check_s: float = 5.0
     """How often a caller's standing (user disabled, token revoked) is re-read: a revoked
     caller is refused within this many seconds, and a busy caller costs one query per period."""
+    api_latest_cache_s: float = 1.0
+    """How long the estate's latest readings are served again per caller scope before the
+    database is asked afresh (0: every request asks)."""
     api_rate_per_minute: int = 1200
     """Requests per minute per caller before 429 (a screen polling every few seconds uses
     a few dozen)."""

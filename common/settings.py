@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.mqtt import MqttAuth
 
+SIM_LAST_RUN_FILE = "sim-last-run.json"
+"""In the data directory: ``civic sim``'s report of its last run, for the engineer's console."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIVIC_", env_file=".env", extra="ignore")

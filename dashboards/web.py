@@ -123,7 +123,7 @@ def _install_screen_errors(app: FastAPI) -> None:
 
 def create_web_app(database_url: str, settings: ApiSettings | None = None) -> FastAPI:
     """:func:`api.create_app` plus the screens."""
-    app = create_app(database_url, settings)
+    app = create_app(database_url, settings, swagger_ui=NODE_MODULES / "swagger-ui-dist")
     _install_screen_errors(app)
     settings = app.state.settings
     app.add_middleware(_ScreenHeaders, csp=content_security_policy(settings.map_tile_url))

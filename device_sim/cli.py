@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def _keep_last_run(data_dir: Path, started: datetime, config: Any, report: dict[str, Any]) -> None:
+    """The run's report where the engineer's console reads it (written whole, then renamed,
+    so a reader never sees half a file)."""
+    from common.settings import SIM_LAST_RUN_FILE
+
+    record = {
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "bins": config.bins,
+        "homes": config.homes,
+        "interval_s": config.interval_s,
+        "duration_s": config.duration_s,
+        "report": report,
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    partial = data_dir / f".{SIM_LAST_RUN_FILE}.partial"
+    partial.write_text(json.dumps(record), encoding="utf-8")
+    partial.replace(data_dir / SIM_LAST_RUN_FILE)
+
+
 def run(args: argparse.Namespace) -> int:
     from common.errors import CliError
     from common.services import ServicesError, parse_mqtt_url
@@ -138,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
         with args.truth.open("w", encoding="utf-8") as out:
             count = write_labels(sim.labels, out)
         print(f"truth: {count} labels -> {args.truth}", file=sys.stderr)
+    started = datetime.now(UTC)
     report = sim.run().as_dict()
+    _keep_last_run(settings.data_dir, started, config, report)
     if args.round_sheet:
         sheet = sim.round_sheet(args.unrecorded_pct)
         with args.round_sheet.open("w", encoding="utf-8", newline="") as out:

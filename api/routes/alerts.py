@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from alerts.actions import acknowledge_alert, resolve_alert
@@ -21,6 +21,7 @@ from alerts.queries import AlertFilter, alert_timeline, find_alert, list_alerts
 from alerts.statutory import record_milestone
 from api.deps import Caller, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem, query_time
+from api.rows import rows_response
 from api.security import Principal
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=PROBLEM_RESPONSES)
@@ -104,8 +105,7 @@ def _log_homes(
         audit(conn, request, principal, "read_personal", uprns)
 
 
-@router.get("")
-def list_(
+def alert_rows(
     request: Request,
     conn: Db,
     principal: Annotated[Principal, Caller("alerts:read")],
@@ -119,9 +119,8 @@ def list_(
     order: Annotated[Literal["due", "newest"], Query(description="due: overdue first")] = "due",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[Alert]:
-    """Alerts the caller may see. ``order=due`` (default) is an officer's queue: the earliest
-    statutory due date first, so overdue work leads."""
+) -> list[dict[str, Any]]:
+    """The rows of :func:`list_page` (the access log written for the homes among them)."""
     f = AlertFilter(
         alert_type=type,
         state=state,
@@ -137,7 +136,19 @@ def list_(
     )
     rows = list_alerts(conn, f)
     _log_homes(conn, request, principal, rows)
-    return [Alert(**r) for r in rows]
+    return rows
+
+
+@router.get("", response_model=list[Alert])
+def list_page(rows: Annotated[list[dict[str, Any]], Depends(alert_rows)]) -> Response:
+    """Alerts the caller may see. ``order=due`` (default) is an officer's queue: the earliest
+    statutory due date first, so overdue work leads."""
+    return rows_response(rows, Alert)
+
+
+def list_(request: Request, conn: Db, principal: Principal, **filters: Any) -> list[Alert]:
+    """:func:`list_page` for the screens, as models (same scoping and access log)."""
+    return [Alert(**r) for r in alert_rows(request, conn, principal, **filters)]
 
 
 def _after_action(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from api.deps import Caller, Db
-from api.problems import PROBLEM_RESPONSES, query_time
+from api.problems import PROBLEM_RESPONSES, Problem, query_time
 from api.security import Principal
+from common.settings import SIM_LAST_RUN_FILE
 from store.deadletters import iter_deadletters
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], responses=PROBLEM_RESPONSES)
@@ -39,6 +41,18 @@ class DeadLetter(BaseModel):
     detail: str | None
     payload: str
     """The message as received (UTF-8, undecodable bytes replaced)."""
+
+
+class SimulatorRun(BaseModel):
+    started_at: datetime
+    finished_at: datetime
+    bins: int
+    homes: int
+    interval_s: float
+    duration_s: float
+    """Simulated time covered (sped up when the run used --speed)."""
+    report: dict[str, Any]
+    """What was sent: messages by kind, readings, faults injected, acknowledgements, rate."""
 
 
 class DeviceHealth(BaseModel):
@@ -132,3 +146,17 @@ def device_health(
             continue
         out.append(health)
     return out
+
+
+@router.get("/ops/simulator")
+def simulator_last_run(
+    request: Request, _: Annotated[Principal, Caller("ops:read")]
+) -> SimulatorRun:
+    """The report of the last ``civic sim`` run on this server (404 when none is recorded)."""
+    path = request.app.state.settings.data_dir / SIM_LAST_RUN_FILE
+    try:
+        return SimulatorRun(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise Problem(404, "no simulator run recorded on this server") from exc
+    except (ValueError, TypeError) as exc:
+        raise Problem(500, f"the simulator's last report is unreadable: {exc}") from exc

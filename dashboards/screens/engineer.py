@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import Db
+from api.problems import Problem
 from api.routes import operations as ops_api
 from dashboards.render import render
 from dashboards.session import Screen, Viewer
@@ -49,6 +50,12 @@ def console(request: Request, conn: Db, viewer: Annotated[Viewer, Screen("ops:re
         conn, principal, since=(now - DEADLETTER_WINDOW).isoformat(), limit=DEADLETTER_MAX
     )
     unwell = ops_api.device_health(conn, principal, unwell=True)
+    try:
+        sim: ops_api.SimulatorRun | None = ops_api.simulator_last_run(request, principal)
+    except Problem as exc:
+        if exc.status_code != 404:
+            raise
+        sim = None
     kinds = Counter(
         "offline"
         if d.status == "offline"
@@ -69,5 +76,6 @@ def console(request: Request, conn: Db, viewer: Annotated[Viewer, Screen("ops:re
             "unwell": unwell[:UNWELL_SHOWN],
             "unwell_total": len(unwell),
             "unwell_kinds": dict(kinds),
+            "sim": sim,
         },
     )

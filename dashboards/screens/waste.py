@@ -16,13 +16,16 @@ from api.deps import Db
 from api.problems import Problem
 from api.routes import alerts as alerts_api
 from api.routes import devices as devices_api
+from api.routes import readings as readings_api
 from api.routes import routes as routes_api
 from api.settings import ApiSettings
+from dashboards.baseline import closed_loop
 from dashboards.flash import flash
 from dashboards.render import LOCAL, render
 from dashboards.session import Screen, Viewer, check_csrf
 from firmware_contracts import WasteStream
 from routing.fleet import configured_fleet
+from routing.planning import OVERFLOW_PCT
 
 router = APIRouter(include_in_schema=False)
 
@@ -95,19 +98,42 @@ def _latest_plan(conn: Db, viewer: Viewer, stream: str, plan_id: str | None) -> 
 
 def _week(conn: Db, viewer: Viewer) -> dict[str, Any]:
     """This week's headline figures from each day's plan (the latest first plan of each day
-    and stream: a re-plan covers only what was left of its day)."""
+    and stream: a re-plan covers only what was left of its day), the crews' records and the
+    bins' hourly levels; with the closed-loop simulation's fixed-round baseline where that
+    run's results exist."""
     since = _today() - dt.timedelta(days=WEEK - 1)
     latest: dict[tuple[dt.date, str], Any] = {}
     for item in routes_api.list_plans(conn, viewer.principal, date=None, limit=500):
         if item.plan_date >= since and item.parent_id is None:
             latest.setdefault((item.plan_date, item.stream), item)
     plans = list(latest.values())
+    start = dt.datetime.combine(since, dt.time(), tzinfo=LOCAL)
     return {
         "days": len({p.plan_date for p in plans}),
         "km": sum((p.distance_m or 0) for p in plans) / 1000,
         "bins": sum((p.bins_offered or 0) for p in plans),
         "unserved_must": sum((p.unserved_must or 0) for p in plans),
+        **_bins_week(conn, viewer, start),
+        "baseline": closed_loop(),
     }
+
+
+# Bins the viewer may read (the API's own condition, in SQL): collections the crews recorded,
+# and hours whose mean level was at or over full (the rollup's overflowing hours are indexed).
+_BINS_WEEK = f"""
+SELECT (SELECT count(*) FROM collection_records c JOIN devices d USING (device_id)
+        WHERE c.ts >= %(start)s AND d.kind = 'bin' AND {readings_api.VISIBLE}) AS collected,
+       (SELECT count(*) FROM readings_rollup_hourly r JOIN devices d USING (device_id)
+        WHERE r.bucket >= %(start)s AND r.fill_pct_n > 0
+          AND r.fill_pct_sum >= {OVERFLOW_PCT:g} * r.fill_pct_n
+          AND d.kind = 'bin' AND {readings_api.VISIBLE}) AS overflow_hours
+"""
+
+
+def _bins_week(conn: Db, viewer: Viewer, start: dt.datetime) -> dict[str, int]:
+    params = {**readings_api.visible(viewer.principal), "start": start}
+    row = conn.execute(_BINS_WEEK, params).fetchone() or {}
+    return {"collected": row.get("collected", 0), "overflow_hours": row.get("overflow_hours", 0)}
 
 
 def _map_data(

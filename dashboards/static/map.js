@@ -20,21 +20,29 @@
   }
   var markers = {};
   var bounds = [];
+  // One tooltip for all the bins, its text made when a bin is hovered: 3,000 tooltips bound
+  // up front cost more than drawing the bins.
+  var bins = L.featureGroup().bindTooltip(function (layer) { return layer.options.describe(); });
+  function describe(id, fill, forecast, flags, c, live) {
+    return function () {
+      return id + ": " + (fill === null ? "no reading" : fill + " % full (" + c.text + (live ? ", live" : "") + ")") +
+        (forecast !== null && !live ? "; forecast " + forecast + " % at the visit" : "") +
+        (flags ? "; " + flags.split("").map(function (f) { return data.flags[f]; }).join(", ") : "");
+    };
+  }
   data.bins.forEach(function (b) {
     var id = b[0], lat = b[1], lon = b[2], fill = b[3], forecast = b[4], threshold = b[5], flags = b[6];
     var c = fillClass(fill, threshold);
     var forecastFull = forecast !== null && forecast >= threshold && (fill === null || fill < threshold);
     var m = L.circleMarker([lat, lon], { renderer: canvas, radius: c.r, color: "#1b1b1b", weight: 1,
-      fillColor: c.colour, fillOpacity: 0.9, dashArray: forecastFull ? "3 3" : null });
+      fillColor: c.colour, fillOpacity: 0.9, dashArray: forecastFull ? "3 3" : null,
+      describe: describe(id, fill, forecast, flags, c, false) });
     if (forecastFull) {
       L.circleMarker([lat, lon], { renderer: canvas, radius: c.r + 4, color: "#1b1b1b", weight: 1.5,
         dashArray: "3 3", fill: false, interactive: false }).addTo(map);
     }
-    m.bindTooltip(id + ": " + (fill === null ? "no reading" : fill + " % full (" + c.text + ")") +
-      (forecast !== null ? "; forecast " + forecast + " % at the visit" : "") +
-      (flags ? "; " + flags.split("").map(function (f) { return data.flags[f]; }).join(", ") : ""));
-    m.addTo(map);
-    markers[id] = { marker: m, threshold: threshold };
+    bins.addLayer(m);
+    markers[id] = { marker: m, threshold: threshold, flags: flags };
     bounds.push([lat, lon]);
     if (flags) {
       // Above and to the left of the bin (stop numbers go to the right), the bin still visible.
@@ -43,6 +51,7 @@
         keyboard: false, title: id + ": " + flags.split("").map(function (f) { return data.flags[f]; }).join(", ") }).addTo(map);
     }
   });
+  bins.addTo(map);
   data.routes.forEach(function (route, i) {
     var colour = ROUTE_COLOURS[i % ROUTE_COLOURS.length];
     // On roads the line follows the streets; without a road network it joins the stops.
@@ -75,7 +84,7 @@
     if (!m || r.fill_pct === null || r.fill_pct === undefined) return;
     var c = fillClass(Math.round(r.fill_pct), m.threshold);
     m.marker.setStyle({ fillColor: c.colour }).setRadius(c.r);
-    m.marker.setTooltipContent(r.device_id + ": " + Math.round(r.fill_pct) + " % full (" + c.text + ", live)");
+    m.marker.options.describe = describe(r.device_id, Math.round(r.fill_pct), null, m.flags, c, true);
   });
   window.civicMap = map;
   window.civicMarkers = markers;

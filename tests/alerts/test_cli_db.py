@@ -174,6 +174,26 @@ def test_the_evidence_pdf_chart_has_units_thresholds_and_a_legend(
     assert [t for t in expected if t not in text] == []
 
 
+def test_the_evidence_html_chart_has_axes_units_thresholds_and_a_legend(
+    frost_history, capsys, tmp_path
+) -> None:
+    frost = _alert(capsys, "frost_risk")
+    html_path = tmp_path / "pack.html"
+    main(["alerts", "evidence", frost["id"], "--format", "html", "-o", str(html_path)])
+    page = html_path.read_text(encoding="utf-8")
+    svg = page[page.index("<figure") : page.index("</figure>")]
+    expected = [
+        "env-void-03: temperature (°C)",  # the chart's title with the unit
+        ">5 °C</text>",  # a y-axis value with its unit
+        "time (UTC)</text>",  # the x axis named
+        "stroke-dasharray",  # thresholds drawn dashed
+        "frost risk below 5 °C</text>",  # and named where drawn
+        "threshold: frost risk below 5 °C, dashed brown, dotted</li>",  # the legend
+        'role="img" aria-label="env-void-03: temperature (°C): ',  # a text alternative
+    ]
+    assert [t for t in expected if t not in svg] == []
+
+
 def test_officer_command_stores_who_hears_about_which_patch(civic_env, capsys) -> None:
     url, _ = civic_env
     added = _json(

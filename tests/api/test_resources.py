@@ -204,6 +204,25 @@ def test_operations_for_engineers_only(api: Api) -> None:
     assert api.as_("olivia")("GET", "/api/v1/ops/devices").status_code == 403
 
 
+def test_the_simulators_last_run_is_for_engineers_only(
+    api: Api, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from device_sim.cli import _keep_last_run
+
+    monkeypatch.setattr(api.client.app.state.settings, "data_dir", tmp_path)  # type: ignore[attr-defined]
+    ed = api.as_("ed")
+    assert ed("GET", "/api/v1/ops/simulator").status_code == 404  # no run recorded yet
+    config = SimpleNamespace(bins=3, homes=2, interval_s=60.0, duration_s=3600.0)
+    report = {"published": 300, "acked": 300, "readings_total": 290, "wall_s": 1.5}
+    _keep_last_run(tmp_path, datetime.now(UTC), config, report)
+    run = ed("GET", "/api/v1/ops/simulator").json()
+    assert (run["bins"], run["homes"], run["report"]) == (3, 2, report)
+    assert api.as_("olivia")("GET", "/api/v1/ops/simulator").status_code == 403
+    assert api.as_("wendy")("GET", "/api/v1/ops/simulator").status_code == 403
+
+
 def _wait_for(call, job_url: str) -> dict:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

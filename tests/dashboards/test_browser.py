@@ -236,6 +236,29 @@ def test_the_property_page_has_no_serious_accessibility_violations(
     assert axe_violations(page) == []
 
 
+def test_the_evidence_pack_page_draws_charts_with_axes_thresholds_and_a_legend(
+    page: Any, base: str, demo: Demo
+) -> None:
+    from urllib.parse import quote
+
+    from store.db import connect
+
+    with connect(demo.url) as conn:
+        alert = conn.execute(
+            "SELECT id FROM alerts WHERE patch = 'north' AND subject_kind = 'home'"
+            " ORDER BY opened_at LIMIT 1"
+        ).fetchone()
+    as_user(page, base, "officer.north")
+    page.goto(f"{base}/alerts/evidence?id={quote(alert['id'])}&format=html")
+    page.wait_for_selector("figure.chart svg")
+    chart = page.locator("figure.chart").first
+    assert "time (UTC)" in chart.locator(":scope > svg").inner_html()
+    assert "threshold:" in chart.locator("ul.legend").inner_text()
+    chart.scroll_into_view_if_needed()
+    shoot(page, "officer-evidence-pack")
+    assert axe_violations(page) == []
+
+
 class _Device:
     def __init__(self, device_id: str, model: Any) -> None:
         self.device_id = device_id
@@ -333,7 +356,7 @@ def test_a_new_reading_recolours_its_bin_on_the_map_without_a_reload(
         reading = Reading(bin_id, datetime.now(UTC), seq=99_999, fill_pct=99.0, battery_v=3.6)
         write_batch(conn, [reading], [], partitions=PartitionGuard())
     page.wait_for_function(
-        "id => window.civicMarkers[id].marker.getTooltip().getContent().includes('99 % full')",
+        "id => window.civicMarkers[id].marker.options.describe().includes('99 % full')",
         arg=bin_id,
     )
     assert (

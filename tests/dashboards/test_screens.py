@@ -9,6 +9,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -176,6 +177,42 @@ def test_a_crew_opens_the_waste_screen_before_any_plan(web: TestClient) -> None:
     assert "No general plan for that day yet." in page.text
 
 
+def test_the_week_counts_collections_and_overflow_hours_against_the_baseline(
+    web: TestClient, estate_url: str
+) -> None:
+    from datetime import UTC, timedelta
+
+    from firmware_contracts import Reading
+    from store.db import connect
+    from store.readings import PartitionGuard, prepare_session, write_batch
+    from tests.api.conftest import START
+
+    log_in(web, "wendy")
+    before = web.get("/waste").text
+    # bin-2 overflowing for two whole UTC hours before the estate's other readings (so its
+    # latest reading stays what the other tests expect).
+    hour = START.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    hours = [hour + timedelta(minutes=20 * k) for k in range(6)]
+    with connect(estate_url) as conn:
+        prepare_session(conn)
+        batch = [Reading("bin-2", ts, seq=k, fill_pct=104.0) for k, ts in enumerate(hours)]
+        write_batch(conn, batch, [], partitions=PartitionGuard())
+        conn.execute(
+            "INSERT INTO collection_records (device_id, ts, crew) VALUES ('bin-2', %s, 'c1')",
+            (START - timedelta(hours=1, minutes=7),),
+        )
+    after = web.get("/waste").text
+
+    def figure(page: str, name: str) -> int:
+        match = re.search(rf"<th scope=\"row\">{re.escape(name)}[^<]*</th><td>(\d+)", page)
+        assert match is not None, name
+        return int(match.group(1))
+
+    assert figure(after, "Overflow-hours") - figure(before, "Overflow-hours") == 2
+    assert figure(after, "Bins collected") - figure(before, "Bins collected") == 1
+    assert "against the fixed weekly round" in after  # the closed-loop results are in the repo
+
+
 def test_an_engineer_opens_the_console(web: TestClient) -> None:
     log_in(web, "ed")
     assert "Engineering console" in web.get("/engineer").text
@@ -227,3 +264,45 @@ def test_the_waste_map_draws_a_road_plan_along_the_streets(
     # The line on the map is the street path, round the one-way block's corners.
     assert route["path"] == [list(p) for leg in plan.routes[0].legs for p in leg]
     assert [0.001, 0.001] in route["path"]
+
+
+def test_the_api_docs_load_their_assets_from_this_app(web: TestClient) -> None:
+    """Swagger UI works offline: every script, style and icon /docs names is served here."""
+    page = web.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ['"]([^'"]+)['"]""", page.text)
+    named = [a or b for a, b in urls]
+    assert "/docs/assets/swagger-ui-bundle.js" in named
+    assert all(u.startswith("/") and not u.startswith("//") for u in named), named
+    for url in named:
+        assert web.get(url).status_code == 200, url
+    assert web.get("/docs/assets/package.json").status_code == 404  # only the named assets
+
+
+def test_the_console_shows_the_simulators_last_run(
+    web: TestClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from device_sim.cli import _keep_last_run
+
+    monkeypatch.setattr(web.app.state.settings, "data_dir", tmp_path)  # type: ignore[attr-defined]
+    log_in(web, "ed")
+    assert "No simulator run recorded" in web.get("/engineer").text
+    config = SimpleNamespace(bins=40, homes=25, interval_s=60.0, duration_s=7200.0)
+    report = {
+        "published": 4321,
+        "acked": 4321,
+        "readings_total": 4000,
+        "malformed_total": 12,
+        "duplicates": 7,
+        "late": 3,
+        "offline_batches": 1,
+        "rate_msg_s": 850.2,
+        "wall_s": 5.1,
+    }
+    _keep_last_run(tmp_path, datetime.now(UTC), config, report)
+    page = web.get("/engineer").text
+    assert "40 bins and 25 homes" in page
+    assert "<td>Messages published</td><td>4321</td>" in page
