@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = (
     "ingest",
+    "ingest_paths",
     "broker_flood",
     "broker_restart",
     "storage",
