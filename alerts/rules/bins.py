@@ -312,7 +312,9 @@ class StuckSensorSettings:
 
     flat_tolerance_pct: float = 1.0
     stuck_after: timedelta = timedelta(days=2)
-    peer_min_change_pct: float = 15.0
+    peer_min_change_pct: float = 8.0
+    """Peers' median fill range over ``stuck_after`` at least this: a garden bin in winter
+    rises 2 % a day, so its peers move about 10 % in two days; a quiet week moves them less."""
     peer_max_age: timedelta = timedelta(days=1)
     """Ignore peer summaries older than this."""
     unstick_readings: int = 2

@@ -1,16 +1,18 @@
-"""Suspected leak: the air holds more water than the home's own normal, for half a day or more.
+"""Suspected leak: the air holds more water than the home's own normal, for most of a day.
 
 Water escaping from a pipe or into a wall adds vapour to the air all day and night. A shower,
 a kettle, cooking or a rack of laundry add it too, but for minutes or a few hours. Vapour
 pressure (from temperature and RH) is the measure, not RH: it does not move when the heating
 warms or cools the room, which RH does.
 
-The home's normal is the upper quartile of its daily median vapour pressure over the last two
-weeks: a week away (no one breathing, cooking or showering) must not make the return look like
-a leak, and a damp home's high normal is its own. Warm weather also brings wetter air in (a
-summer spell lifts the outdoor dew point by degrees), but it warms the rooms too; escaping water
-does not. So a rise that comes with the room ``weather_warming_c`` warmer than usual is not
-called a leak.
+The home's normal is the median of its daily median vapour pressure over the last two weeks:
+a damp home's high normal is its own, and the first days of a leak, once they are in the
+history, are outnumbered by the ordinary days before them (an upper quartile of three days is
+the leak's own first day). Leaking water saturates the air of a room that cools at night, so
+the vapour cannot rise the full ``rise_hpa`` then: near saturation a smaller rise counts.
+Warm weather also brings wetter air in (a summer spell lifts the outdoor dew point by degrees),
+but it warms the rooms too; escaping water does not. So a rise that comes with the room
+``weather_warming_c`` warmer than usual is not called a leak.
 """
 
 from __future__ import annotations
@@ -40,11 +42,20 @@ class SuspectedLeakSettings:
     rise_hpa: float = 5.0
     """Above the home's normal by this much: a household's daily moisture adds 2-4 hPa, a
     laundry rack another 3-4 for some hours; a leak keeps adding more, all the time."""
-    persist: timedelta = timedelta(hours=12)
+    saturated_rh_pct: float = 95.0
+    saturated_rise_hpa: float = 3.0
+    """Air this close to saturation holds no more water: a leak's vapour condenses on the cold
+    surfaces instead, so a room that cools at night cannot show the full ``rise_hpa``. Near
+    saturation a reading counts as wet from this smaller rise above the normal."""
+    persist: timedelta = timedelta(hours=16)
+    """Longer than a day's laundry drying indoors (ten hours or so, and the shower before it)."""
     persist_share: float = 0.9
     """Share of the readings in ``persist`` that must be above (a window left open is allowed)."""
     normal_days: int = 14
     min_normal_days: int = 3
+    normal_quantile: float = 0.5
+    """Which of the daily medians is the normal: the median, so that the first days of a leak,
+    counted in the history, do not become the normal it is judged against."""
     """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
     weather_warming_c: float = 1.5
     """A room this much warmer than its usual median: the extra vapour came in with the weather."""
@@ -63,7 +74,6 @@ class SuspectedLeakSettings:
 
 
 MIN_READINGS_PER_DAY = 12
-NORMAL_QUANTILE = 0.75
 
 
 class SuspectedLeakRule(Rule):
@@ -78,6 +88,7 @@ class SuspectedLeakRule(Rule):
         self._ts = array("d")
         self._vp = array("d")
         self._temp = array("d")
+        self._rh = array("d")
         self._day: int | None = None
         self._today = array("d")
         self._today_temp = array("d")
@@ -98,23 +109,25 @@ class SuspectedLeakRule(Rule):
         self._ts.append(now)
         self._vp.append(vp)
         self._temp.append(item.temp_c)
+        self._rh.append(item.rh_pct)
         cut = bisect.bisect_right(self._ts, now - s.persist.total_seconds())
         if cut:
             del self._ts[:cut]
             del self._vp[:cut]
             del self._temp[:cut]
+            del self._rh[:cut]
         if self.active:
             return self._maybe_clear(item.ts)
         normal = self._normal()
         if normal is None or now - self._ts[0] < 0.9 * s.persist.total_seconds():
             return []
-        above = sum(1 for v in self._vp if v >= normal + s.rise_hpa)
-        if above < s.persist_share * len(self._vp):
+        wet = [self._wet(v, rh, normal) for v, rh in zip(self._vp, self._rh, strict=True)]
+        if sum(wet) < s.persist_share * len(wet):
             return []
         if statistics.median(self._temp) >= self._usual_temp() + s.weather_warming_c:
             return []  # warmer air holding more water: the weather, not a pipe
         self._normal_hpa = normal
-        first = next(t for t, v in zip(self._ts, self._vp, strict=True) if v >= normal + s.rise_hpa)
+        first = next(t for t, w in zip(self._ts, wet, strict=True) if w)
         median_hpa = statistics.median(self._vp)
         return [
             self._turn_on(
@@ -127,6 +140,11 @@ class SuspectedLeakRule(Rule):
                 evidence=self._evidence(item, normal, median_hpa),
             )
         ]
+
+    def _wet(self, vp: float, rh_pct: float, normal: float) -> bool:
+        s = self.settings
+        rise = s.saturated_rise_hpa if rh_pct >= s.saturated_rh_pct else s.rise_hpa
+        return vp >= normal + rise
 
     def _add_to_day(self, day: int, vp: float, temp_c: float) -> None:
         if self._day is not None and day != self._day:
@@ -148,7 +166,7 @@ class SuspectedLeakRule(Rule):
         if len(self._daily) < self.settings.min_normal_days:
             return None
         medians = sorted(m for _, m, _ in self._daily)
-        return medians[min(len(medians) - 1, int(NORMAL_QUANTILE * len(medians)))]
+        return medians[min(len(medians) - 1, int(self.settings.normal_quantile * len(medians)))]
 
     def _maybe_clear(self, at: datetime) -> list[ConditionEvent]:
         s = self.settings

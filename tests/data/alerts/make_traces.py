@@ -632,8 +632,8 @@ def kitchen_leak() -> Scenario:
             expect(
                 "suspected_leak",
                 START + timedelta(hours=leak_h),
-                13,
-                "designed: leak starts (the rule wants 12 h of it)",
+                17,
+                "designed: leak starts (the rule wants 16 h of it)",
             ),
             expect(
                 "damp_adf2006",
