@@ -11,7 +11,7 @@ from firmware_contracts import METRICS, Reading
 from store.db import connect
 from store.readings import PartitionGuard, prepare_session, write_batch
 
-from .helpers import register_devices
+from .helpers import refresh_rollup, register_devices
 
 BASE = datetime(2025, 3, 4, 10, 7, tzinfo=UTC)
 # The rollup's hours, recomputed from the readings themselves.
@@ -68,18 +68,8 @@ def test_the_rollup_follows_inserts_duplicates_updates_and_deletes(
             "DELETE FROM readings WHERE device_id = 'env-1' AND ts < %s", (BASE.replace(hour=20),)
         )
         conn.execute("UPDATE readings SET temp_c = NULL WHERE device_id = 'env-1' AND seq % 3 = 0")
-    _refresh_if_continuous(url)
+    refresh_rollup(url)
     _same(url)
-
-
-def _refresh_if_continuous(url: str) -> None:
-    """On TimescaleDB, changes to hours already materialised show at the aggregate's next
-    refresh (its policy runs every 15 minutes; real-time aggregation covers only the hours
-    after the last one): run that refresh now, as the policy would."""
-    with connect(url, autocommit=True) as conn:
-        mode = conn.execute("SELECT mode FROM civic_schema_migrations LIMIT 1").fetchone()
-        if mode and mode["mode"] == "timescaledb":
-            conn.execute("CALL refresh_continuous_aggregate('readings_rollup_hourly', NULL, NULL)")
 
 
 def test_an_update_of_other_columns_writes_no_hour(native_database_url: str) -> None:
