@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from device_sim import generate_estate
 from ingest import IngestConfig, IngestMetrics, IngestWorker
@@ -82,3 +85,46 @@ def start_worker(
     thread.start()
     assert worker.source.connected.wait(10), "ingest did not connect to the broker"
     return worker, stop, thread
+
+
+def stored_keys(url: str) -> set[tuple[str, str]]:
+    """Every stored reading as (device id, contract timestamp), as the simulator reports keys."""
+    with connect(url) as conn:
+        rows = conn.execute("SELECT device_id, ts FROM readings").fetchall()
+    return {
+        (r["device_id"], r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        for r in rows
+    }
+
+
+def assert_stored_exactly(
+    url: str, expected: set[tuple[str, str]], timeout_s: float, log: Path
+) -> None:
+    """Every acknowledged reading in ``expected`` is stored, and nothing else."""
+    # On a timeout the comparison below says what is missing.
+    with contextlib.suppress(AssertionError):
+        wait_for(
+            lambda: count(url, "SELECT count(*) FROM readings") >= len(expected),
+            timeout_s,
+            f"all {len(expected)} readings to be stored",
+        )
+    time.sleep(1)  # anything extra would show up now
+    stored = stored_keys(url)
+    missing = sorted(expected - stored, key=lambda k: k[1])
+    assert not missing, (len(missing), missing[:3], missing[-3:], log.read_text()[-3000:])
+    assert stored == expected
+
+
+def worker_stats(path: Path) -> dict[int, dict[str, Any]]:
+    """The last stats line each ingest worker printed."""
+    last: dict[int, dict[str, Any]] = {}
+    decoder = json.JSONDecoder()
+    for line in path.read_text().splitlines():
+        # Worker processes share one stdout: two lines written at once can land on one line.
+        at = 0
+        while at < len(line):
+            item, at = decoder.raw_decode(line, at)
+            last[item["worker"]] = {"final": False, **item}
+            while at < len(line) and line[at].isspace():
+                at += 1
+    return last

@@ -4,13 +4,11 @@ cluster acknowledged to a device is stored exactly once."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,14 @@ import pytest
 from common.nats_cluster import MQTT_STREAM, NatsCluster
 from device_sim import SimConfig, Simulator
 
-from .helpers import Background, count, register_estate, wait_for
-from .test_no_loss import _stored_keys, _worker_stats
+from .helpers import (
+    Background,
+    assert_stored_exactly,
+    count,
+    register_estate,
+    wait_for,
+    worker_stats,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,17 +130,7 @@ def test_node_killed_and_restarted_loses_no_acknowledged_reading(
         report = runner.join_checked(240)
         assert report.acked == report.published
         expected = report.keys
-        with contextlib.suppress(AssertionError):
-            wait_for(
-                lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
-                120,
-                f"all {len(expected)} readings to be stored",
-            )
-        time.sleep(1)  # anything extra would show up now
-        stored = _stored_keys(database_url)
-        missing = sorted(expected - stored, key=lambda k: k[1])
-        assert not missing, (len(missing), missing[:3], log.read_text()[-3000:])
-        assert stored == expected
+        assert_stored_exactly(database_url, expected, 120, log)
         # Exactly once: one row per reading, however often it was delivered.
         assert count(database_url, "SELECT count(*) FROM readings") == len(expected)
     finally:
@@ -148,6 +142,6 @@ def test_node_killed_and_restarted_loses_no_acknowledged_reading(
     assert "nats reconnected" in log.read_text()  # the first worker did lose its node
     # Both workers took a share from the same durable consumers.
     for path in stats:
-        final = _worker_stats(path)[0]
+        final = worker_stats(path)[0]
         assert final["final"], final
         assert final["received"] > 0, final

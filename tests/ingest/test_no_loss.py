@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -15,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from device_sim import SimConfig, Simulator
-from store.db import connect
 
-from .helpers import Background, count, register_estate, wait_for
+from .helpers import (
+    Background,
+    assert_stored_exactly,
+    count,
+    register_estate,
+    wait_for,
+    worker_stats,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,15 +60,6 @@ def _start_ingest(
         stderr=log.open("ab"),
         start_new_session=True,  # its own process group: workers are signalled with it
     )
-
-
-def _stored_keys(url: str) -> set[tuple[str, str]]:
-    with connect(url) as conn:
-        rows = conn.execute("SELECT device_id, ts FROM readings").fetchall()
-    return {
-        (r["device_id"], r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-        for r in rows
-    }
 
 
 def test_ingest_killed_and_broker_restarted_mid_stream(
@@ -114,18 +109,7 @@ def test_ingest_killed_and_broker_restarted_mid_stream(
         assert report.acked == report.published
 
         expected = report.keys
-        # On a timeout the comparison below says what is missing.
-        with contextlib.suppress(AssertionError):
-            wait_for(
-                lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
-                90,
-                f"all {len(expected)} readings to be stored",
-            )
-        time.sleep(1)  # anything extra would show up now
-        stored = _stored_keys(database_url)
-        missing = sorted(expected - stored, key=lambda k: k[1])
-        assert not missing, (len(missing), missing[:3], missing[-3:], log.read_text()[-3000:])
-        assert stored == expected
+        assert_stored_exactly(database_url, expected, 90, log)
     finally:
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(30)
@@ -171,23 +155,13 @@ def test_shared_subscription_workers_killed_mid_stream_lose_nothing(
         )
         os.killpg(ingest.pid, signal.SIGKILL)  # every worker crashes: no flush, no disconnect
         ingest.wait(10)
-        first_run = _worker_stats(stats)
+        first_run = worker_stats(stats)
         stats.write_text("")
         ingest = _start_ingest(database_url, mqtt, client_id, log, *argv, stdout=stats)
         report = runner.join_checked(180)
         assert report.acked == report.published
         expected = report.keys
-        with contextlib.suppress(AssertionError):
-            wait_for(
-                lambda: count(database_url, "SELECT count(*) FROM readings") >= len(expected),
-                90,
-                f"all {len(expected)} readings to be stored",
-            )
-        time.sleep(1)  # anything extra would show up now
-        stored = _stored_keys(database_url)
-        missing = sorted(expected - stored, key=lambda k: k[1])
-        assert not missing, (len(missing), missing[:3], log.read_text()[-3000:])
-        assert stored == expected
+        assert_stored_exactly(database_url, expected, 90, log)
     finally:
         os.killpg(ingest.pid, signal.SIGINT)
         ingest.wait(30)
@@ -195,21 +169,6 @@ def test_shared_subscription_workers_killed_mid_stream_lose_nothing(
     # The load was shared: each worker received some before the crash and after the restart.
     assert sorted(first_run) == list(range(workers)), first_run
     assert all(s["received"] > 0 for s in first_run.values()), first_run
-    second_run = _worker_stats(stats)
+    second_run = worker_stats(stats)
     assert sorted(second_run) == list(range(workers)), second_run
     assert all(s["final"] and s["received"] > 0 for s in second_run.values()), second_run
-
-
-def _worker_stats(path: Path) -> dict[int, dict]:
-    """The last stats line each worker printed."""
-    last: dict[int, dict] = {}
-    decoder = json.JSONDecoder()
-    for line in path.read_text().splitlines():
-        # Worker processes share one stdout: two lines written at once can land on one line.
-        at = 0
-        while at < len(line):
-            item, at = decoder.raw_decode(line, at)
-            last[item["worker"]] = {"final": False, **item}
-            while at < len(line) and line[at].isspace():
-                at += 1
-    return last
