@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from typing import Any
 from common.broker import DEVICE_READ, DEVICE_WRITE, SERVICE_ROLES, new_secret
 from common.errors import CivicError
 from common.mqtt import MqttAuth
+from common.services import free_port, write_private
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,6 @@ class NatsCluster:
     again (same ports, same JetStream store)."""
 
     def __init__(self, data_dir: Path, *, nodes: int = NODES) -> None:
-        from common.services import free_port
-
         self.data_dir = data_dir.resolve()
         self.nodes = [
             NatsNode(i, free_port(), free_port(), free_port(), free_port()) for i in range(nodes)
@@ -183,7 +181,7 @@ class NatsCluster:
         else:
             accounts = {role: new_secret() for role in SERVICE_ROLES}
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            _write_private(self.accounts_file, json.dumps(accounts, indent=2) + "\n")
+            write_private(self.accounts_file, json.dumps(accounts, indent=2) + "\n")
         return accounts
 
     def service_auth(self, role: str) -> MqttAuth:
@@ -270,7 +268,7 @@ class NatsCluster:
     def _write_configs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for node in self.nodes:
-            _write_private(self._conf_path(node), self.config_text(node))
+            write_private(self._conf_path(node), self.config_text(node))
 
     def _conf_path(self, node: NatsNode) -> Path:
         return self.data_dir / f"{node.name}.conf"
@@ -379,11 +377,3 @@ class NatsCluster:
     def source_url(self) -> str:
         """``civic ingest --source``: every node, so the client fails over."""
         return "nats://" + ",".join(f"127.0.0.1:{n.client_port}" for n in self.nodes)
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)

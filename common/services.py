@@ -364,7 +364,7 @@ class LocalServices:
         if missing:
             accounts.update({role: new_secret() for role in missing})
             self.mqtt_dir.mkdir(parents=True, exist_ok=True)
-            _write_private(self.accounts_file, json.dumps(accounts, indent=2) + "\n")
+            write_private(self.accounts_file, json.dumps(accounts, indent=2) + "\n")
         return accounts
 
     def service_auth(self, role: str) -> MqttAuth:
@@ -383,7 +383,7 @@ class LocalServices:
         connected one is disconnected. True when a running broker was told."""
         self.mqtt_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{device}:{hashed}\n" for device, hashed in sorted(hashes.items()))
-        _write_private(self.device_passwords_file, text)
+        write_private(self.device_passwords_file, text)
         self._write_broker_passwords()
         return self.reload_mosquitto()
 
@@ -397,7 +397,7 @@ class LocalServices:
         devices = (
             self.device_passwords_file.read_text() if self.device_passwords_file.exists() else ""
         )
-        _write_private(self.mqtt_dir / "broker.passwd", services + devices)
+        write_private(self.mqtt_dir / "broker.passwd", services + devices)
 
     def reload_mosquitto(self) -> bool:
         """SIGHUP: Mosquitto re-reads password and ACL files without dropping sessions."""
@@ -523,7 +523,7 @@ class LocalServices:
         self._save_state(state)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, replacing it atomically."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
