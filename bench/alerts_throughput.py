@@ -3,9 +3,12 @@ how long does a backfill take in one process and split across two?
 
     .venv/bin/python -m bench.alerts_throughput [--rates 10000 2000] [--evaluators 1 2]
         [--live-seconds 40] [--live-homes 10000] [--homes 10000] [--days 30] [--profile]
+        [--backfill-processes 1 2] [--no-live] [--no-backfill]
 
-The defaults are the issue's estate and take over an hour (most of it generating and
-loading 28.8 million readings and evaluating them twice); ``--homes 300`` gives a quick look.
+The defaults are the target estate (10,000 homes, 30 days) and take over half an hour (most
+of it generating and loading 28.8 million readings and evaluating them twice); ``--homes 300``
+gives a quick look. ``--no-live`` or ``--no-backfill`` runs one part; each part writes its own
+results file (``alerts_throughput.md``, ``alerts_backfill.md``).
 
 On the project-local PostgreSQL (started under .civic/bench, database ``bench_alerts``):
 
@@ -59,7 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench_alerts"
 STEP = timedelta(minutes=15)  # the homes' reporting interval
 TICK_S = 0.2  # the loader commits a batch this often, like ingest's flush interval
-TARGET_HOMES = 10_000  # the issue's backfill estate
+TARGET_HOMES = 10_000  # the estate a council's backfill is sized for
+TARGET_DAYS = 30
 LOAD_BATCH = 20_000
 
 
@@ -272,7 +276,9 @@ def live(url: str, homes: int, rate: float, seconds: float, evaluators: int) -> 
 # -- backfill ---------------------------------------------------------------------------------
 
 
-def backfill(url: str, homes: int, days: int, profile: bool) -> dict[str, Any]:
+def backfill(
+    url: str, homes: int, days: int, processes: Sequence[int], profile: bool
+) -> dict[str, Any]:
     estate = register_homes(url, homes, seed=5)
     end = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
@@ -301,7 +307,7 @@ def backfill(url: str, homes: int, days: int, profile: bool) -> dict[str, Any]:
     )
 
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    runs = [evaluate_split(url, start, n, profile and n == 1) for n in (1, 2)]
+    runs = [evaluate_split(url, start, n, profile and n == processes[0]) for n in processes]
     rate = runs[0]["readings"] / runs[0]["eval_s"]
     return {
         "homes": homes,
@@ -311,7 +317,7 @@ def backfill(url: str, homes: int, days: int, profile: bool) -> dict[str, Any]:
         "copy_rate": total / copy_s,
         "runs": runs,
         "rate": rate,
-        "target_eval_min": TARGET_HOMES * rounds / rate / 60,
+        "target_eval_min": TARGET_HOMES * TARGET_DAYS * (timedelta(days=1) / STEP) / rate / 60,
         "load_rss_mb": rss_before_mb,
     }
 
@@ -385,7 +391,7 @@ def _scaling(lives: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def markdown(argv: Sequence[str], lives: list[dict[str, Any]], back: dict[str, Any]) -> str:
+def live_markdown(argv: Sequence[str], lives: list[dict[str, Any]]) -> str:
     lines = [
         "# Alert evaluation throughput",
         "",
@@ -428,17 +434,28 @@ def markdown(argv: Sequence[str], lives: list[dict[str, Any]], back: dict[str, A
     scaling = _scaling(lives)
     if scaling:
         lines += ["", "Scaling from one evaluator to two (same run):", "", *scaling]
+    return "\n".join(lines) + "\n"
+
+
+def backfill_markdown(argv: Sequence[str], back: dict[str, Any]) -> str:
     b = back
-    lines += [
+    one, last = b["runs"][0], b["runs"][-1]
+    lines = [
+        "# Alert backfill, in one process and split across several",
         "",
-        "## Backfill, in one process and split across two",
+        f"Command: `.venv/bin/python -m bench.alerts_throughput {' '.join(argv)}`",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (shared with "
+        "other work on this machine: figures are from one run and noisy); PostgreSQL on this "
+        "machine.",
         "",
         f"{b['days']} days of 15-minute readings for **{b['homes']:,} homes** "
         f"({b['readings']:,} readings), loaded with COPY (`write_batch`) in "
         f"{b['load_s']:.1f} s ({b['copy_rate']:,.0f} readings/s), then "
         "`civic alerts backfill`'s work (`Evaluator.reset` + one cycle, no notifications) "
-        "by one process holding every shard, then again by two processes each holding half "
-        "of them (every other shard). Readings stream from a server-side cursor device by "
+        f"by {one['processes']} process(es) sharing the shards"
+        + (f", then by {last['processes']} (every other shard each)" if last is not one else "")
+        + ". Readings stream from a server-side cursor device by "
         "device, so memory is the detectors' state plus one batch, not the history.",
         "",
         "| processes | readings | evaluate s (wall, all processes) | readings/s "
@@ -451,13 +468,17 @@ def markdown(argv: Sequence[str], lives: list[dict[str, Any]], back: dict[str, A
             f"{run['readings'] / run['eval_s']:,.0f} | {run['events']:,} | {run['alerts']:,} | "
             f"{run['peak_rss_mb']:,.0f} |"
         )
-    one, two = b["runs"][0], b["runs"][-1]
-    lines += ["", f"Two processes: x{one['eval_s'] / two['eval_s']:.2f} of one's speed."]
-    if b["homes"] < TARGET_HOMES:
+    if last is not one:
+        lines += [
+            "",
+            f"{last['processes']} processes ran x{one['eval_s'] / last['eval_s']:.2f} as fast "
+            f"as {one['processes']}.",
+        ]
+    if b["homes"] * b["days"] < TARGET_HOMES * TARGET_DAYS:
         lines.append(
-            f"Not the issue's {TARGET_HOMES:,} homes: linear extrapolation from the one-process "
-            f"rate gives {b['target_eval_min']:.0f} min for them (an estimate, not a "
-            "measurement)."
+            f"Smaller than {TARGET_HOMES:,} homes x {TARGET_DAYS} days: linear extrapolation "
+            f"from the first row's rate gives {b['target_eval_min']:.0f} min for them (an "
+            "estimate, not a measurement)."
         )
     return "\n".join(lines) + "\n"
 
@@ -479,24 +500,40 @@ def main() -> None:
     parser.add_argument("--homes", type=int, default=TARGET_HOMES, help="homes in the backfill")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--profile", action="store_true", help="profile the backfill cycle")
+    parser.add_argument(
+        "--backfill-processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="process counts the backfill is timed with, in order",
+    )
+    parser.add_argument("--no-live", action="store_true", help="skip the live runs")
+    parser.add_argument("--no-backfill", action="store_true", help="skip the backfill")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
     args = parser.parse_args()
 
     state = LocalServices(ROOT / ".civic" / "bench").up()
     url = fresh_database(state.database_url.rsplit("/", 1)[0] + "/postgres")
     print(f"# python -m bench.alerts_throughput {' '.join(sys.argv[1:])}", flush=True)
-    back = backfill(url, args.homes, args.days, args.profile)
-    print(back, flush=True)
-    lives = []
-    for rate in args.rates:
-        for evaluators in args.evaluators:
-            lives.append(live(url, args.live_homes, rate, args.live_seconds, evaluators))
-            print(lives[-1], flush=True)
-    text = markdown(sys.argv[1:], lives, back)
-    print("\n" + text)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    if not args.no_backfill:
+        back = backfill(url, args.homes, args.days, args.backfill_processes, args.profile)
+        print(back, flush=True)
+        _write(results / "alerts_backfill.md", backfill_markdown(sys.argv[1:], back), args)
+    if not args.no_live:
+        lives = []
+        for rate in args.rates:
+            for evaluators in args.evaluators:
+                lives.append(live(url, args.live_homes, rate, args.live_seconds, evaluators))
+                print(lives[-1], flush=True)
+        _write(results / "alerts_throughput.md", live_markdown(sys.argv[1:], lives), args)
+
+
+def _write(path: Path, text: str, args: argparse.Namespace) -> None:
+    print("\n" + text, flush=True)
     if not args.no_write:
-        (ROOT / "bench" / "results").mkdir(exist_ok=True)
-        (ROOT / "bench" / "results" / "alerts_throughput.md").write_text(text)
+        path.write_text(text)
 
 
 if __name__ == "__main__":

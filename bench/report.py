@@ -19,6 +19,7 @@ ORDER = (
     "storage",
     "alerts_quality",
     "alerts_throughput",
+    "alerts_backfill",
     "routing_cvrplib",
     "routing_forecast",
     "routing_closed_loop",
