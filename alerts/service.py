@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from alerts.awaab import WorkingDayCalendar
 from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
@@ -80,11 +81,14 @@ from alerts.store import (
     insert_condition_events,
     load_book,
     load_checkpoints,
+    load_fill_forecasts,
     load_subjects,
     lock_book,
+    lock_fill_forecasts,
     read_readings,
     save_alerts,
     save_checkpoints,
+    save_fill_forecasts,
     stored_event_keys,
     supersede_events,
 )
@@ -716,7 +720,6 @@ class BinInputs:
         return [r for r in self._records.get(device_id, []) if r.ts <= until]
 
     def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
-        from forecast.bins import forecast_bins
 
         out: dict[str, list[Item]] = {}
         ranges = fill_ranges(self.conn, self.peers, at - self.window, at)
@@ -727,16 +730,42 @@ class BinInputs:
                 out.setdefault(device_id, []).append(change)
         if not on_grid(at, FORECAST_EVERY):
             return out
-        target = at + self.forecast_horizon
-        for forecast in forecast_bins(self.conn, target, now=at):  # bins with readings
-            if forecast.device_id not in self._own:
-                continue
-            out.setdefault(forecast.device_id, []).append(
-                FillForecast(
-                    forecast.device_id, at, target, max(forecast.forecast_at_visit_pct, 0.0)
-                )
-            )
+        for device_id, forecast in self._forecasts_at(at).items():
+            out.setdefault(device_id, []).append(forecast)
         return out
+
+    def _forecasts_at(self, at: datetime) -> dict[str, FillForecast]:
+        """This evaluator's bins' forecasts for the instant ``at``: fitted once for the whole
+        estate by the first evaluator to get there (a fit pools each stream across the estate,
+        so it cannot be split by shard), stored, and read by the others.
+
+        On a connection of its own, committed at once: the cycle's transaction may last a
+        whole backfill, and another evaluator must not wait for it to read a forecast."""
+        if not self.bins:
+            return {}
+        info = self.conn.info
+        with (
+            psycopg.connect(info.dsn, password=info.password, row_factory=dict_row) as side,
+            side.transaction(),
+        ):
+            lock_fill_forecasts(side)
+            stored = load_fill_forecasts(side, at, self.forecast_horizon, self.bins)
+            if stored is not None:
+                return stored
+            every = fit_fill_forecasts(side, at, self.forecast_horizon)
+            save_fill_forecasts(side, at, self.forecast_horizon, every)
+        return {f.device_id: f for f in every if f.device_id in self._own}
+
+
+def fit_fill_forecasts(conn: Conn, at: datetime, horizon: timedelta) -> list[FillForecast]:
+    """Routing's fill forecast of every bin with readings before ``at``, ``horizon`` ahead."""
+    from forecast.bins import forecast_bins
+
+    target = at + horizon
+    return [
+        FillForecast(f.device_id, at, target, max(f.forecast_at_visit_pct, 0.0))
+        for f in forecast_bins(conn, target, now=at)
+    ]
 
 
 def _owned_subjects(subjects: Mapping[str, Subject], shards: frozenset[int]) -> dict[str, Subject]:

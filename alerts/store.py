@@ -26,7 +26,7 @@ from alerts.awaab import WorkingDayCalendar, alert_deadlines
 from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeRuleSettings
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
-from alerts.readings import Bin, CollectionRecord, Home
+from alerts.readings import Bin, CollectionRecord, FillForecast, Home
 from alerts.shards import ALL_SHARDS, shard_of
 from firmware_contracts import Reading, WasteStream
 
@@ -43,12 +43,15 @@ __all__ = [
     "insert_condition_events",
     "load_book",
     "load_checkpoints",
+    "load_fill_forecasts",
     "load_subjects",
     "lock_alert",
     "lock_book",
+    "lock_fill_forecasts",
     "read_readings",
     "save_alerts",
     "save_checkpoints",
+    "save_fill_forecasts",
 ]
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -56,6 +59,7 @@ Conn = psycopg.Connection[dict[str, Any]]
 log = logging.getLogger(__name__)
 
 BOOK_LOCK = 7_304_404  # (BOOK_LOCK, shard) pg_advisory_xact_lock: one writer of a shard's book
+FORECAST_LOCK = 7_304_405  # pg_advisory_xact_lock: one evaluator fits an instant's forecasts
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +217,47 @@ def fill_ranges(
         (list(device_ids), after, until),
     ).fetchall()
     return {r["device_id"]: float(r["range_pct"]) for r in rows}
+
+
+def lock_fill_forecasts(conn: Conn) -> None:
+    """Until this transaction ends, be the only evaluator fitting or reading stored forecasts:
+    whoever comes second finds the first one's forecasts committed."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (FORECAST_LOCK,))
+
+
+def load_fill_forecasts(
+    conn: Conn, at: datetime, horizon: timedelta, device_ids: Sequence[str]
+) -> dict[str, FillForecast] | None:
+    """The forecasts stored for the instant ``at`` (these bins only), or None if nobody has
+    fitted that instant yet."""
+    known = conn.execute(
+        "SELECT 1 FROM bin_forecast_instants WHERE at = %s AND horizon = %s", (at, horizon)
+    ).fetchone()
+    if known is None:
+        return None
+    rows = conn.execute(
+        """SELECT device_id, target, fill_pct FROM bin_fill_forecasts
+           WHERE at = %s AND horizon = %s AND device_id = ANY(%s)""",
+        (at, horizon, list(device_ids)),
+    ).fetchall()
+    return {
+        r["device_id"]: FillForecast(r["device_id"], at, r["target"], r["fill_pct"]) for r in rows
+    }
+
+
+def save_fill_forecasts(
+    conn: Conn, at: datetime, horizon: timedelta, forecasts: Sequence[FillForecast]
+) -> None:
+    """Record the estate's forecasts for the instant ``at`` (its bins with readings)."""
+    conn.execute(
+        "INSERT INTO bin_forecast_instants (at, horizon, bins) VALUES (%s, %s, %s)",
+        (at, horizon, len(forecasts)),
+    )
+    with conn.cursor().copy(
+        "COPY bin_fill_forecasts (at, horizon, device_id, target, fill_pct) FROM STDIN"
+    ) as copy:
+        for f in forecasts:
+            copy.write_row((at, horizon, f.device_id, f.target_ts, f.fill_pct))
 
 
 def collection_records(

@@ -69,6 +69,7 @@ _DEMO_TABLES = (
     "alert_evaluator",
     "alert_shards",
     "alerts",
+    "bin_forecast_instants",
     "notifications",
     "commands",
     "collection_records",

@@ -12,14 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alerts.service import Evaluator, EvaluatorBusyError, run_service
+from alerts.readings import FillForecast
+from alerts.service import BinInputs, Evaluator, EvaluatorBusyError, fit_fill_forecasts, run_service
 from alerts.shards import ALL_SHARDS, SHARD_LOCK, SHARDS, SharedShards, fair_share, plan, shard_of
+from alerts.store import load_subjects
 from civic.cli import main
 from store.db import connect
 from store.registry import Device, upsert_devices
@@ -304,3 +306,46 @@ def test_an_evaluator_whose_session_is_cut_reconnects_and_takes_its_shards_again
         stop.set()
         service.join()
     assert not service.is_alive()
+
+
+def test_the_daily_fill_forecast_is_fitted_once_and_read_by_every_evaluator(
+    database_url: str,
+) -> None:
+    _register_bins(database_url)
+    start = datetime(2025, 11, 3, 0, 30, tzinfo=UTC)
+    insert(database_url, _bin_fleet(start, hours=3 * 24))
+    at = datetime(2025, 11, 5, tzinfo=UTC)  # an instant of the daily forecast
+    horizon = timedelta(hours=24)
+    halves = (BINS[:2], BINS[2:])
+    with connect(database_url) as conn:
+        subjects = load_subjects(conn)
+        expected = {f.device_id: f for f in fit_fill_forecasts(conn, at, horizon)}
+    assert set(expected) == set(BINS)
+    conns = [connect(database_url), connect(database_url)]
+    inputs = [
+        BinInputs(c, subjects, timedelta(hours=48), horizon, own=half)
+        for c, half in zip(conns, halves, strict=True)
+    ]
+    got: dict[str, Any] = {}
+
+    def merged(k: int) -> None:
+        for device_id in halves[k]:
+            got[device_id] = inputs[k].merge(device_id, [], at - timedelta(hours=1), at)
+
+    def second_cycle() -> None:
+        with conns[1].transaction():
+            merged(1)
+
+    with conns[0].transaction():  # the first evaluator's cycle (a backfill's, say) stays open
+        merged(0)
+        second = threading.Thread(target=second_cycle)
+        second.start()
+        second.join(timeout=60)
+        assert not second.is_alive(), "the second evaluator waited for the first's cycle"
+    for c in conns:
+        c.close()
+    forecasts = {d: [i for i in items if isinstance(i, FillForecast)] for d, items in got.items()}
+    assert forecasts == {d: [expected[d]] for d in BINS}
+    with connect(database_url) as conn:
+        instants = conn.execute("SELECT at, horizon, bins FROM bin_forecast_instants").fetchall()
+    assert [tuple(r.values()) for r in instants] == [(at, horizon, len(BINS))]
