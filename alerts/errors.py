@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from common.errors import CivicError
+
 
 class AlertsError(Exception):
     """Base of every error the alerts package raises on purpose."""
@@ -33,3 +35,19 @@ class LifecycleError(AlertsError):
         super().__init__(f"alert {alert_id!r}: {reason}")
         self.alert_id = alert_id
         self.reason = reason
+
+
+class CheckpointFormatError(AlertsError, CivicError):
+    """Stored detector states were written by rules whose state is laid out differently (an
+    upgrade changed a rule): reading them would misread the state, so they are refused."""
+
+    def __init__(self, count: int, found: str, expected: str) -> None:
+        super().__init__(
+            f"{count} device(s) have alert checkpoints written by another version of the rules "
+            f"(state layout {found}, this version's is {expected}); re-evaluate their history "
+            "with this version: `civic alerts backfill --since <date>` (from before the oldest "
+            "open alert you want re-checked), then start `civic alerts run` again"
+        )
+        self.count = count
+        self.found = found
+        self.expected = expected

@@ -24,10 +24,12 @@ from psycopg.types.json import Jsonb
 
 from alerts.awaab import WorkingDayCalendar, alert_deadlines
 from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeRuleSettings
+from alerts.errors import CheckpointFormatError
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
 from alerts.readings import Bin, CollectionRecord, FillForecast, Home
 from alerts.shards import ALL_SHARDS, shard_of
+from alerts.state_format import state_format
 from firmware_contracts import Reading, WasteStream
 
 __all__ = [
@@ -300,15 +302,20 @@ def load_checkpoints(
     """The newest checkpoint per device (or the newest with ``horizon <= at_or_before``).
 
     The states are pickles this package wrote itself; the table is not for other writers.
+    Raises :class:`CheckpointFormatError` for a state written by rules of another layout.
     """
     rows = conn.execute(
-        """SELECT DISTINCT ON (device_id) device_id, fed_through, horizon, state
+        """SELECT DISTINCT ON (device_id) device_id, fed_through, horizon, state, state_format
            FROM alert_checkpoints
            WHERE (%(ids)s::text[] IS NULL OR device_id = ANY(%(ids)s))
              AND (%(before)s::timestamptz IS NULL OR horizon <= %(before)s)
            ORDER BY device_id, fed_through DESC""",
         {"ids": None if device_ids is None else list(device_ids), "before": at_or_before},
     ).fetchall()
+    layout = state_format()
+    stale = [r for r in rows if r["state_format"] != layout]
+    if stale:
+        raise CheckpointFormatError(len(stale), stale[0]["state_format"], layout)
     return {
         r["device_id"]: Checkpoint(
             r["device_id"],
@@ -331,8 +338,9 @@ def save_checkpoints(
     (always at least one older state).
     """
     checkpoints = list(checkpoints)
+    layout = state_format()
     rows = [
-        (c.device_id, c.fed_through, c.horizon, pickle.dumps(c.detector, protocol=5))
+        (c.device_id, c.fed_through, c.horizon, pickle.dumps(c.detector, protocol=5), layout)
         for c in checkpoints
     ]
     if not rows:
@@ -341,11 +349,11 @@ def save_checkpoints(
         c.saved_horizon = c.horizon
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO alert_checkpoints (device_id, fed_through, horizon, state)
-               VALUES (%s, %s, %s, %s)
+            """INSERT INTO alert_checkpoints (device_id, fed_through, horizon, state, state_format)
+               VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (device_id, fed_through)
                DO UPDATE SET horizon = EXCLUDED.horizon, state = EXCLUDED.state,
-                             saved_at = now()""",
+                             state_format = EXCLUDED.state_format, saved_at = now()""",
             rows,
         )
     ids = [r[0] for r in rows]

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from alerts import AuditAction, DeviceRuleSettings, Home, HomeRuleSettings, Reading
+from alerts.errors import CheckpointFormatError
 from alerts.rules import OfflineSettings
 from alerts.scenarios import Trace, load_trace
 from alerts.service import Evaluator, EvaluatorBusyError, EvaluatorConfig
+from alerts.state_format import state_format
 from civic.cli import main
 from store.db import connect
 from store.registry import Device, upsert_devices
@@ -553,3 +555,34 @@ def test_out_of_range_fill_readings_are_evaluated_and_counted(database_url: str)
     overflow = [r["transition"] for r in rows if r["condition"] == "bin_overflow"]
     assert overflow[0] == "on"
     assert overflow[-1] == "off"
+
+
+def test_checkpoints_of_another_rules_version_are_refused_until_a_backfill(
+    database_url: str,
+) -> None:
+    void = trace("void_cold_snap")
+    register(database_url, [void])
+    days = by_day(r for r in void.items if isinstance(r, Reading))
+    insert(database_url, days[0])
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, _quiet_config())
+        evaluator.run_cycle(notify=False)
+        evaluator.close()  # writes every detector's state
+        # As if an upgrade changed a rule's fields after these states were written.
+        changed = conn.execute(
+            "UPDATE alert_checkpoints SET state_format = 'from-an-older-version'"
+        ).rowcount
+    assert changed > 0
+    insert(database_url, days[1])
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, _quiet_config())
+        with pytest.raises(CheckpointFormatError, match="civic alerts backfill"):
+            evaluator.run_cycle(notify=False)
+        evaluator.close()
+    backfill(database_url, _quiet_config(), since=days[0][0].ts)
+    with connect(database_url) as conn:
+        evaluator = Evaluator(conn, _quiet_config())
+        evaluator.run_cycle(notify=False)  # the backfill's own checkpoints load
+        evaluator.close()
+        layouts = conn.execute("SELECT DISTINCT state_format FROM alert_checkpoints").fetchall()
+    assert [r["state_format"] for r in layouts] == [state_format()]
