@@ -6,16 +6,19 @@ statutory due dates with how they were computed, and the timeline of everything 
 audit trail, commands sent to devices and notifications sent to people.
 
 JSON is the complete record; HTML is the same content for people (a single self-contained
-page); ``evidence_pdf.render_pdf`` draws it as a PDF with a chart of the readings.
+page, its stylesheet ``evidence.css`` inlined, or linked where a page may not carry inline
+styles); ``evidence_pdf.render_pdf`` draws it as a PDF with a chart of the readings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from alerts.errors import AlertsError
@@ -25,12 +28,22 @@ from alerts.store import Conn
 from alerts.thresholds import configured_rules, home_thresholds
 from firmware_contracts import format_rfc3339
 
-__all__ = ["EvidenceNotFoundError", "build_evidence", "render_html", "to_json"]
+__all__ = [
+    "STYLESHEET",
+    "STYLESHEET_VERSION",
+    "EvidenceNotFoundError",
+    "build_evidence",
+    "render_html",
+    "to_json",
+]
 
 READINGS_BEFORE = timedelta(hours=48)
 READINGS_AFTER = timedelta(hours=24)
 MAX_READINGS_PER_DEVICE = 5_000  # about 7 weeks at 15-minute readings
 _READING_COLUMNS = ("ts", "temp_c", "rh_pct", "fill_pct", "battery_v", "co2_ppm", "tilt_deg")
+STYLESHEET = (Path(__file__).resolve().parent / "evidence.css").read_text(encoding="utf-8")
+STYLESHEET_VERSION = hashlib.sha256(STYLESHEET.encode()).hexdigest()[:12]
+"""Changes whenever the stylesheet does: a URL carrying it can be cached for good."""
 
 
 class EvidenceNotFoundError(AlertsError, LookupError):
@@ -182,7 +195,16 @@ def _cell(value: Any) -> str:
     return _e(value)
 
 
-def render_html(pack: Mapping[str, Any]) -> str:
+def _style(url: str | None) -> str:
+    if url is None:
+        return f"<style>\n{STYLESHEET}</style>"
+    return f'<link rel="stylesheet" href="{_e(url)}">'
+
+
+def render_html(pack: Mapping[str, Any], *, stylesheet_url: str | None = None) -> str:
+    """The pack as one page. Without ``stylesheet_url`` the stylesheet is inlined (a file
+    that stands alone, for keeping and sending on); with it the page links the stylesheet
+    there instead (for a site whose Content-Security-Policy refuses inline styles)."""
     a = pack["alert"]
     subject = pack["subject"]
     address = next((d.get("address") for d in subject["devices"] if d.get("address")), None)
@@ -222,16 +244,7 @@ def render_html(pack: Mapping[str, Any]) -> str:
     return f"""<!doctype html>
 <html lang="en-GB"><head><meta charset="utf-8">
 <title>Evidence pack {_e(a["id"])}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; line-height: 1.4; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }}
-th, td {{ border: 1px solid #777; padding: .25rem .5rem; text-align: left;
-          vertical-align: top; }}
-caption {{ font-weight: bold; text-align: left; padding: .25rem 0; }}
-figure.chart {{ margin: 1rem 0; }}
-figure.chart svg {{ max-width: 100%; height: auto; }}
-ul.legend {{ list-style: none; padding: 0; margin: .25rem 0; }}
-</style></head>
+{_style(stylesheet_url)}</head>
 <body>
 <h1>Evidence pack: {_e(a["alert_type"])} at {_e(address or a["subject_id"])}</h1>
 <p>Generated {_e(pack["generated_at"])} by Civic Sensors.</p>

@@ -1,15 +1,18 @@
 """Page budget of the screens: first meaningful render of each screen on the demo estate, in
-headless Chromium (Debian's ``chromium``, driven by Playwright), with 3,000 bins on the map.
+headless Chromium (Debian's ``chromium``, driven by Playwright), 3,000 bins in the estate (the
+waste map shows one stream's, about half).
 
     .venv/bin/python -m bench.screens [--bins 3000 --homes 300 --runs 5]
 
 On the project-local PostgreSQL (under .civic/bench, database ``bench_screens``): the demo
-estate's registry, 36 hours of simulated readings written straight to the store, the alerts
-the real evaluator raises from them, a planned day, and a user per role. ``civic api``'s app
-runs in this process (uvicorn on a thread). "First meaningful render" is the time from
-navigation start until the screen's main content is drawn: the queue's rows, the property
-page's charts, the map's bin markers, the console's chart. Writes
-bench/results/screens.md; ``python -m bench.report`` puts it in BENCHMARKS.md.
+estate's registry, 36 hours of simulated readings written straight to the store (the hourly
+aggregates then refreshed as their policies would have), the alerts the real evaluator raises
+from them, a planned day, and a user per role. ``civic api``'s app runs in this process
+(uvicorn on a thread). "First meaningful render" is the time from navigation start to the
+first frame with the screen's main content: the queue's rows, the property page's charts, the
+map's bins and routes, the console's chart; the page times it itself (``DRAWN_WATCH``), so
+the driver's round trips on a busy machine are not counted. Writes bench/results/screens.md;
+``python -m bench.report`` puts it in BENCHMARKS.md.
 
 The browser tests (tests/dashboards/test_browser.py) build the same estate, smaller, with
 :func:`build_demo` and run the server with :func:`serve`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import shutil
 import socket
@@ -149,6 +153,7 @@ def build_demo(
         conn.execute("UPDATE readings SET received_at = ts + interval '1 second' * (1 + random())")
         conn.execute("UPDATE latest_readings SET received_at = ts + interval '1 second'")
         conn.commit()
+        _refresh_rollups(conn)
         for name, role, patches in USERS:
             with contextlib.suppress(IdentityError):
                 add_user(conn, name, role, patches, PASSWORD)
@@ -170,6 +175,22 @@ def build_demo(
             "SELECT uprn FROM devices WHERE kind = 'env' AND patch = 'south' ORDER BY uprn LIMIT 1"
         ).fetchone()
     return Demo(url, north_void, south["uprn"], plan.plan_id, day.isoformat())
+
+
+# TimescaleDB's refresh policies for the hourly aggregates (store/migrations 002 and 011):
+# every 15 minutes, up to an hour ago. History written in one go is materialised by nobody
+# until the policy's next run, so every query over it would aggregate raw readings; a live
+# estate's aggregates hold all but the last hour or two.
+_POLICY_END = "date_trunc('hour', now()) - interval '1 hour'"
+
+
+def _refresh_rollups(conn: Any) -> None:
+    """Refresh the hourly aggregates as their policies would have by now (nothing to do with
+    native partitioning, whose rollup triggers keep up as readings are written)."""
+    mode = conn.execute("SELECT mode FROM civic_schema_migrations LIMIT 1").fetchone()
+    if mode and mode["mode"] == "timescaledb":
+        for view in ("readings_hourly", "readings_rollup_hourly"):
+            conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, {_POLICY_END})")
 
 
 def _home_with_alerts(conn: Any, patch: str, *, void: bool) -> str:
@@ -230,11 +251,48 @@ def log_in(page: Any, base: str, user: str, password: str = PASSWORD) -> None:
     page.wait_for_url(lambda u: "/login" not in u)
 
 
-def first_render_ms(page: Any, url: str, ready: str) -> float:
-    """Navigation start to the screen's main content drawn, in the browser's own clock."""
+# Installed before any of the page's own scripts: the first frame after the screen's main
+# content is in the document (a requestAnimationFrame callback runs after those the page
+# asked for first, such as Leaflet's canvas redraw, and before that frame is painted).
+DRAWN_WATCH = """(ready => {
+  new MutationObserver((_, watch) => {
+    if (!document.querySelector(ready)) return;
+    watch.disconnect();
+    requestAnimationFrame(() => { window.__civicDrawn = performance.now(); });
+  }).observe(document, {childList: true, subtree: true, attributes: true});
+})(%s)"""
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load of a screen, in the browser's own clock (ms from navigation start)."""
+
+    drawn_ms: float
+    """The first frame with the screen's main content."""
+    server_ms: float
+    """Request sent to the first byte of the page (the server's work and the network)."""
+    page_kb: float
+
+
+def first_render(page: Any, url: str) -> Load:
+    """Navigation start to the screen's main content drawn (the page's ``DRAWN_WATCH``),
+    measured in the page: the driver's own round trips are not counted."""
     page.goto(url, wait_until="commit")
-    page.wait_for_selector(ready, state="attached", timeout=60_000)
-    return float(page.evaluate("performance.now()"))
+    deadline = time.monotonic() + 60
+    # Polled from here: the driver's wait_for_function would evaluate its predicate as a
+    # string in the page, which the screens' Content-Security-Policy refuses.
+    while (found := page.evaluate(_DRAWN)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}: its main content was not drawn in 60 s")
+        time.sleep(0.05)
+    drawn, server, size = found
+    return Load(float(drawn), float(server), size / 1024)
+
+
+_DRAWN = """() => { if (window.__civicDrawn === undefined) return null;
+                   const n = performance.getEntriesByType('navigation')[0];
+                   return [window.__civicDrawn, n.responseStart - n.requestStart,
+                           n.encodedBodySize]; }"""
 
 
 def _database() -> str:
@@ -251,7 +309,10 @@ def _database() -> str:
     return url
 
 
-def _measure(base: str, demo: Demo, runs: int) -> dict[str, list[float]]:
+def _measure(base: str, demo: Demo, runs: int) -> tuple[dict[str, list[Load]], int]:
+    """Each screen's loads, and how many bins the waste map drew (its stream's share)."""
+    import json
+
     from playwright.sync_api import sync_playwright
 
     pages = {
@@ -260,19 +321,25 @@ def _measure(base: str, demo: Demo, runs: int) -> dict[str, list[float]]:
         "waste": ("waste.ops", f"/waste?plan={demo.plan_id}"),
         "engineer": ("engineer", "/engineer"),
     }
-    times: dict[str, list[float]] = {name: [] for name in pages}
+    times: dict[str, list[Load]] = {name: [] for name in pages}
+    map_bins = 0
     with sync_playwright() as p:
         browser = launch_chromium(p)
         for name, (user, path) in pages.items():
             context = browser.new_context(viewport={"width": 1366, "height": 900})
+            context.add_init_script(DRAWN_WATCH % json.dumps(READY[name]))
             page = context.new_page()
             log_in(page, base, user)
-            first_render_ms(page, base + path, READY[name])  # warm: templates, first queries
+            first_render(page, base + path)  # warm: templates, first queries
             for _ in range(runs):
-                times[name].append(first_render_ms(page, base + path, READY[name]))
+                times[name].append(first_render(page, base + path))
+            if name == "waste":
+                map_bins = page.evaluate(
+                    "JSON.parse(document.getElementById('map-data').textContent).bins.length"
+                )
             context.close()
         browser.close()
-    return times
+    return times, map_bins
 
 
 def main() -> None:
@@ -291,7 +358,8 @@ def main() -> None:
     built_s = time.monotonic() - began
     settings = ApiSettings(env="production", api_secret=SecretStr("b" * 48))
     with serve(url, settings) as base:
-        times = _measure(base, demo, args.runs)
+        times, map_bins = _measure(base, demo, args.runs)
+    load_average = "load average {:.1f}, {:.1f}, {:.1f} at the end".format(*os.getloadavg())
     lines = [
         "# Screens: page budget",
         "",
@@ -299,25 +367,30 @@ def main() -> None:
         f" --runs {args.runs}` on {datetime.now(UTC):%Y-%m-%d}: the demo estate ({args.bins:,}"
         f" bins, {args.homes} homes, 36 h of readings, built in {built_s:.0f} s), headless"
         " Chromium (Debian's), one uvicorn worker in the same process. First meaningful render:"
-        " navigation start to the screen's main content drawn (queue rows, property charts,"
-        " the map's bins, the console's chart), after one warm-up load; budget 1,000 ms.",
+        " navigation start to the first frame with the screen's main content (queue rows,"
+        " property charts, the map's bins and routes, the console's chart), timed in the page"
+        " itself, after one warm-up load; budget 1,000 ms. Server: request sent to the page's"
+        " first byte (median). The hourly rollups are refreshed as their TimescaleDB policies"
+        " would have been on a live estate (up to the last whole hour but one).",
         "",
-        "| screen | content | median ms | max ms | within 1 s |",
-        "|---|---|---:|---:|---|",
+        "| screen | content | median ms | max ms | server ms | page KB | within 1 s |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     what = {
         "queue": "officer's queue (north)",
         "home": "void home: 4 charts over 7 days, alert timeline",
-        "waste": f"map: {args.bins:,} bins, today's routes",
+        "waste": f"map: the {map_bins:,} general-stream bins of {args.bins:,}, today's routes",
         "engineer": "ingest, dead letters chart, unwell devices",
     }
-    for name, values in times.items():
-        median = statistics.median(values)
+    for name, loads in times.items():
+        drawn = [load.drawn_ms for load in loads]
         lines.append(
-            f"| {name} | {what[name]} | {median:.0f} | {max(values):.0f} |"
-            f" {'yes' if max(values) < 1000 else 'no'} |"
+            f"| {name} | {what[name]} | {statistics.median(drawn):.0f} | {max(drawn):.0f} |"
+            f" {statistics.median(load.server_ms for load in loads):.0f} |"
+            f" {statistics.median(load.page_kb for load in loads):.0f} |"
+            f" {'yes' if max(drawn) < 1000 else 'no'} |"
         )
-    over = [name for name, values in times.items() if max(values) >= 1000]
+    over = [name for name, loads in times.items() if max(x.drawn_ms for x in loads) >= 1000]
     if over:
         lines += [
             "",
@@ -325,6 +398,7 @@ def main() -> None:
             " suites (2 cores); a screen whose median is within budget and whose slowest load"
             " is not was slowed by that load, not by its own work.",
         ]
+    lines += ["", f"Figures are from one run on a shared 2-core machine ({load_average})."]
     out = ROOT / "bench" / "results" / "screens.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -77,7 +77,11 @@ def _words(text: str | None) -> str:
 
 def to_json(value: Any) -> Markup:
     """JSON for a ``<script type="application/json">`` block (safe inside HTML)."""
-    text = json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+    text = json.dumps(
+        value,
+        separators=(",", ":"),  # no spaces: the map's data is thousands of short arrays
+        default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v),
+    )
     safe = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(safe)  # every character that could end the script block is escaped
 

@@ -261,7 +261,29 @@ def evidence(
     after_h: Annotated[float, Query(gt=0, le=MAX_EVIDENCE_WINDOW.total_seconds() / 3600)] = 24,
 ) -> Response:
     """The case file of an alert: readings around it, the rule's reasoning, the timeline and
-    the statutory dates (personal data: logged)."""
+    the statutory dates (personal data: logged). The HTML page stands alone (its stylesheet
+    inlined): a file to keep or send on."""
+    pack = evidence_pack(request, conn, principal, alert_id, format, before_h, after_h)
+    if format == "pdf":
+        from alerts.evidence_pdf import render_pdf
+
+        return Response(render_pdf(pack), media_type="application/pdf")
+    if format == "html":
+        return Response(render_html(pack), media_type="text/html")
+    return Response(to_json(pack), media_type="application/json")
+
+
+def evidence_pack(
+    request: Request,
+    conn: Db,
+    principal: Principal,
+    alert_id: str,
+    format: str,
+    before_h: float = 48,
+    after_h: float = 24,
+) -> dict[str, Any]:
+    """The pack the evidence endpoint renders, read and logged as it reads it: for a screen
+    that renders the same pack its own way."""
     _load(conn, principal, alert_id)
     try:
         pack = build_evidence(
@@ -270,13 +292,7 @@ def evidence(
     except EvidenceNotFoundError as exc:
         raise Problem(404, str(exc)) from exc
     audit(conn, request, principal, "read_personal", [alert_id], evidence=format)
-    if format == "pdf":
-        from alerts.evidence_pdf import render_pdf
-
-        return Response(render_pdf(pack), media_type="application/pdf")
-    if format == "html":
-        return Response(render_html(pack), media_type="text/html")
-    return Response(to_json(pack), media_type="application/json")
+    return pack
 
 
 # Last: an alert id has slashes (uprn/type/time), so this path would also match the

@@ -271,13 +271,16 @@ def plan_bins(
 ) -> list[PlanBin]:
     """Each bin the plan considered: forecast fill, selection reason, truck and stop order,
     and whether the crews' records show it collected that day (the plan's progress)."""
-    stored = _stored(conn, plan_id)
+    # Only the plan's day: the stored plan with its solver input is far more to read and parse.
+    found = conn.execute("SELECT plan_date FROM route_plans WHERE id = %s", (plan_id,)).fetchone()
+    if found is None:
+        raise Problem(404, str(PlanNotFoundError(plan_id)))
     try:
         fleet = configured_fleet()
     except FleetConfigError as exc:
         raise Problem(500, str(exc)) from exc
-    start = fleet.local_time(stored.plan_date, 0)
-    end = fleet.local_time(stored.plan_date + dt.timedelta(days=1), 0)
+    start = fleet.local_time(found["plan_date"], 0)
+    end = fleet.local_time(found["plan_date"] + dt.timedelta(days=1), 0)
     rows = conn.execute(_PLAN_BINS, {"plan": plan_id, "start": start, "end": end}).fetchall()
     return [PlanBin(**r) for r in rows]
 

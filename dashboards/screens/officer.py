@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Header, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from alerts.commands import MAX_SETPOINT_C, MIN_SETPOINT_C
+from alerts.evidence import STYLESHEET, STYLESHEET_VERSION, render_html
 from alerts.settings import AlertsSettings
 from api.deps import Db
 from api.problems import Problem
@@ -32,6 +33,7 @@ router = APIRouter(include_in_schema=False)
 QUEUE_SIZE = 500
 WINDOWS = {"24h": "15m", "7d": "1h", "30d": "1h"}  # chart window -> the API's bucket
 TIMELINE_ALERTS = 20
+STYLESHEET_MAX_AGE_S = 365 * 86_400  # its URL changes with its content
 
 
 def _addresses(request: Request, conn: Db, viewer: Viewer) -> dict[str, Any]:
@@ -235,6 +237,11 @@ def heating(
     return response
 
 
+EVIDENCE_STYLESHEET = f"/static/evidence/{STYLESHEET_VERSION}.css"
+"""The evidence pack's stylesheet, named by its content's hash: cached for good, and a new
+release's page never meets an old stylesheet."""
+
+
 @router.get("/alerts/evidence")
 def evidence(
     request: Request,
@@ -242,13 +249,35 @@ def evidence(
     viewer: Annotated[Viewer, Screen("evidence:read")],
     id: str,
     format: Literal["html", "pdf"] = "pdf",
+    download: bool = False,
 ) -> Response:
-    """The alert's evidence pack, as the API gives it (logged there)."""
-    response = alerts_api.evidence(request, conn, viewer.principal, id, format=format)
+    """The alert's evidence pack, read through the API (logged there). The web page links its
+    stylesheet (these pages' Content-Security-Policy refuses inline styles); downloaded, it is
+    the API's page, one file with its stylesheet inside, to keep or send on."""
+    name = "evidence-" + id.replace("/", "_").replace(":", "")
+    disposition = "attachment" if download else "inline"
     if format == "pdf":
-        name = id.replace("/", "_").replace(":", "")
-        response.headers["Content-Disposition"] = f'inline; filename="evidence-{name}.pdf"'
-    return response
+        response = alerts_api.evidence(request, conn, viewer.principal, id, format=format)
+        response.headers["Content-Disposition"] = f'{disposition}; filename="{name}.pdf"'
+        return response
+    if download:
+        response = alerts_api.evidence(request, conn, viewer.principal, id, format=format)
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}.html"'
+        return response
+    pack = alerts_api.evidence_pack(request, conn, viewer.principal, id, format)
+    page = render_html(pack, stylesheet_url=EVIDENCE_STYLESHEET)
+    return Response(page, media_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/static/evidence/{name}")
+def evidence_stylesheet(name: str) -> Response:
+    if name != EVIDENCE_STYLESHEET.rsplit("/", 1)[1]:
+        return Response(status_code=404)  # another release's stylesheet, or none
+    return Response(
+        STYLESHEET,
+        media_type="text/css",
+        headers={"Cache-Control": f"public, max-age={STYLESHEET_MAX_AGE_S}, immutable"},
+    )
 
 
 @router.get("/live")

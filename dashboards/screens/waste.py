@@ -136,19 +136,30 @@ def _bins_week(conn: Db, viewer: Viewer, start: dt.datetime) -> dict[str, int]:
     return {"collected": row.get("collected", 0), "overflow_hours": row.get("overflow_hours", 0)}
 
 
+MAP_DECIMALS = 5
+"""Coordinates on the map to about a metre: finer than a marker, and a smaller page."""
+
+
+def _whole(value: float | None) -> float | int | None:
+    """Percentages as the map draws and says them: whole numbers."""
+    return None if value is None else round(value)
+
+
 def _map_data(
     bins: list[Any], flags: dict[str, list[str]], plan: Any | None, plan_bins: list[Any]
 ) -> dict[str, Any]:
+    """Only what the map draws and says, as compact rows (``map.js`` reads them by position):
+    thousands of bins are most of the page."""
     forecast = {b.device_id: b.forecast_pct for b in plan_bins}
     return {
         "bins": [
             [
                 b.device_id,
-                round(b.lat, 6),
-                round(b.lon, 6),
-                None if b.fill_pct is None else round(b.fill_pct),
-                None if forecast.get(b.device_id) is None else round(forecast[b.device_id]),
-                b.threshold_pct,
+                round(b.lat, MAP_DECIMALS),
+                round(b.lon, MAP_DECIMALS),
+                _whole(b.fill_pct),
+                _whole(forecast.get(b.device_id)),
+                _threshold(b.threshold_pct),
                 "".join(FLAGS[f] for f in flags.get(b.device_id, [])),
             ]
             for b in bins
@@ -157,16 +168,32 @@ def _map_data(
             {
                 "vehicle": r.vehicle_id,
                 "stops": [
-                    [s.stop_id, s.kind, round(s.lat, 6), round(s.lon, 6), s.arrival_s]
+                    [
+                        s.stop_id,
+                        s.kind,
+                        round(s.lat, MAP_DECIMALS),
+                        round(s.lon, MAP_DECIMALS),
+                        round(s.arrival_s),
+                    ]
                     for s in r.stops
                 ],
                 # The street path when planned on roads (map data © OpenStreetMap contributors).
-                "path": [list(p) for leg in r.legs for p in leg] or None,
+                "path": [
+                    [round(lat, MAP_DECIMALS), round(lon, MAP_DECIMALS)]
+                    for leg in r.legs
+                    for lat, lon in leg
+                ]
+                or None,
             }
             for r in (plan.routes if plan else [])
         ],
         "flags": {"O": "overflowing", "F": "fire", "T": "knocked over"},
     }
+
+
+def _threshold(value: float) -> float | int:
+    """A bin's threshold as written (80, not 80.0); a fractional one is kept exact."""
+    return int(value) if float(value).is_integer() else value
 
 
 @router.get("/waste")

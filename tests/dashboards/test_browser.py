@@ -259,6 +259,40 @@ def test_the_evidence_pack_page_draws_charts_with_axes_thresholds_and_a_legend(
     assert axe_violations(page) == []
 
 
+def test_the_evidence_pack_opened_from_the_property_page_is_styled_within_the_policy(
+    page: Any, base: str, demo: Demo
+) -> None:
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    from store.db import connect
+
+    with connect(demo.url) as conn:
+        home = conn.execute(
+            "SELECT uprn FROM alerts WHERE patch = 'north' AND subject_kind = 'home'"
+            " ORDER BY opened_at LIMIT 1"
+        ).fetchone()
+    as_user(page, base, "officer.north")
+    page.goto(f"{base}/homes/{home['uprn']}")
+    page.locator("p.links a[href*='format=html']:not([download])").first.click()
+    page.wait_for_url(lambda u: "/alerts/evidence?" in u and "format=html" in u)
+    page.wait_for_selector("figure.chart svg")
+    styled = page.evaluate(
+        """() => {
+             const style = s => getComputedStyle(document.querySelector(s));
+             const th = style('table th');
+             return [style('body').marginLeft, style('table').borderCollapse,
+                     th.borderTopStyle + ' ' + th.borderTopColor,
+                     style('ul.legend').listStyleType];
+           }"""
+    )
+    shoot(page, "officer-evidence-pack-styled")
+    assert styled == ["32px", "collapse", "solid rgb(119, 119, 119)", "none"]
+    assert (page.evaluate("window.__csp"), refused) == ([], [])
+
+
 class _Device:
     def __init__(self, device_id: str, model: Any) -> None:
         self.device_id = device_id

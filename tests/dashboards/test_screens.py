@@ -225,6 +225,46 @@ def test_screens_are_sent_with_a_content_security_policy(web: TestClient) -> Non
     assert "script-src 'self';" in policy
 
 
+def _north_alert(estate_url: str) -> str:
+    with connect(estate_url) as conn:
+        row = conn.execute(
+            "SELECT id FROM alerts WHERE patch = 'north' AND subject_kind = 'home'"
+            " ORDER BY opened_at LIMIT 1"
+        ).fetchone()
+    return str(row["id"])
+
+
+def test_the_evidence_page_links_its_stylesheet_which_the_policy_allows(
+    web: TestClient, estate_url: str
+) -> None:
+    log_in(web, "olivia")
+    page = web.get("/alerts/evidence", params={"id": _north_alert(estate_url), "format": "html"})
+    href = re.search(r'<link rel="stylesheet" href="(/static/evidence/[0-9a-f]+\.css)">', page.text)
+    assert href is not None
+    assert "<style" not in page.text
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    sheet = web.get(href.group(1))
+    assert (sheet.status_code, sheet.headers["content-type"]) == (200, "text/css; charset=utf-8")
+    assert "border-collapse" in sheet.text
+    assert "immutable" in sheet.headers["cache-control"]
+
+
+def test_an_old_releases_evidence_stylesheet_is_not_found(web: TestClient) -> None:
+    assert web.get("/static/evidence/000000000000.css").status_code == 404
+
+
+def test_the_evidence_page_downloaded_is_one_file_with_its_stylesheet_inside(
+    web: TestClient, estate_url: str
+) -> None:
+    log_in(web, "olivia")
+    params = {"id": _north_alert(estate_url), "format": "html", "download": "true"}
+    page = web.get("/alerts/evidence", params=params)
+    assert page.headers["content-disposition"].startswith("attachment; filename=")
+    assert "<style>" in page.text
+    assert "border-collapse" in page.text
+    assert "<link" not in page.text
+
+
 def test_the_api_keeps_its_own_headers(web: TestClient) -> None:
     assert "content-security-policy" not in web.get("/healthz").headers
 
