@@ -132,6 +132,7 @@ def test_wire_faults_are_counted_and_leave_broker_and_ingest_storing(
         )  # fmt: skip
         assert code == 0, err
         faults = report["wire_faults"]
+        print(faults)
         assert faults["sent"] == 10
         assert set(faults["outcomes"]) == FAULT_MODES
         assert all(sum(o.values()) == 2 for o in faults["outcomes"].values())
