@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from device_sim.wire_faults import FaultRun
 
 REACH_TIMEOUT_S = 5.0  # the devices' listener must accept a TCP connection within this
-WIRE_FAULT_GAP_MAX_S = 5.0  # spread the faults over the run, but not thinner than this
+WIRE_FAULT_GAP_MAX_S = 5.0  # faults spread over the run, but never further apart than this
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -379,6 +379,8 @@ def _devices_listener(args: argparse.Namespace, settings: Any) -> tuple[str, int
     from common.services import LocalServices, ServicesError, parse_mqtt_url
 
     if args.devices_url:
+        if not args.devices_url.startswith(("mqtts://", "ssl://")):
+            raise CliError("--devices-url: devices connect over TLS; give mqtts://HOST:PORT")
         try:
             host, port = parse_mqtt_url(args.devices_url)
         except ServicesError as exc:
