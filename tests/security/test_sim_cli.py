@@ -1,18 +1,25 @@
 """``civic sim --connections per-device`` and ``--wire-faults N`` through the command line,
-against the suite's real Mosquitto (accounts, ACL and the devices' TLS listener) and a real
-ingest worker storing into PostgreSQL."""
+against a real Mosquitto with the project's accounts, ACL and devices' TLS listener, and a
+real ingest worker storing into PostgreSQL.
+
+The per-device runs get a broker of their own: their devices leave persistent sessions, and
+Mosquitto 2.0.11 has crashed after a password reload (the next test's ``civic devices
+credentials``) changed the passwords of devices holding such sessions
+(test_broker_reload_crash.py), which would take the suite's shared broker down with it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from civic.cli import main
-from common.services import free_port
+from common.services import LocalServices, free_port
 from device_sim import write_estate_csv
 from store.db import connect
+from tests.conftest import MqttTarget
 from tests.ingest.helpers import count, register_estate, start_worker, wait_for
 
 FAST = ["--interval", "10m", "--duration", "2h", "--speed", "100000"]
@@ -27,11 +34,12 @@ FAULT_MODES = {
 }
 
 
-@pytest.fixture
-def registered(civic_env, tmp_path, capsys) -> tuple[Path, Path, list[dict[str, str]]]:
+Registered = tuple[Path, Path, list[dict[str, str]]]
+
+
+def _register(url: str, tmp_path: Path, capsys) -> Registered:
     """Six bins and three homes registered, as an estate CSV, and their credentials issued
     through the command line into a file (as an engineer would)."""
-    url, _mqtt = civic_env
     estate = register_estate(url, bins=6, homes=3, seed=7)
     csv_path, creds = tmp_path / "estate.csv", tmp_path / "credentials.jsonl"
     with csv_path.open("w", encoding="utf-8", newline="") as out:
@@ -39,6 +47,32 @@ def registered(civic_env, tmp_path, capsys) -> tuple[Path, Path, list[dict[str, 
     assert main(["devices", "credentials", "--all", "--out", str(creds)]) == 0
     capsys.readouterr()
     return csv_path, creds, estate
+
+
+@pytest.fixture
+def registered(civic_env, tmp_path, capsys) -> Registered:
+    """The estate and its credentials, on the suite's broker."""
+    return _register(civic_env[0], tmp_path, capsys)
+
+
+@pytest.fixture
+def own_broker(civic_env, tmp_path, monkeypatch) -> Iterator[MqttTarget]:
+    """A Mosquitto of this test's own, configured as the suite's, with ``civic`` pointed at it."""
+    local = LocalServices(tmp_path / "broker")
+    local.start_mosquitto()
+    state = local.load_state()
+    assert state.mqtt_port is not None
+    target = MqttTarget("127.0.0.1", state.mqtt_port, civic_env[1].prefix, local)
+    monkeypatch.setenv("CIVIC_MQTT_URL", target.url)
+    monkeypatch.setenv("CIVIC_DATA_DIR", str(local.data_dir))
+    yield target
+    local.stop_mosquitto()
+
+
+@pytest.fixture
+def registered_own(civic_env, own_broker, tmp_path, capsys) -> Registered:
+    """The estate and its credentials, on the test's own broker."""
+    return _register(civic_env[0], tmp_path, capsys)
 
 
 def _sim(capsys, *argv: str) -> tuple[int, dict, str]:
@@ -68,10 +102,10 @@ def _broker_logins(mqtt) -> dict[str, str]:
 
 
 def test_per_device_connections_each_log_in_as_themselves_and_every_reading_lands(
-    registered, civic_env, capsys
+    registered_own, civic_env, own_broker, capsys
 ) -> None:
-    url, mqtt = civic_env
-    csv_path, creds, estate = registered
+    url, mqtt = civic_env[0], own_broker
+    csv_path, creds, estate = registered_own
     worker, stop, thread = start_worker(url, mqtt)
     try:
         code, report, err = _sim(
@@ -100,10 +134,10 @@ def test_per_device_connections_each_log_in_as_themselves_and_every_reading_land
 
 
 def test_a_device_holding_anothers_password_is_refused_and_the_run_says_what_to_do(
-    registered, civic_env, capsys, tmp_path
+    registered_own, civic_env, capsys, tmp_path
 ) -> None:
-    url, _mqtt = civic_env
-    csv_path, creds, _estate = registered
+    url = civic_env[0]
+    csv_path, creds, _estate = registered_own
     lines = [json.loads(x) for x in creds.read_text().splitlines()]
     lines[0]["password"], lines[1]["password"] = lines[1]["password"], lines[0]["password"]
     swapped = tmp_path / "swapped.jsonl"
@@ -155,10 +189,10 @@ def test_wire_faults_are_counted_and_leave_broker_and_ingest_storing(
 
 
 def test_per_device_in_two_processes_with_wire_faults_from_the_estates_first_device(
-    registered, civic_env, capsys
+    registered_own, civic_env, own_broker, capsys
 ) -> None:
-    url, mqtt = civic_env
-    csv_path, creds, estate = registered
+    url, mqtt = civic_env[0], own_broker
+    csv_path, creds, estate = registered_own
     faulty, *senders = [row["device_id"] for row in estate]
     broker_pid = mqtt.local._mosquitto_pid()
     worker, stop, thread = start_worker(url, mqtt)
