@@ -231,6 +231,9 @@ def test_missing_prerequisites_are_named_with_what_to_run(
     assert code == 2
     assert "no CA file at /nonexistent" in err
     assert "civic services up" in err
+    code, _r, err = _sim(capsys, *base, "--credentials", str(creds), "--devices-url", "mqtt://x")
+    assert code == 2
+    assert "give mqtts://HOST:PORT" in err
     closed = f"mqtts://127.0.0.1:{free_port()}"
     code, _r, err = _sim(capsys, *base, "--credentials", str(creds), "--devices-url", closed)
     assert code == 2
