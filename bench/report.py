@@ -16,6 +16,7 @@ ORDER = (
     "ingest_paths",
     "broker_flood",
     "broker_restart",
+    "reconnect_storm",
     "storage",
     "alerts_quality",
     "alerts_throughput",

@@ -8,17 +8,23 @@ waits a jittered exponential backoff before each attempt ("full jitter": uniform
 and ``min(cap, base * 2**attempt)``), so thousands of devices do not return in one wave, and
 a broker still starting up is not hammered by the same wave again and again.
 
-Every connection attempt and every accepted connection is recorded (device, monotonic time),
-so a test or a benchmark can measure how spread out the attempts were.
+Every connection attempt, accepted connection, refusal and lost connection is recorded
+(device, monotonic time), so a test or a benchmark can measure how spread out the attempts were.
+
+A device can also publish (``DeviceFleet.publish``): ``civic sim --connections per-device``
+sends each device's telemetry on that device's own connection. The publish is queued from the
+caller's thread and written by the device's own thread: one thread per TLS socket, because an
+OpenSSL connection must not be read in one thread while another writes to it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +40,74 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 3600
 LOOP_TIMEOUT_S = 0.5
+# TCP connect plus TLS handshake. paho's default (5 s) is shorter than a broker taking
+# thousands of devices back on a busy machine needs: every device giving up on a handshake
+# the broker was about to finish, and trying again, is what turns a storm into a collapse.
+CONNECT_TIMEOUT_S = 30.0
+# paho's loop waits with select(), which cannot watch a descriptor numbered 1024 or more, and
+# each device holds three (its socket and paho's wake-up socket pair): past about 300 devices
+# in one process the newest connections fail the moment they are made. More devices need
+# more processes (``civic sim --processes``, bench.reconnect_storm).
+MAX_DEVICES_PER_PROCESS = 300
+# Waiting for a fleet to connect gives up when no device has connected for this long: a
+# thousand TLS handshakes take a while on a busy machine, but they keep coming.
+CONNECT_STALL_S = 30.0
+# CONNACK reasons a retry cannot cure: the device's credentials are wrong or revoked.
+CREDENTIAL_REFUSALS = ("Not authorized", "Bad user name or password")
+
+
+class FleetConnectError(Exception):
+    """Some devices did not connect: ``refused`` by the broker (device -> reason) or never
+    answered (``silent``)."""
+
+    def __init__(self, refused: dict[str, str], silent: list[str]) -> None:
+        self.refused, self.silent = refused, silent
+        parts = []
+        if refused:
+            reasons = sorted(set(refused.values()))
+            parts.append(f"{len(refused)} refused by the broker ({'; '.join(reasons)})")
+        if silent:
+            parts.append(f"{len(silent)} not connected after {CONNECT_STALL_S:g}s without progress")
+        super().__init__(", ".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnConnections:
+    """Every simulated device on its own TLS connection, logging in with its own password."""
+
+    passwords: Mapping[str, str]  # device id -> the password `civic devices credentials` issued
+    ca_file: Path | None  # the authority that signed the broker's certificate
+
+    def __repr__(self) -> str:  # never print a password
+        return f"OwnConnections(devices={len(self.passwords)}, ca_file={self.ca_file})"
+
+    def auth(self, device_id: str) -> MqttAuth:
+        """How ``device_id`` logs in (``KeyError`` when it has no credentials here)."""
+        return MqttAuth(device_id, self.passwords[device_id], self.ca_file)
+
+    def share(self, device_ids: Iterable[str]) -> OwnConnections:
+        """Only these devices' passwords (a process's share of the estate)."""
+        return OwnConnections({d: self.passwords[d] for d in device_ids}, self.ca_file)
+
+
+def read_credentials(lines: Iterable[str]) -> dict[str, str]:
+    """device id -> password from the JSON lines ``civic devices credentials`` prints;
+    a line that is not one raises ``ValueError`` naming its number."""
+    passwords: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            device_id, password = record["device_id"], record["password"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"line {number}: not a credential from `civic devices credentials` ({exc})"
+            ) from exc
+        if not isinstance(device_id, str) or not isinstance(password, str) or not password:
+            raise ValueError(f"line {number}: device_id and password must be non-empty text")
+        passwords[device_id] = password
+    return passwords
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +131,25 @@ class FleetLog:
     attempts: list[tuple[str, float]] = field(default_factory=list)
     connects: list[tuple[str, float]] = field(default_factory=list)
     losses: list[tuple[str, float]] = field(default_factory=list)
+    # (device, time, why): a CONNACK refusing it, or the socket failing before one came
+    refusals: list[tuple[str, float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, which: list[tuple[str, float]], device_id: str) -> None:
         with self.lock:
             which.append((device_id, time.monotonic()))
+
+    def refused(self, device_id: str, why: str) -> None:
+        with self.lock:
+            self.refusals.append((device_id, time.monotonic(), why))
+
+    def refusal_reasons(self) -> dict[str, int]:
+        """How many refusals of each kind ("CONNACK: Not authorized", "socket: ...")."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for _, _, why in self.refusals:
+                counts[why] = counts.get(why, 0) + 1
+            return counts
 
     def attempts_since(self, t: float) -> list[tuple[str, float]]:
         with self.lock:
@@ -97,16 +185,29 @@ class _DeviceLink(threading.Thread):
             protocol=mqtt.MQTTv5,
         )
         MqttAuth(device_id, password, fleet.ca_file).apply(self.client)
+        self.client.connect_timeout = CONNECT_TIMEOUT_S
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_: self.connected.clear()
+        if fleet.on_ack is not None:
+            on_ack = fleet.on_ack
+            self.client.on_publish = lambda *_: on_ack()
+        # Set, this keeps paho from writing a publish from the caller's thread: it queues
+        # the packet and wakes this thread's loop, which writes it (see the module's doc).
+        self.client.on_socket_register_write = lambda *_: None
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
-        if not getattr(rc, "is_failure", True):
-            self.fleet.log.add(self.fleet.log.connects, self.device_id)
-            client.subscribe(self.fleet.layout.commands(self.device_id), qos=1)
-            self.connected.set()
+        if getattr(rc, "is_failure", True):
+            self.fleet.log.refused(self.device_id, f"CONNACK: {rc}")
+            return
+        self.fleet.log.add(self.fleet.log.connects, self.device_id)
+        client.subscribe(self.fleet.layout.commands(self.device_id), qos=1)
+        self.connected.set()
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        """QoS 1; kept by paho and sent once connected if the device is between connections."""
+        self.client.publish(topic, payload, qos=1, retain=retain)
 
     def _connect(self, first: bool) -> bool:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -120,7 +221,8 @@ class _DeviceLink(threading.Thread):
                 )  # fmt: skip
             else:
                 self.client.reconnect()
-        except OSError:  # refused, reset, TLS handshake cut short: the broker is not there
+        except OSError as exc:  # refused, reset, TLS handshake cut short: the broker is not there
+            self.fleet.log.refused(self.device_id, f"socket: {exc.__class__.__name__}")
             return False
         return True
 
@@ -142,6 +244,7 @@ class _DeviceLink(threading.Thread):
             attempt += 1
         if not first:
             self.client.disconnect()
+            self.client.loop_write()  # this thread writes; nothing else would send it
 
 
 class DeviceFleet:
@@ -157,16 +260,24 @@ class DeviceFleet:
         prefix: str = "civic",
         backoff: Backoff | None = None,
         seed: int = 1,
+        on_ack: Callable[[], None] | None = None,
     ) -> None:
+        if len(passwords) > MAX_DEVICES_PER_PROCESS:
+            raise ValueError(
+                f"{len(passwords)} devices in one process: at most {MAX_DEVICES_PER_PROCESS} "
+                "connect on their own from one (paho's select() limit); use more processes"
+            )
         self.host, self.port, self.ca_file = host, port, ca_file
         self.layout = TopicLayout(prefix)
         self.backoff = backoff or Backoff()
+        self.on_ack = on_ack  # called (from a device's thread) for each PUBACK
         self.log = FleetLog()
         self.stop = threading.Event()
         self.links = [
             _DeviceLink(self, device_id, password, seed * 1_000_003 + i)
             for i, (device_id, password) in enumerate(sorted(passwords.items()))
         ]
+        self._by_id = {link.device_id: link for link in self.links}
 
     def start(self) -> None:
         for link in self.links:
@@ -174,6 +285,37 @@ class DeviceFleet:
 
     def connected(self) -> int:
         return sum(link.connected.is_set() for link in self.links)
+
+    def not_connected(self) -> list[str]:
+        return [link.device_id for link in self.links if not link.connected.is_set()]
+
+    def wait_connected(self, stop: threading.Event | None = None) -> None:
+        """Until every device is connected; ``FleetConnectError`` once the rest were refused
+        for their credentials, or nothing has connected for ``CONNECT_STALL_S``."""
+        progress, count = time.monotonic(), -1
+        while True:
+            missing = self.not_connected()
+            if not missing or (stop is not None and stop.is_set()):
+                return
+            if len(missing) != count:
+                progress, count = time.monotonic(), len(missing)
+            refused = self._credential_refusals(missing)
+            if len(refused) == len(missing) or time.monotonic() - progress > CONNECT_STALL_S:
+                raise FleetConnectError(refused, [d for d in missing if d not in refused])
+            time.sleep(0.05)
+
+    def _credential_refusals(self, device_ids: list[str]) -> dict[str, str]:
+        wanted = set(device_ids)
+        with self.log.lock:
+            return {
+                device_id: why
+                for device_id, _, why in self.log.refusals
+                if device_id in wanted and why.removeprefix("CONNACK: ") in CREDENTIAL_REFUSALS
+            }
+
+    def publish(self, device_id: str, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        """Publish at QoS 1 on ``device_id``'s own connection."""
+        self._by_id[device_id].publish(topic, payload, retain=retain)
 
     def close(self) -> None:
         self.stop.set()

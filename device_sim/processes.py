@@ -6,7 +6,9 @@ two ingest workers drain, so a load test of ingest needs more publishers. ``civi
 alike), each with its own MQTT connection (client id ``<client-id>-<k>``), the same seed (so
 every device behaves exactly as it would in one process: each device's readings come from a
 random stream of its own) and the same simulated start; ``--rate`` is shared out evenly.
-Their reports are added up into one.
+Their reports are added up into one. With ``--connections per-device`` each process's devices
+connect on their own, each process given only its devices' credentials: one process can
+hold at most ``MAX_DEVICES_PER_PROCESS`` such connections.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.mqtt import MqttAuth
+from device_sim.connections import MAX_DEVICES_PER_PROCESS, OwnConnections
 from device_sim.simulator import SimConfig, SimReport, Simulator
 from device_sim.truth import Label
 
@@ -62,6 +65,9 @@ def merge_reports(reports: Sequence[SimReport]) -> SimReport:
         total.acked += r.acked
         total.wall_s = max(total.wall_s, r.wall_s)
         total.keys |= r.keys
+        total.own_connections += r.own_connections
+        total.connect_s = max(total.connect_s, r.connect_s)
+        total.refusals.update(r.refusals)
     return total
 
 
@@ -80,6 +86,7 @@ def _simulate_part(
     host: str,
     port: int,
     auth: MqttAuth | None,
+    own_connections: OwnConnections | None,
     unrecorded_pct: float | None,
     index: int,
     out: Any,
@@ -95,8 +102,9 @@ def _simulate_part(
             )
 
         sim = Simulator(
-            config, [dict(r) for r in estate], host=host, port=port, auth=auth, progress=progress
-        )
+            config, [dict(r) for r in estate], host=host, port=port, auth=auth,
+            progress=progress, own_connections=own_connections,
+        )  # fmt: skip
         report = sim.run()
         sheet = sim.round_sheet(unrecorded_pct) if unrecorded_pct is not None else []
         out.put((index, report, sim.labels, sheet))
@@ -113,10 +121,18 @@ def run_fleet(
     port: int,
     auth: MqttAuth | None = None,
     unrecorded_pct: float | None = None,
+    own_connections: OwnConnections | None = None,
 ) -> FleetResult:
     """Simulate ``estate`` in ``processes`` processes; ``unrecorded_pct`` (when given) also
-    builds the crews' round sheet. Raises ``RuntimeError`` when a process fails."""
+    builds the crews' round sheet; ``own_connections``: every device on its own connection.
+    Raises ``RuntimeError`` when a process fails."""
     parts = split_estate(estate, processes)
+    if own_connections is not None and len(parts[0]) > MAX_DEVICES_PER_PROCESS:
+        needed = -(-len(estate) // MAX_DEVICES_PER_PROCESS)
+        raise ValueError(
+            f"{len(estate)} devices on their own connections need at least {needed} processes "
+            f"(at most {MAX_DEVICES_PER_PROCESS} each)"
+        )
     wall_now = datetime.now(UTC)
     start = config.start or (
         wall_now - timedelta(seconds=config.duration_s) if config.speed > 1 else wall_now
@@ -131,6 +147,9 @@ def run_fleet(
                 host,
                 port,
                 auth,
+                None
+                if own_connections is None
+                else own_connections.share(r["device_id"] for r in part),
                 unrecorded_pct,
                 k,
                 out,

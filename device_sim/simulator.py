@@ -1,7 +1,9 @@
 """Publishes contract-conformant telemetry from simulated bins and homes, with faults.
 
 One MQTT connection publishes on behalf of every device, as a LoRaWAN network server or a
-gateway does. Each device reports every ``interval`` of simulated time, at its own phase; the
+gateway does; or, given ``OwnConnections``, every device publishes on its own TLS connection
+with its own credentials, as a device with its own modem does (``device_sim.connections``).
+Each device reports every ``interval`` of simulated time, at its own phase; the
 simulated clock runs ``speed`` times faster than the wall clock (history in minutes). Every
 message is published at QoS 1 on a persistent session, so a broker restart loses nothing the
 simulator counted as sent.
@@ -28,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.mqtt import MqttAuth, apply_auth
+from device_sim.connections import DeviceFleet, OwnConnections
 from device_sim.models import BinModel, HomeModel
 from device_sim.population import populate
 from device_sim.truth import BinFaults
@@ -97,6 +100,9 @@ class SimReport:
     acked: int = 0
     wall_s: float = 0.0
     keys: set[tuple[str, str]] = field(default_factory=set)
+    own_connections: int = 0  # devices that each connected on their own (0: one gateway)
+    connect_s: float = 0.0  # how long they took to connect, all of them
+    refusals: Counter[str] = field(default_factory=Counter)  # connection refusals, by reason
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +119,16 @@ class SimReport:
             "acked": self.acked,
             "wall_s": round(self.wall_s, 2),
             "rate_msg_s": round(self.published / self.wall_s, 1) if self.wall_s else None,
+            "connections": (
+                {
+                    "mode": "per-device",
+                    "devices": self.own_connections,
+                    "connect_s": round(self.connect_s, 2),
+                    "refusals": dict(self.refusals),
+                }
+                if self.own_connections
+                else {"mode": "shared"}
+            ),
         }
 
 
@@ -144,7 +160,10 @@ class Simulator:
         port: int,
         progress: Callable[[SimReport, float], None] | None = None,
         auth: MqttAuth | None = None,
+        own_connections: OwnConnections | None = None,
     ) -> None:
+        """``host``/``port``: the broker; with ``own_connections``, its devices' TLS listener
+        (and ``auth`` is not used: each device logs in as itself)."""
         self.config = config
         self.layout = TopicLayout(config.topic_prefix)
         self.rng = random.Random(config.seed)
@@ -178,18 +197,46 @@ class Simulator:
                 device.outage_s = config.interval_s * device_rng.randint(5, 30)
             self.devices.append(device)
         self.devices.sort(key=lambda d: d.phase_s)
-        v311 = config.mqtt_version == "3.1.1"
-        self.client = mqtt.Client(
+        self._host, self._port = host, port
+        self.client: mqtt.Client | None = None
+        self.fleet: DeviceFleet | None = None
+        if own_connections is None:
+            self.client = self._gateway_client(auth)
+        else:
+            self.fleet = self._device_fleet(own_connections)
+
+    def _gateway_client(self, auth: MqttAuth | None) -> mqtt.Client:
+        v311 = self.config.mqtt_version == "3.1.1"
+        client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=MQTT_VERSIONS[config.mqtt_version],
+            client_id=self.config.client_id,
+            protocol=MQTT_VERSIONS[self.config.mqtt_version],
             clean_session=False if v311 else None,  # MQTT 5 sets clean start at connect
         )
-        apply_auth(self.client, auth)
-        self.client.max_inflight_messages_set(MAX_INFLIGHT)
-        self.client.max_queued_messages_set(0)
-        self.client.on_publish = self._on_publish
-        self._host, self._port = host, port
+        apply_auth(client, auth)
+        client.max_inflight_messages_set(MAX_INFLIGHT)
+        client.max_queued_messages_set(0)
+        client.on_publish = self._on_publish
+        return client
+
+    def _device_fleet(self, own: OwnConnections) -> DeviceFleet:
+        if self.config.mqtt_version != "5":
+            raise ValueError("devices on their own connections speak MQTT 5 only")
+        missing = sorted(d.device_id for d in self.devices if d.device_id not in own.passwords)
+        if missing:
+            raise ValueError(
+                f"no credentials for {len(missing)} of the {len(self.devices)} simulated "
+                f"devices (e.g. {', '.join(missing[:3])})"
+            )
+        return DeviceFleet(
+            {d.device_id: own.passwords[d.device_id] for d in self.devices},
+            self._host,
+            self._port,
+            ca_file=own.ca_file,
+            prefix=self.config.topic_prefix,
+            seed=self.config.seed,
+            on_ack=self._count_ack,
+        )
 
     def round_sheet(self, unrecorded_pct: float = 0.0) -> list[tuple[str, datetime, str]]:
         """(bin, emptied at, crew) for the weekly rounds the run simulated, as crews would
@@ -205,12 +252,21 @@ class Simulator:
         return sorted(sheet, key=lambda row: (row[1], row[0]))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._count_ack()
+
+    def _count_ack(self) -> None:
         with self._acked_lock:
             self.report.acked += 1
 
     # --- publishing ---------------------------------------------------------------------------
-    def _publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain)
+    def _publish(
+        self, device: _Device, topic: str, payload: str | bytes, *, retain: bool = False
+    ) -> None:
+        if self.fleet is not None:
+            self.fleet.publish(device.device_id, topic, payload, retain=retain)
+        else:
+            assert self.client is not None
+            self.client.publish(topic, payload, qos=1, retain=retain)
         self.report.published += 1
 
     def _send_valid(self, device: _Device, doc: dict[str, Any], readings: int) -> None:
@@ -219,11 +275,11 @@ class Simulator:
         if self.config.record_keys:
             items = doc.get("readings", [doc])
             self.report.keys.update((device.device_id, item["ts"]) for item in items)
-        self._publish(topic, payload)
+        self._publish(device, topic, payload)
         self.report.messages[device.kind] += 1
         self.report.readings[device.kind] += readings
         if readings == 1 and self.rng.random() * 100 < self.config.duplicate_pct:
-            self._publish(topic, payload)  # a device retry: same message again
+            self._publish(device, topic, payload)  # a device retry: same message again
             self.report.messages[device.kind] += 1
             self.report.duplicates += 1
 
@@ -245,7 +301,7 @@ class Simulator:
         else:
             # A day past the wall clock, whatever the simulated time: always in the future.
             bad = json.dumps({**doc, "ts": _iso(max(now, datetime.now(UTC)) + timedelta(days=1))})
-        self._publish(topic, bad)
+        self._publish(device, topic, bad)
         self.report.messages[device.kind] += 1
         self.report.malformed[kind] += 1
 
@@ -260,11 +316,11 @@ class Simulator:
         cfg = self.config
         stop = stop or threading.Event()
         start = self._start
-        self._connect()
-        self.client.loop_start()
+        self._open(stop)
         wall_start = time.monotonic()
         for device in self.devices:
             self._publish(
+                device,
                 self.layout.status(device.device_id),
                 json.dumps({"state": "online", "fw": "sim-1.0"}),
                 retain=True,
@@ -291,11 +347,38 @@ class Simulator:
                 self._flush_offline(device)
         self._drain()
         self.report.wall_s = time.monotonic() - wall_start
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._close()
         return self.report
 
+    def _open(self, stop: threading.Event) -> None:
+        """Connect: the gateway's one connection, or every device its own (all of them
+        connected before the first reading; ``FleetConnectError`` if some cannot)."""
+        if self.fleet is None:
+            self._connect()
+            assert self.client is not None
+            self.client.loop_start()
+            return
+        started = time.monotonic()
+        self.fleet.start()
+        try:
+            self.fleet.wait_connected(stop)
+        except Exception:
+            self.fleet.close()
+            raise
+        self.report.own_connections = len(self.fleet.links)
+        self.report.connect_s = time.monotonic() - started
+
+    def _close(self) -> None:
+        if self.fleet is not None:
+            self.fleet.close()
+            self.report.refusals.update(self.fleet.log.refusal_reasons())
+            return
+        assert self.client is not None
+        self.client.disconnect()
+        self.client.loop_stop()
+
     def _connect(self) -> None:
+        assert self.client is not None
         if self.config.mqtt_version == "3.1.1":
             self.client.connect(self._host, self._port, keepalive=60)
             return
@@ -330,7 +413,9 @@ class Simulator:
         ):
             device.outage_at_s = None
             device.offline_until = ts + timedelta(seconds=device.outage_s)
-            self._publish(self.layout.status(device.device_id), '{"state":"offline"}', retain=True)
+            self._publish(
+                device, self.layout.status(device.device_id), '{"state":"offline"}', retain=True
+            )
         if device.offline_until is not None:
             device.buffer.append(item)
             if ts >= device.offline_until or len(device.buffer) >= MAX_BATCH_READINGS:
@@ -353,6 +438,7 @@ class Simulator:
         device.buffer = []
         device.offline_until = None
         self._publish(
+            device,
             self.layout.status(device.device_id),
             json.dumps({"state": "online", "fw": "sim-1.0"}),
             retain=True,

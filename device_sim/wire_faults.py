@@ -6,6 +6,7 @@ carrying bad JSON; these attack the broker itself: garbage on the socket, a pack
 that promises more than ever comes, a length field too long to be valid, a PUBLISH cut off
 mid-packet, and a payload beyond the broker's ``message_size_limit`` from a logged-in device.
 Each returns what the broker did, in words; none of them should take it, or ingest, down.
+``FaultRun`` sends them in turn, spread over a simulator run (``civic sim --wire-faults N``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import socket
 import ssl
 import struct
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -151,13 +155,57 @@ def oversize_publish(listener: Listener, auth: MqttAuth, topic: str, size: int) 
     return "did not answer"
 
 
-def run_all(listener: Listener, auth: MqttAuth, topic: str, size_limit: int) -> dict[str, str]:
-    """Every wire fault once against one listener; what the broker did with each."""
-    faults: dict[str, Callable[[], str]] = {
+def fault_modes(
+    listener: Listener, auth: MqttAuth, topic: str, size_limit: int
+) -> dict[str, Callable[[], str]]:
+    """Each fault mode, ready to send at ``listener``; the last two log in as ``auth`` (which
+    should be an account nothing else is using: on the devices' listener the username is the
+    client id, and a second login takes the first one's connection over)."""
+    return {
         "raw_garbage": lambda: raw_garbage(listener),
         "truncated_connect": lambda: truncated_connect(listener),
         "overlong_length_field": lambda: overlong_length_field(listener),
         "truncated_publish": lambda: truncated_publish(listener, auth, topic),
         "oversize_payload": lambda: oversize_publish(listener, auth, topic, size_limit + 1),
     }
-    return {name: fault() for name, fault in faults.items()}
+
+
+def run_all(listener: Listener, auth: MqttAuth, topic: str, size_limit: int) -> dict[str, str]:
+    """Every wire fault once against one listener; what the broker did with each."""
+    return {name: fault() for name, fault in fault_modes(listener, auth, topic, size_limit).items()}
+
+
+class FaultRun(threading.Thread):
+    """``count`` wire faults, the modes in turn, one every ``gap_s``, alongside whatever else
+    the broker is doing; ``finish()`` sends what is left without pausing and returns the
+    tally. A fault that cannot even be sent (the listener unreachable) is counted too."""
+
+    def __init__(self, faults: dict[str, Callable[[], str]], count: int, gap_s: float) -> None:
+        super().__init__(name="wire-faults", daemon=True)
+        if count < 0:
+            raise ValueError("the number of wire faults cannot be negative")
+        self.faults, self.count, self.gap_s = faults, count, gap_s
+        self.hurry = threading.Event()
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    def run(self) -> None:
+        modes = list(self.faults)
+        first = time.monotonic()
+        for k in range(self.count):
+            # Spaced start to start, so a fault the broker holds on to for a while (the
+            # half-sent ones wait HOLD_S) does not stretch the spacing.
+            self.hurry.wait(max(0.0, first + k * self.gap_s - time.monotonic()))
+            mode = modes[k % len(modes)]
+            try:
+                outcome = self.faults[mode]()
+            except OSError as exc:
+                outcome = f"could not be sent ({exc.__class__.__name__})"
+            self.outcomes[mode, outcome] += 1
+
+    def finish(self) -> dict[str, Any]:
+        self.hurry.set()
+        self.join()
+        by_mode: dict[str, dict[str, int]] = {}
+        for (mode, outcome), n in sorted(self.outcomes.items()):
+            by_mode.setdefault(mode, {})[outcome] = n
+        return {"sent": sum(self.outcomes.values()), "outcomes": by_mode}

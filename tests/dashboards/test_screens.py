@@ -333,7 +333,7 @@ def test_the_console_shows_the_simulators_last_run(
     log_in(web, "ed")
     assert "No simulator run recorded" in web.get("/engineer").text
     config = SimpleNamespace(bins=40, homes=25, interval_s=60.0, duration_s=7200.0)
-    report = {
+    report: dict[str, Any] = {
         "published": 4321,
         "acked": 4321,
         "readings_total": 4000,
@@ -348,3 +348,11 @@ def test_the_console_shows_the_simulators_last_run(
     page = web.get("/engineer").text
     assert "40 bins and 25 homes" in page
     assert "<td>Messages published</td><td>4321</td>" in page
+    assert "own TLS connections" not in page
+    assert "Wire faults" not in page
+    report["connections"] = {"mode": "per-device", "devices": 39, "connect_s": 2.5}
+    report["wire_faults"] = {"sent": 10, "outcomes": {}}
+    _keep_last_run(tmp_path, datetime.now(UTC), config, report)
+    page = web.get("/engineer").text
+    assert "<td>Devices on their own TLS connections</td><td>39</td>" in page
+    assert "<td>Wire faults sent at the broker</td><td>10</td>" in page
