@@ -21,6 +21,7 @@ ORDER = (
     "alerts_throughput",
     "routing_cvrplib",
     "routing_forecast",
+    "routing_forecast_day_variation",
     "routing_closed_loop",
     "routing_roads",
     "api",
