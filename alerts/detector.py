@@ -35,6 +35,8 @@ from alerts.rules import (
     ColdHomeSettings,
     CondensationRule,
     CondensationSettings,
+    FrozenReadingsRule,
+    FrozenReadingsSettings,
     KnockedOverRule,
     KnockedOverSettings,
     MouldIndexRule,
@@ -95,6 +97,7 @@ class HomeRuleSettings:
     void_frost: VoidFrostSettings = field(default_factory=VoidFrostSettings)
     leak: SuspectedLeakSettings = field(default_factory=SuspectedLeakSettings)
     co2: Co2Settings = field(default_factory=Co2Settings)
+    frozen: FrozenReadingsSettings = field(default_factory=FrozenReadingsSettings)
     device: DeviceRuleSettings = field(default_factory=DeviceRuleSettings)
     clock_policy: ClockPolicy = field(default_factory=ClockPolicy)
     disabled: frozenset[str] = frozenset()
@@ -152,8 +155,10 @@ def home_rules(home: Home, device_id: str, settings: HomeRuleSettings | None = N
         )
 
     rules: list[Rule] = [
+        # First: while it is on, the detector gives the room rules after it nothing.
+        FrozenReadingsRule(context(FrozenReadingsRule), s.frozen),
         Adf2006Rule(context(Adf2006Rule), s.adf2006),
-        Adf2010Rule(context(Adf2010Rule), s.adf2010),
+        Adf2010Rule(context(Adf2010Rule), s.adf2010.for_void() if home.void else s.adf2010),
         MouldIndexRule(context(MouldIndexRule), s.mould),
         CondensationRule(context(CondensationRule), s.condensation),
         SuspectedLeakRule(context(SuspectedLeakRule), s.leak),
@@ -239,8 +244,13 @@ class Detector:
         events: list[ConditionEvent] = []
         for item in batch:
             events += self._pass_time(item.ts)
+            frozen = False
             for rule in self.rules:
+                if frozen and rule.reads_room:
+                    continue  # a stuck sensor's repeated values say nothing about the room
                 events += rule.on_item(item)
+                if isinstance(rule, FrozenReadingsRule):
+                    frozen = rule.active
         return events
 
     def advance(self, now: datetime) -> list[ConditionEvent]:

@@ -23,6 +23,7 @@ ORDER = (
     "alerts_backfill",
     "routing_cvrplib",
     "routing_forecast",
+    "routing_forecast_day_variation",
     "routing_closed_loop",
     "routing_roads",
     "api",

@@ -160,8 +160,8 @@ class BinModel:
     """When the weekly round emptied the bin: what the crew's round sheet says."""
     day_variation_sd: float = 0.0
     """Day-to-day variation of the filling (log-sd of a factor averaging 1: a market day, a
-    rainy one). Off by default: the forecast's prediction interval does not yet allow for it
-    (at 0.1 its 90 % interval covers about 79 % of next-day levels, at 0.2 about 71 %)."""
+    rainy one). Off by default; ``bench/routing_forecast.py --day-variation`` turns it on to
+    check that the forecast's prediction interval allows for it."""
     day_seed: int = 0
     """Seeds the day-to-day variation: same seed, same days, also in a copy of the model."""
     _day: int = field(default=-1, init=False, repr=False, compare=False)

@@ -29,6 +29,8 @@ from alerts.rules.damp import (
 from alerts.rules.device import (
     BatteryLowRule,
     BatteryLowSettings,
+    FrozenReadingsRule,
+    FrozenReadingsSettings,
     OfflineRule,
     OfflineSettings,
     SequenceGapRule,
@@ -60,6 +62,8 @@ __all__ = [
     "CondensationRule",
     "CondensationSettings",
     "Debounce",
+    "FrozenReadingsRule",
+    "FrozenReadingsSettings",
     "KnockedOverRule",
     "KnockedOverSettings",
     "MouldIndexRule",

@@ -60,6 +60,8 @@ class Rule(abc.ABC):
     condition: ClassVar[str]
     alert_type: ClassVar[AlertType]
     hazard: ClassVar[Hazard] = Hazard.NONE
+    reads_room: ClassVar[bool] = False
+    """Judges the room from its readings, so is not given readings a stuck sensor repeats."""
 
     def __init__(self, context: RuleContext) -> None:
         self.context = context

@@ -39,6 +39,7 @@ class Co2Settings:
 
 class Co2Rule(Rule):
     condition: ClassVar[str] = "poor_ventilation"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.POOR_VENTILATION
     hazard: ClassVar[Hazard] = Hazard.NONE
 

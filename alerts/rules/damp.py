@@ -88,6 +88,7 @@ class Adf2006Rule(Rule):
     """RH above 70 % for more than 2 h, or above 90 % for more than 1 h, in any 12 h."""
 
     condition: ClassVar[str] = "damp_adf2006"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.DAMP_MOULD
     hazard: ClassVar[Hazard] = Hazard.DAMP_MOULD
 
@@ -219,6 +220,11 @@ class Adf2010Settings:
     # home in a wet winter month can sit just above it. Advice, not a hazard on its own: the
     # week's 75 % and the mould index are the persistence that is.
     month_severity: Severity = Severity.WATCH
+    void_severity: Severity = Severity.WATCH
+    """The most any window raises in a void home. An empty home whose heating is off cools and
+    its RH climbs for want of heat, not for want of ventilation: the void heating and frost
+    rules are the alert for that, and there is no tenant for an Awaab's Law clock to protect.
+    The mould index still judges a void (growth damages the fabric either way)."""
 
     def __post_init__(self) -> None:
         check_positive("month", self.month)
@@ -232,6 +238,16 @@ class Adf2010Settings:
             value = getattr(self, name)
             if not 0.0 < value <= 100.0:
                 raise ValueError(f"{name} must be in (0, 100], got {value}")
+
+    def for_void(self) -> Adf2010Settings:
+        """These settings with every window capped at ``void_severity``."""
+        cap = self.void_severity
+        return replace(
+            self,
+            day_severity=min(self.day_severity, cap),
+            week_severity=min(self.week_severity, cap),
+            month_severity=min(self.month_severity, cap),
+        )
 
     @property
     def limits(self) -> tuple[_MeanLimit, ...]:
@@ -252,6 +268,7 @@ class Adf2010Rule(Rule):
     """Mean RH over a day, week or month above 85 / 75 / 65 %."""
 
     condition: ClassVar[str] = "damp_adf2010"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.DAMP_MOULD
     hazard: ClassVar[Hazard] = Hazard.DAMP_MOULD
 
@@ -325,7 +342,8 @@ class Adf2010Rule(Rule):
         """Window ``index`` with the severity it has earned, or None when it is not over."""
         s = self.settings
         limit = self._limits[index]
-        if mean is not None and covered_s >= s.min_coverage * limit.window.total_seconds():
+        judged = mean is not None and covered_s >= s.min_coverage * limit.window.total_seconds()
+        if judged and mean is not None:
             if mean > limit.limit_pct:
                 self._window_on[index] = True
             elif mean <= limit.limit_pct - s.hysteresis_pct:
@@ -333,6 +351,14 @@ class Adf2010Rule(Rule):
         if not self._window_on[index]:
             self._on_since[index] = None
             return None
+        if judged and mean is not None and mean <= limit.limit_pct:
+            # Back under the limit but within the hysteresis band: the window stays on (no
+            # flapping), but the mean is no longer over the limit, so the time it must stay
+            # over starts again. Otherwise a week of laundry days hovering around 75 % counts
+            # days spent at 73-75 % towards ``persist``: on the simulated estate, two ordinary
+            # homes drying clothes reached ``act`` (and a statutory clock) that way.
+            self._on_since[index] = None
+            return replace(limit, severity=min(limit.severity, Severity.WATCH))
         on_since = self._on_since[index]
         if on_since is None:
             on_since = self._on_since[index] = now_s
@@ -388,6 +414,7 @@ class MouldIndexRule(Rule):
     """VTT mould growth index at or above ``on_index``."""
 
     condition: ClassVar[str] = "mould_index"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.DAMP_MOULD
     hazard: ClassVar[Hazard] = Hazard.DAMP_MOULD
 
@@ -495,6 +522,7 @@ class CondensationRule(Rule):
     """Estimated surface temperature within ``on_margin_c`` of the dew point."""
 
     condition: ClassVar[str] = "condensation_risk"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.DAMP_MOULD
     hazard: ClassVar[Hazard] = Hazard.DAMP_MOULD
 

@@ -1,4 +1,5 @@
-"""Device health rules for every sensor: offline, battery low, lost messages."""
+"""Device health rules for every sensor: offline, battery low, lost messages; for environment
+sensors, readings frozen at one value."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from firmware_contracts import Reading
 __all__ = [
     "BatteryLowRule",
     "BatteryLowSettings",
+    "FrozenReadingsRule",
+    "FrozenReadingsSettings",
     "OfflineRule",
     "OfflineSettings",
     "SequenceGapRule",
@@ -276,3 +279,73 @@ class SequenceGapRule(Rule):
             "counter_resets": self.resets,
             "outages_ignored": self.outages,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenReadingsSettings:
+    """An environment sensor repeating exactly the same temperature and RH this long is stuck."""
+
+    frozen_after: timedelta = timedelta(hours=12)
+    """Room air always moves a little (heating cycles, people, the weather) and a working
+    sensor adds its own jitter: half a day of the same two numbers, to the last digit, is a
+    sensor that has stopped measuring (*default*)."""
+    severity: Severity = Severity.WATCH
+
+    def __post_init__(self) -> None:
+        check_positive("frozen_after", self.frozen_after)
+
+
+class FrozenReadingsRule(Rule):
+    """Temperature and RH repeated exactly for ``frozen_after``: the sensor is stuck.
+
+    A maintenance job, and while it is on the :class:`~alerts.detector.Detector` stops giving
+    the home's environment rules these readings: they say nothing about the room. A sensor
+    that froze in a shower's steam otherwise reads as a leak, a damp week and growing mould
+    (on the simulated estate it did all three, and started a statutory clock). The readings
+    before it was recognised (``frozen_after``) have been judged already; that is shorter than
+    any rule that raises ``act`` needs.
+    """
+
+    condition: ClassVar[str] = "sensor_frozen"
+    alert_type: ClassVar[AlertType] = AlertType.SENSOR_STUCK
+
+    def __init__(
+        self, context: RuleContext, settings: FrozenReadingsSettings | None = None
+    ) -> None:
+        super().__init__(context)
+        self.settings = settings or FrozenReadingsSettings()
+        self._value: tuple[float, float] | None = None
+        self._value_since: datetime | None = None
+
+    def on_item(self, item: Item) -> list[ConditionEvent]:
+        if not isinstance(item, Reading) or item.temp_c is None or item.rh_pct is None:
+            return []
+        value = (item.temp_c, item.rh_pct)
+        if value != self._value or self._value_since is None:
+            self._value, self._value_since = value, item.ts
+            if self.active:
+                return [
+                    self._turn_off(
+                        at=item.ts,
+                        reason="readings change again",
+                        evidence={"temp_c": item.temp_c, "rh_pct": item.rh_pct},
+                    )
+                ]
+            return []
+        frozen_for = item.ts - self._value_since
+        if self.active or frozen_for < self.settings.frozen_after:
+            return []
+        return [
+            self._turn_on(
+                at=item.ts,
+                since=self._value_since,
+                severity=self.settings.severity,
+                reason=f"{item.temp_c:g} C and {item.rh_pct:g} %RH, unchanged for "
+                f"{frozen_for.total_seconds() / 3600:.1f} h: check the sensor",
+                evidence={
+                    "temp_c": item.temp_c,
+                    "rh_pct": item.rh_pct,
+                    "frozen_hours": round(frozen_for.total_seconds() / 3600, 2),
+                },
+            )
+        ]

@@ -59,6 +59,11 @@ class SuspectedLeakSettings:
     """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
     weather_warming_c: float = 1.5
     """A room this much warmer than its usual median: the extra vapour came in with the weather."""
+    comparable_temp_c: float = 4.0
+    """The normal is taken over past days whose median temperature was within this of the last
+    ``persist``'s: a week away with the heating off (cold rooms, nobody adding moisture) is not
+    this home's normal when it is lived in. Counted with it, the normal sank, and ordinary life
+    on the return (a humid day, laundry) read as a leak on the simulated estate."""
     clear_hpa: float = 2.0
     """Clears when the median of the last ``persist`` is this close to the normal again."""
     severity: Severity = Severity.ACT
@@ -69,6 +74,8 @@ class SuspectedLeakSettings:
             raise ValueError("need 0 < clear_hpa < rise_hpa")
         if not 0.5 <= self.persist_share <= 1.0:
             raise ValueError("persist_share must be in [0.5, 1]")
+        if self.comparable_temp_c <= 0:
+            raise ValueError("comparable_temp_c must be positive")
         if not 1 <= self.min_normal_days <= self.normal_days:
             raise ValueError("need 1 <= min_normal_days <= normal_days")
 
@@ -78,6 +85,7 @@ MIN_READINGS_PER_DAY = 12
 
 class SuspectedLeakRule(Rule):
     condition: ClassVar[str] = "suspected_leak"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.SUSPECTED_LEAK
     hazard: ClassVar[Hazard] = Hazard.NONE
 
@@ -118,8 +126,10 @@ class SuspectedLeakRule(Rule):
             del self._rh[:cut]
         if self.active:
             return self._maybe_clear(item.ts)
-        normal = self._normal()
-        if normal is None or now - self._ts[0] < 0.9 * s.persist.total_seconds():
+        if now - self._ts[0] < 0.9 * s.persist.total_seconds():
+            return []
+        normal = self._normal(statistics.median(self._temp))
+        if normal is None:
             return []
         wet = [self._wet(v, rh, normal) for v, rh in zip(self._vp, self._rh, strict=True)]
         if sum(wet) < s.persist_share * len(wet):
@@ -162,10 +172,12 @@ class SuspectedLeakRule(Rule):
     def _usual_temp(self) -> float:
         return statistics.median(t for _, _, t in self._daily)
 
-    def _normal(self) -> float | None:
-        if len(self._daily) < self.settings.min_normal_days:
+    def _normal(self, temp_c: float) -> float | None:
+        """The usual vapour pressure of past days at about ``temp_c``; None while too few."""
+        s = self.settings
+        medians = sorted(m for _, m, t in self._daily if abs(t - temp_c) <= s.comparable_temp_c)
+        if len(medians) < s.min_normal_days:
             return None
-        medians = sorted(m for _, m, _ in self._daily)
         return medians[min(len(medians) - 1, int(self.settings.normal_quantile * len(medians)))]
 
     def _maybe_clear(self, at: datetime) -> list[ConditionEvent]:

@@ -74,6 +74,7 @@ class _MeanBelowRule(Rule):
     """Time-weighted mean temperature over a trailing window below a limit."""
 
     description: ClassVar[str]
+    reads_room: ClassVar[bool] = True
 
     def __init__(self, context: RuleContext, settings: _MeanBelowSettings) -> None:
         super().__init__(context)
@@ -182,6 +183,7 @@ class VoidFrostSettings:
 
 class VoidFrostRule(Rule):
     condition: ClassVar[str] = "void_frost"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.FROST_RISK
     hazard: ClassVar[Hazard] = Hazard.NONE
 
@@ -288,6 +290,7 @@ RISE_WITHIN = timedelta(hours=3)
 
 class ColdHomeRule(Rule):
     condition: ClassVar[str] = "cold_home"
+    reads_room: ClassVar[bool] = True
     alert_type: ClassVar[AlertType] = AlertType.EXCESS_COLD
     hazard: ClassVar[Hazard] = Hazard.EXCESS_COLD
 

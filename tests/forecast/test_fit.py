@@ -273,16 +273,22 @@ def test_forecast_full_time_and_its_interval() -> None:
     assert never == (None, None, None)
 
 
-def test_prediction_interval_covers_the_truth_on_simulated_bins() -> None:
+@pytest.mark.parametrize(("day_variation", "bins"), [(0.0, 8), (0.1, 16)])
+def test_prediction_interval_covers_the_truth_on_simulated_bins(
+    day_variation: float, bins: int
+) -> None:
     """Bins from the project's simulator: forecast +24 h from several cuts and check the 90 %
     interval against the noise-free level (a copy of the model with the round switched off).
+    With filling that varies 10 % from day to day the interval must widen to match: measured
+    in-sample from single readings it covered about two thirds.
 
     Cuts just after a round are left out: one or two low readings are held as possible echoes
     until confirmed (see the test below), so there the forecast is knowingly still "full".
     """
     covered, errors = [], []
-    for seed in range(8):
+    for seed in range(bins):
         model = BinModel.create(f"bin-{seed}", "general", random.Random(100 + seed))
+        model = replace(model, day_variation_sd=day_variation)
         times, fill = [], []
         for cut_day in (10.3, 15.6, 20.9):
             cut = START + timedelta(days=cut_day)
@@ -305,8 +311,8 @@ def test_prediction_interval_covers_the_truth_on_simulated_bins() -> None:
             covered.append(lo <= truth <= hi)
             errors.append(abs(value - truth))
     assert len(covered) >= 20
-    assert np.mean(covered) >= 0.8
-    assert np.mean(errors) < 2.5  # % of the bin: reading noise alone is ±1.5
+    assert np.mean(covered) >= 0.85
+    assert np.mean(errors) < 2.5 + 10 * day_variation  # % of the bin: noise alone is ±1.5
 
 
 def test_settings_and_values_are_validated() -> None:
