@@ -155,6 +155,8 @@ def report(
     command: str,
     wall_s: float,
     plot: str | None,
+    *,
+    jobs: int = 1,
 ) -> str:
     engine = config.engine or f"default ({DEFAULT_REFUSE_ENGINE})"
     fleet = scaled_fleet(load_fleet(), config.bins)
@@ -168,7 +170,8 @@ def report(
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} CPUs (shared with other work), Python {platform.python_version()};"
-        f" {wall_s / 60:.1f} min for all policies, two at a time.",
+        f" {wall_s / 60:.1f} min for all policies,"
+        + (" one at a time." if jobs <= 1 else f" {jobs} at a time."),
         "",
         f"Town: the first {config.bins} bins of the demo estate (Leicester, seed {config.seed};"
         " general, recycling and garden waste in 240-1100 l bins). Simulator bin models: per-bin"
@@ -298,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         link = plot_path.name
     command = shlex.join([".venv/bin/python", "bench/routing_closed_loop.py", *sys.argv[1:]])
-    text = report(config, results, command, wall_s, link if plotted else None)
+    text = report(config, results, command, wall_s, link if plotted else None, jobs=args.jobs)
     print(text)
     print(
         "median planning s/day:",
