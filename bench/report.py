@@ -22,6 +22,7 @@ ORDER = (
     "routing_cvrplib",
     "routing_forecast",
     "routing_closed_loop",
+    "routing_closed_loop_oakham",
     "routing_roads",
     "api",
     "screens",
