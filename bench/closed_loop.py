@@ -62,6 +62,7 @@ from routing.solver import RefuseEngine, plan_routes
 
 __all__ = [
     "FIXED_MARGIN",
+    "POLICIES",
     "LoopConfig",
     "LoopResult",
     "Policy",

@@ -45,6 +45,7 @@ if str(REPO) not in sys.path:
 from bench.closed_loop import (  # noqa: E402
     FIXED_MARGIN,
     OPTIONAL_BELOW_THRESHOLD,
+    POLICIES,
     LoopConfig,
     LoopResult,
     Policy,
@@ -301,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup-days", type=int, default=14)
     parser.add_argument("--seconds", type=float, default=6.0, help="solver limit per day (s)")
     parser.add_argument("--thresholds", default="70,80,90", help="dynamic thresholds (%%)")
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="which policies to run, comma-separated (dynamic runs once per threshold)",
+    )
     parser.add_argument("--reading-hours", type=float, default=2.0)
     parser.add_argument("--day-variation", type=float, default=0.2)
     parser.add_argument("--refit-margin", type=float, default=10.0)
@@ -332,9 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or DEFAULT_OUT.with_stem(
         DEFAULT_OUT.stem + (f"_{args.town}" if args.town else "")
     )
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = sorted(set(policies) - set(POLICIES))
+    if unknown:
+        parser.error(f"unknown policies {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
     thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
-    runs: list[Run] = [("fixed", None), ("weekly", None)]
-    runs += [("dynamic", t) for t in thresholds]
+    runs: list[Run] = [(p, None) for p in ("fixed", "weekly") if p in policies]
+    if "dynamic" in policies:
+        runs += [("dynamic", t) for t in thresholds]
     started = time.perf_counter()
     roads = None
     if config.town is not None:
