@@ -18,6 +18,12 @@ estate (every stream at once), and every bin a planned route visits is emptied
 * ``weekly``: every bin once a week on its old weekday, whatever its fill (the status quo the
   simulator's rounds follow: weekdays at random, not by area).
 
+With ``LoopConfig.town`` set to a town of :data:`routing.places.TOWNS` the same loop runs on
+real roads (:func:`road_town`): the bins stand at kerbside points of the town's residential
+streets in the bundled OpenStreetMap extract, the depot and tip at its industrial sites, and
+every plan's km and times come from one road matrix between all of them (computed once, then
+sliced for each day's stops).
+
 Measured: km driven, truck-shifts (routes that left the depot), bins collected, overflow-hours
 (hours a bin's true level spent at or above 100 %, sampled every reading), must-collect bins the
 plans could not serve, and plans the validator rejected. Pure in-process: no broker, no
@@ -34,15 +40,17 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
 
-from device_sim.estate import TOWN_CENTRE, generate_estate
+from device_sim.estate import TOWN_CENTRE, RealPlaces, generate_estate
 from device_sim.models import BinModel, season_factor
 from forecast.bins import DEFAULT_LOOKBACK, BinForecast, BinHistory, forecast_visits
 from forecast.fit import BinFit, fit_bins
 from routing.fleet import FleetConfig, load_fleet
+from routing.matrix import LatLon, MatrixProvider, SubsetProvider
 from routing.model import BinStop, Plan, PlanRequest, Vehicle
 from routing.planning import (
     OVERFLOW_PCT,
@@ -54,12 +62,15 @@ from routing.solver import RefuseEngine, plan_routes
 
 __all__ = [
     "FIXED_MARGIN",
+    "POLICIES",
     "LoopConfig",
     "LoopResult",
     "Policy",
+    "RoadTown",
     "SimulatedBin",
     "Town",
     "build_town",
+    "road_town",
     "run_closed_loop",
     "scaled_fleet",
     "simulate",
@@ -112,10 +123,18 @@ class LoopConfig:
     since, and the fit is under ``refit_days`` old (a large town in minutes rather than hours;
     the fits skipped are of bins nowhere near a collection)."""
     refit_days: int = 7
+    town: str | None = None
+    """A town of :data:`routing.places.TOWNS` to run on its roads (:func:`road_town`); None:
+    the demo estate around Leicester on straight lines × the fleet's road factor."""
 
     def __post_init__(self) -> None:
         if self.bins < 1 or self.days < 1 or self.warmup_days < 0:
             raise ValueError("need bins >= 1, days >= 1 and warmup_days >= 0")
+        if self.town is not None:
+            from routing.places import TOWNS
+
+            if self.town not in TOWNS:
+                raise ValueError(f"unknown town {self.town!r}; known: {', '.join(sorted(TOWNS))}")
         if self.solve_seconds <= 0 or self.reading_hours <= 0:
             raise ValueError("solve_seconds and reading_hours must be positive")
 
@@ -166,6 +185,8 @@ class Town:
     bins: list[SimulatedBin]
     clock: dt.datetime
     reading_interval: dt.timedelta = dt.timedelta(hours=1)
+    centre: LatLon = TOWN_CENTRE
+    """Where the fixed round's areas meet (:func:`size_round`)."""
 
     def advance_to(self, until: dt.datetime, on_step: Callable[[dt.datetime], None]) -> None:
         """Take readings every ``reading_interval`` up to and including ``until``."""
@@ -207,9 +228,56 @@ class LoopResult:
         return f"{self.policy} {self.threshold_pct:g} %"
 
 
-def build_town(config: LoopConfig) -> Town:
-    """The demo estate's bins with fresh models, warmed up under the fixed weekly round."""
-    rows = [r for r in generate_estate(config.bins, 0, seed=config.seed) if r["kind"] == "bin"]
+@dataclass(frozen=True)
+class RoadTown:
+    """A real town to run the loop on: its bins' places, its fleet, its road matrix."""
+
+    places: RealPlaces
+    fleet: FleetConfig
+    """The fleet given to :func:`road_town`, with the town's depot and tip."""
+    travel: MatrixProvider
+    """Road seconds and metres between any of the depot, the tip and the bins."""
+
+
+def road_town(config: LoopConfig, fleet: FleetConfig, extract: Path | None = None) -> RoadTown:
+    """``config.town``'s streets from the OpenStreetMap ``extract`` (the bundled one by default).
+
+    ``config.bins`` kerbside points along its residential streets (seeded by ``config.seed``),
+    ``fleet`` with its first depot and tip moved to the town's (the rest left out), and the
+    road matrix between every place, computed once: each day's request is a subset of these
+    places, so each day's matrix is a slice of it.
+    """
+    from routing.network import read_osm
+    from routing.places import BUNDLED_EXTRACT, TOWNS, street_points
+    from routing.roads import RoadProvider
+
+    if config.town is None:
+        raise ValueError("road_town needs LoopConfig.town")
+    town = TOWNS[config.town]
+    network = read_osm(extract or BUNDLED_EXTRACT)
+    bins = street_points(network, town, config.bins, seed=config.seed)
+    places = RealPlaces(town.name, town.centre, bins, (), town.streets)
+    depot_lat, depot_lon = town.depot
+    tip_lat, tip_lon = town.tip
+    fleet = dataclasses.replace(
+        fleet,
+        depots=(
+            dataclasses.replace(fleet.depots[0], id=town.depot_id, lat=depot_lat, lon=depot_lon),
+        ),
+        tips=(dataclasses.replace(fleet.tips[0], id=town.tip_id, lat=tip_lat, lon=tip_lon),),
+    )
+    points = [town.depot, town.tip, *bins]
+    matrix = RoadProvider.from_network(network).compute_matrix(points)
+    return RoadTown(places, fleet, SubsetProvider(matrix, points))
+
+
+def build_town(config: LoopConfig, places: RealPlaces | None = None) -> Town:
+    """The estate's bins with fresh models, warmed up under the fixed weekly round.
+
+    The demo estate around Leicester, or bins at ``places`` (a real town's streets).
+    """
+    estate = generate_estate(config.bins, 0, seed=config.seed, places=places)
+    rows = [r for r in estate if r["kind"] == "bin"]
     bins = [
         SimulatedBin(
             device_id=row["device_id"],
@@ -232,7 +300,10 @@ def build_town(config: LoopConfig) -> Town:
         for i, row in enumerate(rows)
     ]
     start = dt.datetime.combine(config.start, dt.time(), tzinfo=dt.UTC)
-    town = Town(bins, start - dt.timedelta(days=config.warmup_days), config.reading_interval)
+    centre = places.centre if places is not None else TOWN_CENTRE
+    town = Town(
+        bins, start - dt.timedelta(days=config.warmup_days), config.reading_interval, centre
+    )
     town.advance_to(start, lambda _: None)
     for item in bins:
         # From here on, bins are emptied only when a planned route visits them.
@@ -274,9 +345,9 @@ def _frequency(item: SimulatedBin, middle: dt.date, margin: float) -> str:
     return FREQUENCIES[-1][0]
 
 
-def _sectors(items: Sequence[SimulatedBin], count: int) -> list[int]:
+def _sectors(items: Sequence[SimulatedBin], count: int, centre: LatLon) -> list[int]:
     """Split ``items`` into ``count`` sectors of the town of equal size, by bearing."""
-    bearing = [math.atan2(b.lat - TOWN_CENTRE[0], (b.lon - TOWN_CENTRE[1]) * 0.6) for b in items]
+    bearing = [math.atan2(b.lat - centre[0], (b.lon - centre[1]) * 0.6) for b in items]
     order = sorted(range(len(items)), key=lambda i: bearing[i])
     sector = [0] * len(items)
     for rank, i in enumerate(order):
@@ -305,7 +376,7 @@ def size_round(
                 slots[item.device_id] = RoundSlot(frequency, frozenset(range(5)))
             continue
         count = {"fortnightly": 10, "weekly": 5, "twice weekly": 2}[frequency]
-        for item, sector in zip(items, _sectors(items, count), strict=True):
+        for item, sector in zip(items, _sectors(items, count, town.centre), strict=True):
             if frequency == "twice weekly":
                 slot = RoundSlot(frequency, frozenset({sector, sector + 3}))
             elif frequency == "weekly":
@@ -415,14 +486,14 @@ def _policy_fleet(fleet: FleetConfig, threshold_pct: float | None) -> FleetConfi
 
 
 def _plan_day(
-    request: PlanRequest, result: LoopResult, config: LoopConfig, fleet: FleetConfig
+    request: PlanRequest, result: LoopResult, config: LoopConfig, travel: MatrixProvider
 ) -> Plan:
     """Solve and validate one day's request; add it to ``result``."""
     started = time.perf_counter()
     plan = plan_routes(
         request,
         time_limit_s=config.solve_seconds,
-        matrix_provider=fleet.travel,
+        matrix_provider=travel,
         engine=config.engine,
     )
     result.working_days += 1
@@ -451,19 +522,22 @@ def simulate(
     config: LoopConfig,
     *,
     fleet: FleetConfig | None = None,
+    travel: MatrixProvider | None = None,
     threshold_pct: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LoopResult:
     """Run ``config.days`` days of ``policy`` on ``town`` (which it advances).
 
-    ``threshold_pct`` (dynamic only) sets every bin's collection threshold; None keeps the
-    registry's.
+    ``travel`` gives the plans' km and times (:attr:`RoadTown.travel` on real roads); None:
+    the fleet's straight-line estimate. ``threshold_pct`` (dynamic only) sets every bin's
+    collection threshold; None keeps the registry's.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
     if threshold_pct is not None and policy != "dynamic":
         raise ValueError("a collection threshold applies to the dynamic policy only")
     fleet = _policy_fleet(fleet or load_fleet(), threshold_pct)
+    travel = travel or fleet.travel
     if threshold_pct is not None:
         for item in town.bins:
             item.threshold_pct = threshold_pct
@@ -494,7 +568,7 @@ def simulate(
         visits: list[tuple[dt.datetime, str]] = []
         if day.weekday() in fleet.working_days:
             started = time.perf_counter()
-            plan = _plan_day(request_for(day), result, config, fleet)
+            plan = _plan_day(request_for(day), result, config, travel)
             visits = _visits(plan, fleet, day)
             if progress is not None:
                 trucks = sum(1 for r in plan.routes if r.bin_ids)
@@ -527,8 +601,18 @@ def run_closed_loop(
     fleet: FleetConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[Policy, LoopResult]:
-    """Each policy on its own copy of the same town (same seed, same warm-up)."""
+    """Each policy on its own copy of the same town (same seed, same warm-up); on
+    ``config.town``'s roads when it is set."""
+    fleet = fleet or load_fleet()
+    roads = road_town(config, fleet) if config.town is not None else None
     return {
-        policy: simulate(build_town(config), policy, config, fleet=fleet, progress=progress)
+        policy: simulate(
+            build_town(config, roads.places if roads else None),
+            policy,
+            config,
+            fleet=roads.fleet if roads else fleet,
+            travel=roads.travel if roads else None,
+            progress=progress,
+        )
         for policy in policies
     }

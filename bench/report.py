@@ -25,6 +25,7 @@ ORDER = (
     "routing_forecast",
     "routing_forecast_day_variation",
     "routing_closed_loop",
+    "routing_closed_loop_oakham",
     "routing_roads",
     "api",
     "screens",

@@ -13,11 +13,18 @@ from bench.closed_loop import (
     FREQUENCIES,
     LoopConfig,
     build_town,
+    road_town,
+    scaled_fleet,
     simulate,
     size_round,
 )
 from device_sim.estate import TOWN_CENTRE
 from device_sim.models import season_factor
+from routing.fleet import load_fleet
+from routing.matrix import haversine_m
+from routing.network import read_osm
+from routing.places import BUNDLED_EXTRACT, TOWNS
+from routing.roads import RoadProvider
 
 SMALL = LoopConfig(bins=30, days=3, warmup_days=7, solve_seconds=0.5)
 
@@ -157,3 +164,39 @@ def test_kept_fits_skip_bins_far_from_due_but_refit_collected_ones():
     assert 30 < result.fits < 30 * result.working_days
     assert result.must_unserved == result.invalid_plans == 0
     assert all(plan.is_valid for plan in result.plans)
+
+
+@pytest.mark.slow
+def test_road_town_plans_and_measures_every_day_on_oakhams_roads():
+    config = LoopConfig(bins=40, days=2, warmup_days=7, solve_seconds=0.3, town="oakham")
+    oakham = TOWNS["oakham"]
+    roads = road_town(config, scaled_fleet(load_fleet(), config.bins))
+    assert [d.id for d in roads.fleet.depots] == [oakham.depot_id]
+    assert [t.id for t in roads.fleet.tips] == [oakham.tip_id]
+    town = build_town(config, roads.places)
+    assert town.centre == oakham.centre
+    points = [(b.lat, b.lon) for b in town.bins]
+    assert points == list(roads.places.bins)
+    # Bins stand at the kerb of Oakham's streets, within the town.
+    provider = RoadProvider.from_network(read_osm(BUNDLED_EXTRACT))
+    assert max(s.distance_m for s in provider.snap(points)) < 15.0
+    assert haversine_m([oakham.centre, *points])[0].max() < oakham.radius_m + 100.0
+    result = simulate(town, "fixed", config, fleet=roads.fleet, travel=roads.travel)
+    assert result.working_days == 2
+    assert result.invalid_plans == result.must_unserved == 0
+    # Each route's metres are the road metres between its stops, not the straight-line estimate.
+    for plan in result.plans:
+        for route in plan.routes:
+            if not route.bin_ids:
+                continue
+            stops = [(s.lat, s.lon) for s in route.stops]
+            road = provider.compute_matrix(stops)
+            driven = sum(int(road.distances_m[i, i + 1]) for i in range(len(stops) - 1))
+            assert route.distance_m == pytest.approx(driven, abs=len(stops))
+            straight = haversine_m(stops)
+            assert driven > sum(straight[i, i + 1] for i in range(len(stops) - 1))
+
+
+def test_unknown_town_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown town 'atlantis'; known: oakham"):
+        LoopConfig(town="atlantis")

@@ -65,3 +65,18 @@ def test_plot_is_a_png(tmp_path):
     path = tmp_path / "plot.png"
     assert write_plot(RESULTS, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_on_roads_names_the_town_its_map_and_the_road_matrix():
+    text = report(
+        LoopConfig(bins=60, town="oakham"),
+        RESULTS,
+        "bench/routing_closed_loop.py --town oakham",
+        60.0,
+        None,
+    )
+    assert "# Closed loop on real roads (Oakham)" in text
+    assert "60 bins at kerbside points of Oakham's residential streets" in text
+    assert "© OpenStreetMap contributors, ODbL" in text
+    assert "road matrix" in text
+    assert "Leicester" not in text
