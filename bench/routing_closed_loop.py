@@ -251,8 +251,8 @@ def report(
         "",
         "Overflow-hours are bin-hours at or over 100 % of the true level, sampled at every"
         " reading, weekends included (no policy collects at weekends, so bins that fill within"
-        " a day overflow under every policy). Planning time includes the forecast fits"
-        " (dynamic) and the solves.",
+        " a day overflow under every policy). Planning time is the solve and validation of each"
+        " day's plan; the dynamic policy's forecast fits come on top of it.",
         "",
     ]
     if plot:
