@@ -15,16 +15,13 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import Depends, Request, Security
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from psycopg_pool import ConnectionPool
 
 from api.identity import log_access, still_allowed
 from api.problems import Problem
 from api.security import SCOPES, Principal, TokenError, decode_access_token
 
-__all__ = ["AllowedCache", "Caller", "Db", "RateLimiter", "audit", "current_principal"]
+__all__ = ["AllowedCache", "Caller", "Db", "audit", "current_principal"]
 
 TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, scopes=SCOPES, auto_error=False)
@@ -42,25 +39,6 @@ def _db(request: Request) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 # Ends with the endpoint function, before the response is sent: a streamed response (the live
 # stream, an extract) never holds a pooled connection while the client reads.
 Db = Annotated[psycopg.Connection[dict[str, Any]], Depends(_db, scope="function")]
-
-
-class RateLimiter:
-    """Requests per minute per caller (moving window, in this process's memory)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._item = RateLimitItemPerMinute(per_minute)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def check(self, key: str) -> None:
-        if self._limiter.hit(self._item, key):
-            return
-        reset = self._limiter.get_window_stats(self._item, key).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        raise Problem(
-            429,
-            f"more than {self._item.amount} requests a minute: retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )
 
 
 class AllowedCache:
@@ -97,7 +75,7 @@ def current_principal(
         principal = decode_access_token(token, secret=request.app.state.secret)
     except TokenError as exc:
         raise Problem(401, str(exc), _CHALLENGE) from exc
-    request.app.state.rate_limiter.check(principal.actor)
+    request.app.state.rate_limiter.check(conn, principal.actor)
     if not request.app.state.allowed.check(principal, lambda: still_allowed(conn, principal)):
         raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
