@@ -38,6 +38,7 @@ from api.routes import (
     readings,
     routes,
 )
+from api.security import VerifiedTokens
 from api.settings import ApiSettings
 
 __all__ = ["create_app"]
@@ -96,14 +97,15 @@ def create_app(
     install_docs(app, swagger_ui)
     app.state.settings = settings
     app.state.secret = secret
+    app.state.tokens = VerifiedTokens(secret)
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.database_url = database_url
     app.state.stopping = threading.Event()
-    app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute)
-    app.state.latest_cache = BriefCache(settings.api_latest_cache_s)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute, pool)
+    app.state.latest_cache = BriefCache[bytes](settings.api_latest_cache_s)
     app.state.allowed = AllowedCache(settings.api_revocation_check_s)
-    app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
+    app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE, pool)
     install_problem_handlers(app)
     registry = CollectorRegistry()
     app.add_middleware(RequestMetrics, registry=registry)

@@ -16,13 +16,18 @@ CREATE UNLOGGED TABLE IF NOT EXISTS api_rate_counts (
     PRIMARY KEY (key, minute)
 );
 
--- Count one request of `caller` if it is within `per_minute` over the sliding minute, and
--- answer 0; answer the seconds until it may be (at least 1) when it is not, counting nothing.
--- The sliding minute is estimated as rate-limiting libraries' sliding-window counters do: this
--- minute's count plus the last minute's weighted by the part of it still in the window. One
--- statement with the row locked by the upsert, so concurrent callers in any process are
--- counted exactly once each; refused requests are not counted.
-CREATE OR REPLACE FUNCTION civic_rate_hit(caller text, per_minute integer) RETURNS integer
+-- Take up to `wanted` requests of `caller`'s allowance (`per_minute` over the sliding
+-- minute), after handing back `returned` unused ones taken in `returned_minute`: each API
+-- process takes a few at a time and spends them in memory, so most requests cost no round
+-- trip. The sliding minute is estimated as rate-limiting libraries' sliding-window counters do:
+-- this minute's count plus the last minute's weighted by the part of it still in the window.
+-- The row is locked while it is read and written, so concurrent takers in any process never
+-- get more than the allowance between them. `granted` 0 means none is left; `seconds_left`
+-- is what remains of this minute (when a refused caller may retry; when a take expires).
+CREATE OR REPLACE FUNCTION civic_rate_take(
+    caller text, per_minute integer, wanted integer,
+    returned integer DEFAULT 0, returned_minute bigint DEFAULT NULL,
+    OUT granted integer, OUT taken_minute bigint, OUT seconds_left double precision)
     LANGUAGE plpgsql AS $$
 DECLARE
     at_minute double precision := extract(epoch FROM clock_timestamp()) / 60;
@@ -30,14 +35,21 @@ DECLARE
     carried double precision;
     counted integer;
 BEGIN
+    IF returned > 0 THEN
+        UPDATE api_rate_counts c SET n = greatest(0, c.n - returned)
+        WHERE c.key = caller AND c.minute = returned_minute;
+    END IF;
     SELECT coalesce(max(c.n), 0) * (1 - (at_minute - this_minute)) INTO carried
     FROM api_rate_counts c WHERE c.key = caller AND c.minute = this_minute - 1;
-    INSERT INTO api_rate_counts AS c (key, minute, n)
-    SELECT caller, this_minute, 1 WHERE carried + 1 <= per_minute
-    ON CONFLICT (key, minute) DO UPDATE SET n = c.n + 1 WHERE carried + c.n + 1 <= per_minute
-    RETURNING c.n INTO counted;
-    IF counted IS NOT NULL THEN
-        RETURN 0;
+    INSERT INTO api_rate_counts (key, minute, n) VALUES (caller, this_minute, 0)
+    ON CONFLICT (key, minute) DO NOTHING;
+    SELECT c.n INTO counted FROM api_rate_counts c
+    WHERE c.key = caller AND c.minute = this_minute FOR UPDATE;
+    granted := greatest(0, least(wanted, floor(per_minute - carried - counted)::integer));
+    IF granted > 0 THEN
+        UPDATE api_rate_counts c SET n = c.n + granted
+        WHERE c.key = caller AND c.minute = this_minute;
     END IF;
-    RETURN greatest(1, ceil(60 * (this_minute + 1 - at_minute)))::integer;
+    taken_minute := this_minute;
+    seconds_left := 60 * (this_minute + 1 - at_minute);
 END $$;

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from pydantic import SecretStr
 
 from api.identity import create_token, disable_user
-from api.security import ROLE_SCOPES, Principal, Role, decode_access_token, issue_access_token
+from api.security import (
+    ROLE_SCOPES,
+    Principal,
+    Role,
+    TokenError,
+    VerifiedTokens,
+    decode_access_token,
+    issue_access_token,
+)
 from api.settings import ApiSettingsError
 from store.db import connect
 from tests.api.conftest import PASSWORD, Api, api_settings
@@ -134,6 +144,24 @@ def test_a_token_never_carries_more_than_its_role() -> None:
     principal = Principal("user", "x", Role.ENGINEER, frozenset({"homes:read", "ops:read"}))
     token = issue_access_token(principal, secret=SECRET, ttl=timedelta(minutes=1))
     assert decode_access_token(token, secret=SECRET).scopes == frozenset({"ops:read"})
+
+
+def test_a_verified_token_is_recognised_only_as_itself_and_until_it_expires() -> None:
+    tokens = VerifiedTokens(SECRET)
+    principal = Principal("user", "x", Role.ENGINEER, ROLE_SCOPES[Role.ENGINEER])
+    token = issue_access_token(principal, secret=SECRET, ttl=timedelta(seconds=2))
+    assert tokens.principal(token) == principal
+    assert tokens.principal(token) == principal  # from memory
+    forged = issue_access_token(principal, secret="f" * 48, ttl=timedelta(seconds=2))
+    with pytest.raises(TokenError, match="not valid"):
+        tokens.principal(forged)
+    header, claims, signature = token.split(".")
+    with pytest.raises(TokenError, match="not valid"):
+        tokens.principal(f"{header}.{claims}.{signature[::-1]}")
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+    with pytest.raises(TokenError, match="expired"):
+        tokens.principal(token)
 
 
 @pytest.mark.parametrize("secret", [None, "changeme", "short"])

@@ -48,26 +48,30 @@ print(job, runner.runner, flush=True)
 threading.Event().wait()
 """
 
-# Hits of one caller's rate limit from a process of its own, once told to go.
+# Requests of one caller through the rate limit, from a process of its own, once told to go.
 _HITTER = """
-import sys
-import psycopg
+import asyncio, sys
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 from api.problems import Problem
 from api.ratelimit import RateLimiter
 url, key, per_minute, hits = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-limiter = RateLimiter(per_minute)
-admitted = 0
-with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-    print("ready", flush=True)
-    sys.stdin.readline()
+
+async def hit(limiter):
+    admitted = 0
     for _ in range(hits):
         try:
-            limiter.check(conn, key)
+            await limiter.check(key)
             admitted += 1
         except Problem:
             pass
-print(admitted, flush=True)
+    return admitted
+
+with ConnectionPool(url, kwargs={"autocommit": True, "row_factory": dict_row}) as pool:
+    limiter = RateLimiter(per_minute, pool)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(asyncio.run(hit(limiter)), flush=True)
 """
 
 
@@ -171,23 +175,37 @@ def _clear_of_a_minute_boundary(url: str, needed_s: float = 15) -> None:
         time.sleep(60 - second + 0.5)
 
 
-def test_the_rate_limit_holds_across_processes_hitting_it_at_once(database_url: str) -> None:
+def _hit_at_once(url: str, per_minute: int, hits: int, processes: int = 2) -> list[int]:
+    """How many of ``hits`` requests each process had admitted, all of one caller at once."""
     key = f"user:{uuid.uuid4().hex}"
-    hitters = [_python(_HITTER, database_url, key, "25", "20") for _ in range(2)]
+    hitters = [_python(_HITTER, url, key, str(per_minute), str(hits)) for _ in range(processes)]
     try:
         for hitter in hitters:
             assert hitter.stdout is not None
             assert hitter.stdout.readline().strip() == "ready"
-        _clear_of_a_minute_boundary(database_url)
+        _clear_of_a_minute_boundary(url)
         for hitter in hitters:
             assert hitter.stdin is not None
             hitter.stdin.write("go\n")
             hitter.stdin.flush()
-        admitted = [int(h.communicate(timeout=120)[0].strip()) for h in hitters]
+        return [int(h.communicate(timeout=120)[0].strip()) for h in hitters]
     finally:
         for hitter in hitters:
             hitter.kill()
+
+
+def test_the_rate_limit_holds_across_processes_hitting_it_at_once(database_url: str) -> None:
+    admitted = _hit_at_once(database_url, per_minute=25, hits=20)
     assert sum(admitted) == 25  # 40 tries, exactly the limit let through between the two
+    assert all(a > 0 for a in admitted)
+
+
+def test_takes_of_the_allowance_never_let_more_through(database_url: str) -> None:
+    # A limit of 400 is taken 20 at a time: most requests are counted in memory.
+    admitted = _hit_at_once(database_url, per_minute=400, hits=300)
+    assert sum(admitted) <= 400
+    # Only the unspent part of each process's last take can go unused.
+    assert sum(admitted) > 400 - 2 * 20
     assert all(a > 0 for a in admitted)
 
 
@@ -265,11 +283,21 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def test_a_refused_request_says_when_to_retry_and_is_not_counted(database_url: str) -> None:
+def test_a_refused_take_says_when_to_retry_and_unspent_ones_go_back(database_url: str) -> None:
     _clear_of_a_minute_boundary(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        waits = [conn.execute("SELECT civic_rate_hit('user:x', 2)").fetchone() for _ in range(4)]
-        counted = conn.execute("SELECT sum(n) FROM api_rate_counts WHERE key = 'user:x'")
-        assert counted.fetchone() == (2,)
-    assert [w[0] if w else None for w in waits][:2] == [0, 0]
-    assert all(w is not None and 1 <= w[0] <= 60 for w in waits[2:])
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+
+        def take(wanted: int, back: int = 0, minute: int | None = None) -> dict[str, Any]:
+            row = conn.execute(
+                "SELECT * FROM civic_rate_take('user:x', 10, %s, %s, %s)", (wanted, back, minute)
+            ).fetchone()
+            assert row is not None
+            return row
+
+        first, second, refused = take(6), take(6), take(6)
+        assert (first["granted"], second["granted"], refused["granted"]) == (6, 4, 0)
+        assert 1 <= refused["seconds_left"] <= 60
+        # Handing back 3 unspent lets 3 more through, and no more.
+        assert take(6, 3, first["taken_minute"])["granted"] == 3
+        counted = conn.execute("SELECT sum(n) AS n FROM api_rate_counts WHERE key = 'user:x'")
+        assert counted.fetchone() == {"n": 10}
