@@ -109,12 +109,15 @@ async def current_principal(
         principal = tokens.principal(token)
     except TokenError as exc:
         raise Problem(401, str(exc), _CHALLENGE) from exc
-    await state.rate_limiter.check(principal.actor)
-    allowed: AllowedCache = state.allowed
-    if not allowed.fresh(principal) and not await run_in_threadpool(
-        allowed.check, principal, lambda: _still_allowed(state.pool, principal)
-    ):
-        raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
+    try:
+        await state.rate_limiter.check(principal.actor)
+        allowed: AllowedCache = state.allowed
+        if not allowed.fresh(principal) and not await run_in_threadpool(
+            allowed.check, principal, lambda: _still_allowed(state.pool, principal)
+        ):
+            raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
+    except psycopg.OperationalError as exc:  # as for the request's own connection
+        raise Problem(503, "the database is unavailable") from exc
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
         raise Problem(

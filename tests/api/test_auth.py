@@ -243,3 +243,23 @@ def test_operations_endpoints_without_personal_data(api: Api) -> None:
     api.as_("ed")("GET", "/api/v1/devices")
     metrics = api.client.get("/metrics").text
     assert 'civic_api_requests_total{method="GET",route="/api/v1/devices",status="200"}' in metrics
+
+
+def test_a_database_gone_mid_check_is_a_503_not_a_500(estate_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from dashboards.web import create_web_app
+    from tests.api.conftest import Api
+
+    # The caller's standing is asked of the database at every request here (period 0).
+    with TestClient(create_web_app(estate_url, api_settings())) as client:
+        call = Api(client, estate_url).as_("ed")
+        assert call("GET", "/api/v1/auth/me").status_code == 200
+        with connect(estate_url) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        response = call("GET", "/api/v1/auth/me")
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
