@@ -6,6 +6,7 @@ a caller may see, in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,7 +79,11 @@ def _conditions(f: AlertFilter) -> tuple[list[str], dict[str, Any]]:
     return where, params
 
 
-def list_alerts(conn: Conn, f: AlertFilter) -> list[dict[str, Any]]:
+def list_alerts(
+    conn: Conn, f: AlertFilter, columns: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The alerts ``f`` picks, with ``columns`` only when given (a page polled often need not
+    read, and parse, every alert's evidence and bookkeeping)."""
     where, params = _conditions(f)
     order = (
         f"{NEXT_DUE_SQL} ASC NULLS LAST, opened_at, id"
@@ -87,7 +92,8 @@ def list_alerts(conn: Conn, f: AlertFilter) -> list[dict[str, Any]]:
     )
     params.update(limit=f.limit, offset=f.offset)
     sql = (
-        f"SELECT * FROM alerts WHERE {' AND '.join(where)}"
+        f"SELECT {', '.join(columns) if columns else '*'} FROM alerts"
+        f" WHERE {' AND '.join(where)}"
         f" ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
     )
     return conn.execute(sql, params).fetchall()

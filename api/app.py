@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,23 +15,18 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import BriefCache
-from api.deps import AllowedCache, RateLimiter
+from api.deps import AllowedCache
 from api.docs import install_docs
 from api.jobs import JobRunner
+from api.metrics import RequestMetrics, scrape
 from api.problems import install_problem_handlers
+from api.ratelimit import RateLimiter
 from api.routes import (
     alerts,
     auth,
@@ -44,6 +38,7 @@ from api.routes import (
     readings,
     routes,
 )
+from api.security import VerifiedTokens
 from api.settings import ApiSettings
 
 __all__ = ["create_app"]
@@ -55,40 +50,6 @@ LOGIN_ATTEMPTS_PER_MINUTE = 10  # per user name or client id: slows guessing to 
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
-
-
-class _Metrics:
-    """Request counts and latency per route, as plain ASGI middleware (Starlette's
-    ``BaseHTTPMiddleware`` costs about a millisecond a request)."""
-
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
-        self.requests = Counter(
-            "civic_api_requests", "HTTP requests", ["method", "route", "status"], registry=registry
-        )
-        self.latency = Histogram(
-            "civic_api_request_seconds", "HTTP request latency", ["route"], registry=registry
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.requests.labels(scope["method"], route, str(status)).inc()
-            self.latency.labels(route).observe(time.perf_counter() - started)
 
 
 def create_app(
@@ -106,12 +67,12 @@ def create_app(
         open=False,
     )
 
-    jobs = JobRunner(pool)
+    jobs = JobRunner(pool, database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open()
-        jobs.recover()
+        jobs.open()
         try:
             yield
         finally:
@@ -136,17 +97,18 @@ def create_app(
     install_docs(app, swagger_ui)
     app.state.settings = settings
     app.state.secret = secret
+    app.state.tokens = VerifiedTokens(secret)
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.database_url = database_url
     app.state.stopping = threading.Event()
-    app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute)
-    app.state.latest_cache = BriefCache(settings.api_latest_cache_s)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_per_minute, pool)
+    app.state.latest_cache = BriefCache[bytes](settings.api_latest_cache_s)
     app.state.allowed = AllowedCache(settings.api_revocation_check_s)
-    app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE)
+    app.state.login_limiter = RateLimiter(LOGIN_ATTEMPTS_PER_MINUTE, pool)
     install_problem_handlers(app)
     registry = CollectorRegistry()
-    app.add_middleware(_Metrics, registry=registry)
+    app.add_middleware(RequestMetrics, registry=registry)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -175,7 +137,7 @@ def create_app(
     def metrics() -> Response:
         """Prometheus metrics of the API process (request counts and latency; no personal
         data), for the monitoring scraper."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(scrape(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 __all__ = ["BriefCache"]
 
+Body = TypeVar("Body", str, bytes)
 
-class BriefCache:
+
+class BriefCache(Generic[Body]):
     """Bodies by key, each reused for ``ttl_s`` after it was made. Callers check who may read
     what before asking: the key must carry everything that decides the body (scope, filters)."""
 
@@ -19,14 +22,22 @@ class BriefCache:
         self._ttl_s = ttl_s
         self._max = max_entries
         self._lock = threading.Lock()
-        self._bodies: dict[Hashable, tuple[float, str]] = {}
+        self._bodies: dict[Hashable, tuple[float, Body]] = {}
 
-    def get(self, key: Hashable, make: Callable[[], str]) -> str:
-        now = time.monotonic()
+    def fresh(self, key: Hashable) -> Body | None:
+        """The body kept for ``key`` if it is still fresh: asked on the event loop first, so a
+        hit needs no worker thread."""
         with self._lock:
             kept = self._bodies.get(key)
-        if kept is not None and now - kept[0] < self._ttl_s:
+        if kept is not None and time.monotonic() - kept[0] < self._ttl_s:
             return kept[1]
+        return None
+
+    def get(self, key: Hashable, make: Callable[[], Body]) -> Body:
+        now = time.monotonic()
+        kept = self.fresh(key)
+        if kept is not None:
+            return kept
         body = make()
         with self._lock:
             if len(self._bodies) >= self._max:

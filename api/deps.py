@@ -9,58 +9,63 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request, Security
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
-from psycopg_pool import ConnectionPool
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.concurrency import run_in_threadpool
 
 from api.identity import log_access, still_allowed
 from api.problems import Problem
-from api.security import SCOPES, Principal, TokenError, decode_access_token
+from api.security import SCOPES, Principal, TokenError, VerifiedTokens
 
-__all__ = ["AllowedCache", "Caller", "Db", "RateLimiter", "audit", "current_principal"]
+__all__ = ["AllowedCache", "Caller", "Db", "audit", "current_principal"]
+
+Conn = psycopg.Connection[dict[str, Any]]
 
 TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, scopes=SCOPES, auto_error=False)
 
 
-def _db(request: Request) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = request.app.state.pool
+CHECKOUT_WAIT_S = 10.0  # a request waits this long for a connection before a 503
+_READY_S = 0.0005  # "is one on the shelf?": the event loop waits no longer than this
+
+
+async def _db(request: Request) -> AsyncIterator[Conn]:
+    """A pooled connection for the request. Taken on the event loop when one is idle (no
+    thread needed: it is a list pop), from a worker thread when the request must wait."""
+    pool: ConnectionPool[Conn] = request.app.state.pool
     try:
-        with pool.connection(timeout=10) as conn:
-            yield conn
+        conn = _idle_connection(pool)
+        if conn is None:
+            conn = await run_in_threadpool(pool.getconn, CHECKOUT_WAIT_S)
     except psycopg.OperationalError as exc:
         raise Problem(503, "the database is unavailable") from exc
+    try:
+        yield conn
+    except psycopg.OperationalError as exc:
+        raise Problem(503, "the database is unavailable") from exc
+    finally:
+        if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+            pool.putconn(conn)  # back on the shelf: no I/O
+        else:  # a transaction left open is rolled back, a broken connection closed: I/O
+            await run_in_threadpool(pool.putconn, conn)
+
+
+def _idle_connection(pool: ConnectionPool[Conn]) -> Conn | None:
+    try:
+        return pool.getconn(timeout=_READY_S)
+    except PoolTimeout:
+        return None
 
 
 # Ends with the endpoint function, before the response is sent: a streamed response (the live
 # stream, an extract) never holds a pooled connection while the client reads.
-Db = Annotated[psycopg.Connection[dict[str, Any]], Depends(_db, scope="function")]
-
-
-class RateLimiter:
-    """Requests per minute per caller (moving window, in this process's memory)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._item = RateLimitItemPerMinute(per_minute)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def check(self, key: str) -> None:
-        if self._limiter.hit(self._item, key):
-            return
-        reset = self._limiter.get_window_stats(self._item, key).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        raise Problem(
-            429,
-            f"more than {self._item.amount} requests a minute: retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )
+Db = Annotated[Conn, Depends(_db, scope="function")]
 
 
 class AllowedCache:
@@ -70,6 +75,10 @@ class AllowedCache:
     def __init__(self, ttl_s: float) -> None:
         self._ttl_s = ttl_s
         self._checked: dict[str, float] = {}
+
+    def fresh(self, principal: Principal) -> bool:
+        """Checked within the period: allowed without asking."""
+        return time.monotonic() - self._checked.get(principal.actor, -math.inf) < self._ttl_s
 
     def check(self, principal: Principal, ask: Callable[[], bool]) -> bool:
         now = time.monotonic()
@@ -85,21 +94,30 @@ class AllowedCache:
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def current_principal(
+async def current_principal(
     security_scopes: SecurityScopes,
     request: Request,
-    conn: Db,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
+    """On the event loop: the token is checked in memory, and the database is asked (from a
+    worker thread) only when the caller's standing or rate allowance is due for renewal."""
     if token is None:
         raise Problem(401, "log in first: send 'Authorization: Bearer <access token>'", _CHALLENGE)
+    state = request.app.state
+    tokens: VerifiedTokens = state.tokens
     try:
-        principal = decode_access_token(token, secret=request.app.state.secret)
+        principal = tokens.principal(token)
     except TokenError as exc:
         raise Problem(401, str(exc), _CHALLENGE) from exc
-    request.app.state.rate_limiter.check(principal.actor)
-    if not request.app.state.allowed.check(principal, lambda: still_allowed(conn, principal)):
-        raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
+    try:
+        await state.rate_limiter.check(principal.actor)
+        allowed: AllowedCache = state.allowed
+        if not allowed.fresh(principal) and not await run_in_threadpool(
+            allowed.check, principal, lambda: _still_allowed(state.pool, principal)
+        ):
+            raise Problem(401, "this user is disabled or this token revoked", _CHALLENGE)
+    except psycopg.OperationalError as exc:  # as for the request's own connection
+        raise Problem(503, "the database is unavailable") from exc
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
         raise Problem(
@@ -108,6 +126,11 @@ def current_principal(
         )
     request.state.principal = principal
     return principal
+
+
+def _still_allowed(pool: ConnectionPool[Conn], principal: Principal) -> bool:
+    with pool.connection(timeout=CHECKOUT_WAIT_S) as conn:
+        return still_allowed(conn, principal)
 
 
 def Caller(*scopes: str) -> Any:  # noqa: N802 - reads as a type in signatures

@@ -1,17 +1,18 @@
 """API latency under load: the queries screens make, against ``civic api`` on a big estate.
 
     .venv/bin/python -m bench.api [--devices 10000] [--days 30] [--seconds 20]
-        [--concurrency 16] [--reuse]
+        [--concurrency 16] [--workers 1] [--reuse]
 
 On the project-local PostgreSQL (under .civic/bench, database ``bench_api``): ``--devices``
 devices (half bins, half home sensors, the demo estate's generator) with ``--days`` of readings
 every 30 minutes, written through the store's write path (``write_batch``: COPY, merge and the
 latest-reading table, as ingest writes), 5,000 alerts spread over the patches, and a user per
-role. ``civic api`` runs as its own process (one uvicorn worker, no access log: its output
-goes nowhere), and an ``httpx`` async loop
-here keeps ``--concurrency`` requests in flight for ``--seconds`` per scenario, logged in with
-real tokens. Latency is measured at the client (request sent to body read). ``--reuse`` keeps
-an estate loaded by an earlier run (loading 14.4 million readings takes minutes).
+role. ``civic api`` runs as its own process (``--workers`` uvicorn workers, no access log: its
+output goes nowhere), and an ``httpx`` async loop here keeps ``--concurrency`` requests in
+flight for ``--seconds`` per scenario, after a few seconds' warm-up that is not counted,
+logged in with real tokens. Latency is measured at the client (request sent to body read).
+``--reuse`` keeps an estate loaded by an earlier run (loading 14.4 million readings takes
+minutes).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 
 from api.identity import IdentityError, add_user
+from api.jobs import JOB_RUNNER_LOCK
 from common.services import LocalServices
 from device_sim import generate_estate
 from firmware_contracts import Reading
@@ -47,6 +49,7 @@ DATABASE = "bench_api"
 STEP = timedelta(minutes=30)
 LOAD_BATCH = 50_000
 ALERTS = 5_000
+WARM_UP_S = 3.0  # the pools fill and the caches warm before the count starts
 PASSWORD = "bench password 1"
 USERS = (
     ("officer", "housing_officer", ["north"]),
@@ -170,7 +173,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(url: str, port: int) -> subprocess.Popen[bytes]:
+def start_api(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CIVIC_DATABASE_URL": url,
@@ -179,20 +182,36 @@ def start_api(url: str, port: int) -> subprocess.Popen[bytes]:
         "CIVIC_API_RATE_PER_MINUTE": str(10**7),
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "civic.cli", "api", "--port", str(port), "--no-access-log"],
+        [
+            *(sys.executable, "-m", "civic.cli", "api", "--port", str(port), "--no-access-log"),
+            *("--workers", str(workers)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120  # imports alone take tens of seconds on a busy machine
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
+        if _workers_up(url) >= workers:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
     server.kill()
     raise SystemExit("civic api did not start")
+
+
+def _workers_up(url: str) -> int:
+    """API processes started: each holds its job runner's lock once it has."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::oid AND objsubid = 2",
+            (JOB_RUNNER_LOCK,),
+        ).fetchone()
+    return int(row["n"]) if row else 0
 
 
 def token(base: str, user: str) -> str:
@@ -267,7 +286,12 @@ def scenarios(url: str) -> list[Scenario]:
 
 
 def markdown(
-    argv: list[str], devices: int, days: int, results: list[Result], load_s: float | None
+    argv: list[str],
+    devices: int,
+    days: int,
+    workers: int,
+    results: list[Result],
+    load_s: float | None,
 ) -> str:
     lines = [
         "# API latency under load",
@@ -276,10 +300,10 @@ def markdown(
         "",
         f"{devices:,} devices (half bins, half home sensors) with {days} days of readings every"
         f" 30 minutes ({devices * days * 48:,} readings), {ALERTS:,} alerts; `civic api"
-        " --no-access-log` as one uvicorn worker beside PostgreSQL and the load generator on the"
-        " same 2 cores. Latency"
-        " at the client, each scenario for a fixed time with a fixed number of requests in"
-        " flight." + (f" Loading the estate took {load_s:.0f} s." if load_s else ""),
+        f" --no-access-log --workers {workers}` beside PostgreSQL and the load generator on the"
+        " same 2 cores. Latency at the client, each scenario for a fixed time with a fixed"
+        f" number of requests in flight, after {WARM_UP_S:.0f} s of warm-up not counted."
+        + (f" Loading the estate took {load_s:.0f} s." if load_s else ""),
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",
@@ -298,6 +322,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="civic api --workers")
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
     args = parser.parse_args()
@@ -310,14 +335,16 @@ def main() -> None:
         load(url, args.devices, args.days)
         load_s = time.monotonic() - began
     port = free_port()
-    server = start_api(url, port)
+    server = start_api(url, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
         tokens = {user: token(base, user) for user, _, _ in USERS}
         results = []
         for scenario in scenarios(url):
+            token_ = tokens[scenario.user]
+            asyncio.run(run_scenario(base, scenario, token_, WARM_UP_S, args.concurrency))
             result = asyncio.run(
-                run_scenario(base, scenario, tokens[scenario.user], args.seconds, args.concurrency)
+                run_scenario(base, scenario, token_, args.seconds, args.concurrency)
             )
             p50 = statistics.median(result.latencies_ms)
             print(
@@ -329,7 +356,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    text = markdown(sys.argv[1:], args.devices, args.days, results, load_s)
+    text = markdown(sys.argv[1:], args.devices, args.days, args.workers, results, load_s)
     print("\n" + text)
     if not args.no_write:
         (ROOT / "bench" / "results" / "api.md").write_text(text)

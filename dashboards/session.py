@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.security import SecurityScopes
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Db, current_principal
 from api.identity import rotate_refresh_token
@@ -162,22 +163,23 @@ def _refresh(request: Request, conn: Db) -> str:
     return access
 
 
-def _principal(scopes: SecurityScopes, request: Request, conn: Db, token: str) -> Principal | None:
+async def _principal(scopes: SecurityScopes, request: Request, token: str) -> Principal | None:
     try:
-        return current_principal(scopes, request, conn, token)
+        return await current_principal(scopes, request, token)
     except Problem as exc:
         if exc.status_code == 401:
             return None  # expired, forged, or the user disabled: try the refresh token
         raise  # 403 (no scope for this screen) and 429 are answers, not a reason to log in
 
 
-def screen_viewer(security_scopes: SecurityScopes, request: Request, conn: Db) -> Viewer:
+async def screen_viewer(security_scopes: SecurityScopes, request: Request, conn: Db) -> Viewer:
     """The logged-in person with the scopes a screen needs: :class:`LoginRequiredError` without a
     session, the API's 403 without the scope."""
     token = request.cookies.get(ACCESS_COOKIE)
-    principal = _principal(security_scopes, request, conn, token) if token else None
+    principal = await _principal(security_scopes, request, token) if token else None
     if principal is None:
-        principal = _principal(security_scopes, request, conn, _refresh(request, conn))
+        refreshed = await run_in_threadpool(_refresh, request, conn)  # spends it in the database
+        principal = await _principal(security_scopes, request, refreshed)
         if principal is None:
             raise LoginRequiredError
     return Viewer(principal, csrf_token(request))

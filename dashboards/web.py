@@ -23,7 +23,7 @@ from dashboards.render import render
 from dashboards.screens import auth, engineer, officer, waste
 from dashboards.session import PENDING_COOKIES, CsrfError, LoginRequiredError
 
-__all__ = ["create_web_app"]
+__all__ = ["configured_web_app", "create_web_app"]
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
@@ -141,3 +141,11 @@ def create_web_app(database_url: str, settings: ApiSettings | None = None) -> Fa
     for module in (auth, officer, waste, engineer):
         app.include_router(module.router)
     return app
+
+
+def configured_web_app() -> FastAPI:
+    """The web app for the configured database (``CIVIC_DATABASE_URL``, or the project-local
+    one): what ``civic api`` has each of its worker processes build."""
+    from common.settings import database_url
+
+    return create_web_app(database_url())

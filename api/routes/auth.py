@@ -71,7 +71,7 @@ def token(
     if grant_type == "password":
         if not username or not password:
             raise Problem(400, "the password grant needs username and password")
-        limiter.check(f"login:{username}")
+        limiter.check_now(conn, f"login:{username}")
         principal = authenticate_user(conn, username, password)
         if principal is None:
             raise Problem(401, "wrong user name or password, or the user is disabled")
@@ -80,7 +80,7 @@ def token(
     if grant_type == "client_credentials":
         if not client_id or not client_secret:
             raise Problem(400, "the client_credentials grant needs client_id and client_secret")
-        limiter.check(f"client:{client_id}")
+        limiter.check_now(conn, f"client:{client_id}")
         principal = authenticate_client(conn, client_id, client_secret)
         if principal is None:
             raise Problem(401, "unknown or revoked client, or wrong secret")

@@ -45,9 +45,9 @@ def _local(next_url: str | None) -> str:
 
 
 @router.get("/")
-def front(request: Request, conn: Db) -> Response:
+async def front(request: Request, conn: Db) -> Response:
     try:
-        viewer = screen_viewer(SecurityScopes([]), request, conn)
+        viewer = await screen_viewer(SecurityScopes([]), request, conn)
     except LoginRequiredError:
         return render(request, "landing.html", {})
     return RedirectResponse(home_screen(viewer), status_code=303)

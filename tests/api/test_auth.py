@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from pydantic import SecretStr
 
 from api.identity import create_token, disable_user
-from api.security import ROLE_SCOPES, Principal, Role, decode_access_token, issue_access_token
+from api.security import (
+    ROLE_SCOPES,
+    Principal,
+    Role,
+    TokenError,
+    VerifiedTokens,
+    decode_access_token,
+    issue_access_token,
+)
 from api.settings import ApiSettingsError
 from store.db import connect
 from tests.api.conftest import PASSWORD, Api, api_settings
@@ -136,6 +146,24 @@ def test_a_token_never_carries_more_than_its_role() -> None:
     assert decode_access_token(token, secret=SECRET).scopes == frozenset({"ops:read"})
 
 
+def test_a_verified_token_is_recognised_only_as_itself_and_until_it_expires() -> None:
+    tokens = VerifiedTokens(SECRET)
+    principal = Principal("user", "x", Role.ENGINEER, ROLE_SCOPES[Role.ENGINEER])
+    token = issue_access_token(principal, secret=SECRET, ttl=timedelta(seconds=2))
+    assert tokens.principal(token) == principal
+    assert tokens.principal(token) == principal  # from memory
+    forged = issue_access_token(principal, secret="f" * 48, ttl=timedelta(seconds=2))
+    with pytest.raises(TokenError, match="not valid"):
+        tokens.principal(forged)
+    header, claims, signature = token.split(".")
+    with pytest.raises(TokenError, match="not valid"):
+        tokens.principal(f"{header}.{claims}.{signature[::-1]}")
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+    with pytest.raises(TokenError, match="expired"):
+        tokens.principal(token)
+
+
 @pytest.mark.parametrize("secret", [None, "changeme", "short"])
 def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) -> None:
     settings = api_settings(api_secret=SecretStr(secret) if secret else None)
@@ -215,3 +243,23 @@ def test_operations_endpoints_without_personal_data(api: Api) -> None:
     api.as_("ed")("GET", "/api/v1/devices")
     metrics = api.client.get("/metrics").text
     assert 'civic_api_requests_total{method="GET",route="/api/v1/devices",status="200"}' in metrics
+
+
+def test_a_database_gone_mid_check_is_a_503_not_a_500(estate_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from dashboards.web import create_web_app
+    from tests.api.conftest import Api
+
+    # The caller's standing is asked of the database at every request here (period 0).
+    with TestClient(create_web_app(estate_url, api_settings())) as client:
+        call = Api(client, estate_url).as_("ed")
+        assert call("GET", "/api/v1/auth/me").status_code == 200
+        with connect(estate_url) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        response = call("GET", "/api/v1/auth/me")
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from store.db import connect
 from tests.api.conftest import build_estate
 from tests.conftest import _fresh_database
 
@@ -17,3 +18,13 @@ def estate_url(services: Any) -> Iterator[str]:
     for url in _fresh_database(services, None):
         build_estate(url)
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _no_requests_counted_yet(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no requests counted against the rate limits, as it would against
+    a fresh server: the limits are kept in the database, and the module's tests share the
+    estate and log the same people in more often than a person would in a minute."""
+    if "estate_url" in request.fixturenames:
+        with connect(request.getfixturevalue("estate_url")) as conn:
+            conn.execute("DELETE FROM api_rate_counts")
