@@ -10,17 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Hashable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.cache import BriefCache
-from api.deps import Caller, Db, audit
+from api.deps import Caller, Conn, Db, audit
 from api.problems import PROBLEM_RESPONSES, Problem, query_time
 from api.security import Principal
 from api.series import series_query
@@ -94,31 +97,48 @@ async def latest(
     request: Request,
     conn: Db,
     principal: Annotated[Principal, Caller("readings:read")],
+    background: BackgroundTasks,
     kind: Literal["bin", "env"] | None = None,
 ) -> Response:
-    """The latest reading of every device the caller may see (at most
-    ``CIVIC_API_LATEST_CACHE_S`` old: callers with the same scope share one query a moment)."""
+    """The latest reading of every device the caller may see (about
+    ``CIVIC_API_LATEST_CACHE_S`` old at most: callers with the same scope share one query a
+    moment, and an older body is served while it is remade)."""
     params = {**visible(principal), "kind": kind}
-
-    def body() -> bytes:
-        # Each row's JSON is kept with it (store migration 011): the body is one string join,
-        # encoded once here rather than by every response served from the cache.
-        row = conn.execute(
-            f"""SELECT '[' || coalesce(string_agg(l.doc, ',' ORDER BY l.device_id), '') || ']'
-                   AS body
-                FROM latest_readings l JOIN devices d USING (device_id)
-                WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)""",
-            params,
-        ).fetchone()
-        return str(row["body"] if row else "[]").encode()
-
     patches = params["patches"]
     scope = (tuple(params["kinds"]), None if patches is None else tuple(sorted(patches)), kind)
     cache: BriefCache[bytes] = request.app.state.latest_cache
     kept = cache.fresh(scope)
-    if kept is None:  # the query runs in a worker thread; most polls are served from memory
-        kept = await run_in_threadpool(cache.get, scope, body)
+    if kept is None:
+        kept = cache.stale(scope)
+        if kept is None:  # the first of this scope: the query runs in a worker thread
+            kept = await run_in_threadpool(cache.get, scope, partial(_latest_body, conn, params))
+        elif cache.claim(scope):  # remade after this response, on a connection of its own
+            background.add_task(_remake_latest, cache, scope, request.app.state.pool, params)
     return Response(kept, media_type="application/json")
+
+
+def _latest_body(conn: Conn, params: dict[str, Any]) -> bytes:
+    # Each row's JSON is kept with it (store migration 011): the body is one string join,
+    # encoded once here rather than by every response served from the cache.
+    row = conn.execute(
+        f"""SELECT '[' || coalesce(string_agg(l.doc, ',' ORDER BY l.device_id), '') || ']'
+               AS body
+            FROM latest_readings l JOIN devices d USING (device_id)
+            WHERE {_VISIBLE} AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)""",
+        params,
+    ).fetchone()
+    return str(row["body"] if row else "[]").encode()
+
+
+def _remake_latest(
+    cache: BriefCache[bytes], scope: Hashable, pool: ConnectionPool[Conn], params: dict[str, Any]
+) -> None:
+    made_at = time.monotonic()
+    try:
+        with pool.connection() as conn:
+            cache.put(scope, _latest_body(conn, params), made_at=made_at)
+    finally:
+        cache.release(scope)
 
 
 def _require_visible(conn: Db, principal: Principal, device_id: str) -> None:

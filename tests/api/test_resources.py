@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from api.cache import BriefCache
+from firmware_contracts import Reading
 from store.db import connect
+from store.readings import PartitionGuard, prepare_session, write_batch
 from tests.api.conftest import NORTH_OCCUPIED, NORTH_VOID, SOUTH_VOID, START, Api
 
 REGISTRY_HEADER = (
@@ -334,3 +337,22 @@ def test_the_extract_speaks_senml_that_decodes_back_to_the_stored_readings(api: 
     as_json = api.as_("ed")("GET", "/api/v1/readings", params={**params, "format": "json"}).json()
     assert [fields["fill_pct"] for _, fields in decoded] == [r["fill_pct"] for r in as_json]
     assert all("uprn" not in record for record in pack)
+
+
+def test_an_old_latest_is_served_once_while_it_is_remade(api: Api) -> None:
+    api.client.app.state.latest_cache = BriefCache(ttl_s=0.2)  # type: ignore[attr-defined]
+    call = api.as_("wendy")
+
+    def bin_1() -> float:
+        body = call("GET", "/api/v1/readings/latest").json()
+        return float(next(r["fill_pct"] for r in body if r["device_id"] == "bin-1"))
+
+    assert bin_1() == 80.0
+    with connect(api.url) as conn:
+        prepare_session(conn)
+        newer = Reading("bin-1", START + timedelta(days=3), seq=999, fill_pct=91.0)
+        write_batch(conn, [newer], [], partitions=PartitionGuard())
+    assert bin_1() == 80.0  # within its period: the kept body
+    time.sleep(0.3)
+    assert bin_1() == 80.0  # past it: still the kept body, remade after the response
+    assert bin_1() == 91.0  # the remade one
