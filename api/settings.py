@@ -41,7 +41,8 @@ class ApiSettings(BaseSettings):
     caller is refused within this many seconds, and a busy caller costs one query per period."""
     api_latest_cache_s: float = 1.0
     """How long the estate's latest readings are served again per caller scope before the
-    database is asked afresh (0: every request asks)."""
+    database is asked afresh; past it the kept body is still served while one request remakes
+    it, so a body is at most this plus one remaking old (0: every request asks)."""
     api_rate_per_minute: int = 1200
     """Requests per minute per caller before 429 (a screen polling every few seconds uses
     a few dozen)."""
