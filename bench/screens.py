@@ -35,6 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from store.aggregates import refresh_hourly_aggregates
+
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench_screens"
 PASSWORD = "demo password for screens"
@@ -185,12 +187,8 @@ _POLICY_END = "date_trunc('hour', now()) - interval '1 hour'"
 
 
 def _refresh_rollups(conn: Any) -> None:
-    """Refresh the hourly aggregates as their policies would have by now (nothing to do with
-    native partitioning, whose rollup triggers keep up as readings are written)."""
-    mode = conn.execute("SELECT mode FROM civic_schema_migrations LIMIT 1").fetchone()
-    if mode and mode["mode"] == "timescaledb":
-        for view in ("readings_hourly", "readings_rollup_hourly"):
-            conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, {_POLICY_END})")
+    """Refresh the hourly aggregates as their policies would have by now."""
+    refresh_hourly_aggregates(conn, until_sql=_POLICY_END)
 
 
 def _home_with_alerts(conn: Any, patch: str, *, void: bool) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from store.aggregates import refresh_hourly_aggregates
 from store.db import connect
 from store.registry import Device, upsert_devices
 
@@ -33,6 +34,4 @@ def refresh_rollup(url: str) -> None:
     covers only the hours after the last one): run that refresh now, as the policy would.
     Native partitioning keeps the rollup with triggers, so there is nothing to do."""
     with connect(url) as conn:
-        mode = conn.execute("SELECT mode FROM civic_schema_migrations LIMIT 1").fetchone()
-        if mode and mode["mode"] == "timescaledb":
-            conn.execute("CALL refresh_continuous_aggregate('readings_rollup_hourly', NULL, NULL)")
+        refresh_hourly_aggregates(conn, views=("readings_rollup_hourly",))
