@@ -16,6 +16,7 @@
   el.setAttribute("role", "img");
   el.setAttribute("aria-label", "Dead letters per hour by reason; totals in the table below.");
   new uPlot({ width: Math.max(320, el.clientWidth || 640), height: 240, series: series,
-              axes: [{ values: function (u, splits) { return splits.map(hour); } },
+              // "Tue 11:00" needs about 70 px: ask for ticks at least 90 px apart, so they never overlap.
+              axes: [{ space: 90, values: function (u, splits) { return splits.map(hour); } },
                      { label: "messages per hour", size: 60 }] }, [d.ts].concat(d.counts), el);
 })();
