@@ -9,9 +9,10 @@ advisory lock**.
 Why session advisory locks rather than a lease table with heartbeats: the lock lives and dies
 with the database session that writes the shard's results. A dead evaluator's session ends
 (at once when its process dies, since the kernel closes the socket; within the TCP keepalive
-time, :data:`KEEPALIVE`, when its host or network goes), and with it the lock; it cannot
-write again afterwards, because every write goes through that same session. A lease table
-would need a fencing token checked on every write to be as safe, and a clock to expire by.
+time, :data:`store.db.SESSION_KEEPALIVE`, when its host or network goes), and with it the
+lock; it cannot write again afterwards, because every write goes through that same session.
+A lease table would need a fencing token checked on every write to be as safe, and a clock to
+expire by.
 
 Who owns what (:class:`SharedShards`): each evaluator also holds a *member* lock, so
 ``pg_locks`` tells how many are alive. At the start of each cycle an evaluator holding more
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 import psycopg
 
 from alerts.errors import AlertsError
+from store.db import HELD_ADVISORY_KEYS_SQL, keep_session_alive
 
 __all__ = [
     "ALL_SHARDS",
@@ -52,14 +54,6 @@ shards' clocks would have to be merged). 64 lets up to 64 evaluators share an es
 ALL_SHARDS = frozenset(range(SHARDS))
 SHARD_LOCK = 7_304_406  # (SHARD_LOCK, shard) session lock: the shard's one evaluator
 MEMBER_LOCK = 7_304_407  # (MEMBER_LOCK, backend pid) session lock: one live evaluator
-KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
-"""The server gives up on a silent evaluator's connection (and its locks) after at most
-idle + interval x count = 25 s; a process that dies with its host up is noticed at once."""
-
-_HELD_SQL = """
-    SELECT objid::int AS key FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %s::oid
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
 
 class ShardsBusyError(AlertsError, RuntimeError):
@@ -145,14 +139,13 @@ class SharedShards:
     """A fair share of the shards among the live evaluators, rebalanced every cycle."""
 
     def __init__(self, conn: Conn) -> None:
-        for name, value in KEEPALIVE.items():
-            conn.execute(f"SET {name} = {int(value)}")
+        keep_session_alive(conn)
         conn.execute("SELECT pg_advisory_lock(%s, pg_backend_pid())", (MEMBER_LOCK,))
         self.owned: frozenset[int] = frozenset()
 
     def rebalance(self, conn: Conn) -> tuple[frozenset[int], frozenset[int]]:
-        live = len(conn.execute(_HELD_SQL, (MEMBER_LOCK,)).fetchall())
-        held = {r["key"] for r in conn.execute(_HELD_SQL, (SHARD_LOCK,)).fetchall()}
+        live = len(conn.execute(HELD_ADVISORY_KEYS_SQL, (MEMBER_LOCK,)).fetchall())
+        held = {r["key"] for r in conn.execute(HELD_ADVISORY_KEYS_SQL, (SHARD_LOCK,)).fetchall()}
         free = [s for s in range(SHARDS) if s not in held]
         take, release = plan(self.owned, free, live)
         gained = frozenset(s for s in take if _try_lock(conn, s))

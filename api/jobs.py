@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+
+from store.db import HELD_ADVISORY_KEYS_SQL, connect, keep_session_alive
 
 __all__ = ["JOB_RUNNER_LOCK", "JobRunner", "Work"]
 
@@ -33,18 +34,12 @@ Progress = Callable[[str], None]
 Work = Callable[[Conn, Progress], dict[str, Any]]
 
 JOB_RUNNER_LOCK = 7_304_501  # (JOB_RUNNER_LOCK, runner) session lock: a live job runner
-# The server gives up on a silent runner's session (and its lock) after at most
-# idle + interval x count = 25 s when its host goes; at once when only its process dies.
-KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 
-_RECOVER_SQL = """
+_RECOVER_SQL = f"""
     UPDATE jobs SET state = 'failed', error = 'interrupted: its API process stopped',
                     updated_at = now()
     WHERE state IN ('queued', 'running')
-      AND (runner IS NULL OR runner NOT IN (
-          SELECT objid::int FROM pg_locks
-          WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %s::oid
-            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())))
+      AND (runner IS NULL OR runner NOT IN ({HELD_ADVISORY_KEYS_SQL}))
     RETURNING id"""
 
 
@@ -61,9 +56,8 @@ class JobRunner:
 
     def open(self) -> None:
         """Take a runner id (its lock held from now on), then fail the jobs of runners gone."""
-        conn: Conn = psycopg.connect(
-            self._database_url, autocommit=True, row_factory=dict_row, options=KEEPALIVE
-        )
+        conn = connect(self._database_url)
+        keep_session_alive(conn)  # the lock goes soon after its host does
         while True:
             runner = secrets.randbelow(2**31)
             row = conn.execute(

@@ -52,6 +52,30 @@ def connect_configured(*, autocommit: bool = True) -> psycopg.Connection[dict[st
     return connect(database_url(), autocommit=autocommit)
 
 
+SESSION_KEEPALIVE = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+}
+"""For a session whose advisory locks say its process is alive (a shard's evaluator, an API
+process's job runner): the server gives up on a silent session, and its locks, after at most
+idle + interval x count = 25 s when its host or network goes; at once when only the process
+dies, since the kernel closes its socket."""
+
+HELD_ADVISORY_KEYS_SQL = """
+    SELECT objid::int AS key FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %s::oid
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+"""The second keys of the two-key advisory locks ``(classid, key)`` held now, for one
+``classid`` (the parameter): which of them are alive."""
+
+
+def keep_session_alive(conn: psycopg.Connection[Any]) -> None:
+    """Apply :data:`SESSION_KEEPALIVE` to this session."""
+    for name, value in SESSION_KEEPALIVE.items():
+        conn.execute(f"SET {name} = {int(value)}")
+
+
 def timescaledb_usable(conn: psycopg.Connection[dict[str, Any]]) -> bool:
     """The extension is installed and preloaded (CREATE EXTENSION would succeed)."""
     row = conn.execute(
