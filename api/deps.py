@@ -82,7 +82,7 @@ class AllowedCache:
 
     def check(self, principal: Principal, ask: Callable[[], bool]) -> bool:
         now = time.monotonic()
-        if now - self._checked.get(principal.actor, -math.inf) < self._ttl_s:
+        if self.fresh(principal):
             return True
         if not ask():
             self._checked.pop(principal.actor, None)
