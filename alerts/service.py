@@ -720,7 +720,6 @@ class BinInputs:
         return [r for r in self._records.get(device_id, []) if r.ts <= until]
 
     def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
-
         out: dict[str, list[Item]] = {}
         ranges = fill_ranges(self.conn, self.peers, at - self.window, at)
         for device_id, change in peer_changes(

@@ -256,13 +256,9 @@ def evidence(
     the API's page, one file with its stylesheet inside, to keep or send on."""
     name = "evidence-" + id.replace("/", "_").replace(":", "")
     disposition = "attachment" if download else "inline"
-    if format == "pdf":
+    if format == "pdf" or download:
         response = alerts_api.evidence(request, conn, viewer.principal, id, format=format)
-        response.headers["Content-Disposition"] = f'{disposition}; filename="{name}.pdf"'
-        return response
-    if download:
-        response = alerts_api.evidence(request, conn, viewer.principal, id, format=format)
-        response.headers["Content-Disposition"] = f'attachment; filename="{name}.html"'
+        response.headers["Content-Disposition"] = f'{disposition}; filename="{name}.{format}"'
         return response
     pack = alerts_api.evidence_pack(request, conn, viewer.principal, id, format)
     page = render_html(pack, stylesheet_url=EVIDENCE_STYLESHEET)
