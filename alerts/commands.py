@@ -8,6 +8,13 @@ QoS 1 and records the device's acks from ``commands/ack``. A command still witho
 ``done`` ack when it expires (or one the device rejects) escalates to a visit: an audit entry
 on the alert and a notification to the patch's officers.
 
+The platform, not the broker, remembers a command until it is answered. Devices connect with
+a clean session (firmware_contracts/CONTRACT.md says why), so a command published while its
+device is offline is not kept for it at the broker; when the device's retained ``status``
+says ``online`` again, every command of its still waiting for an answer is sent again. The
+device applies a command id once: a second copy of one it already had is answered
+``rejected``/``replayed``, which changes nothing here (its first answer is the one recorded).
+
 This module is the alerts package's only MQTT edge, and it only ever talks to the broker
 about the ``commands`` table's rows: the detection core never sees a broker.
 """
@@ -33,7 +40,14 @@ from alerts.notify import enqueue_for_alert
 from alerts.store import Conn, record_action
 from common.command_keys import device_command_key
 from common.mqtt import MqttAuth, apply_auth
-from firmware_contracts import Channel, CommandAckV1, CommandV1, TopicLayout, sign_command
+from firmware_contracts import (
+    Channel,
+    CommandAckV1,
+    CommandV1,
+    StatusV1,
+    TopicLayout,
+    sign_command,
+)
 
 __all__ = [
     "FROST_COMMAND",
@@ -223,6 +237,7 @@ class CommandDispatcher:
         self.host, self.port = host, port
         self.connected = threading.Event()
         self._acks: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._back_online: queue.Queue[str] = queue.Queue()  # device ids, from their status
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"civic-alerts-{uuid.uuid4().hex[:8]}",
@@ -234,7 +249,8 @@ class CommandDispatcher:
         self.client.on_message = self._on_message
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(self.layout.subscription(Channel.COMMAND_ACK), qos=1)
+        channels = (Channel.COMMAND_ACK, Channel.STATUS)
+        client.subscribe([(self.layout.subscription(channel), 1) for channel in channels])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         # Connected means subscribed: what is published before SUBACK would find no one.
@@ -242,7 +258,20 @@ class CommandDispatcher:
             self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self._acks.put((str(message.topic), bytes(message.payload)))
+        topic, payload = str(message.topic), bytes(message.payload)
+        parsed = self.layout.parse(topic)
+        if parsed is not None and parsed.channel is Channel.STATUS:
+            self._note_status(parsed.device_id, payload)
+        else:
+            self._acks.put((topic, payload))
+
+    def _note_status(self, device_id: str, payload: bytes) -> None:
+        try:
+            status = StatusV1.model_validate_json(payload)
+        except ValidationError:
+            return  # ingest dead-letters a malformed status; here it only says nothing
+        if status.state == "online":
+            self._back_online.put(device_id)
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.client.connect(self.host, self.port, keepalive=30)
@@ -260,13 +289,23 @@ class CommandDispatcher:
         self.record_acks(conn)
         expire_commands(conn, now)
 
+    def _drain_back_online(self) -> list[str]:
+        devices: set[str] = set()
+        while True:
+            try:
+                devices.add(self._back_online.get_nowait())
+            except queue.Empty:
+                return sorted(devices)
+
     def publish_pending(self, conn: Conn, now: datetime) -> int:
+        """Publish new commands, and again those still unanswered whose device came online."""
         rows = conn.execute(
             "SELECT c.*, k.key_version FROM commands c"
             " LEFT JOIN device_credentials k USING (device_id)"
-            " WHERE c.state = 'pending' AND c.published_at IS NULL"
-            " AND c.expires_at > %s ORDER BY c.issued_at",
-            (now,),
+            " WHERE c.state = 'pending' AND c.expires_at > %s"
+            " AND (c.published_at IS NULL OR c.device_id = ANY(%s))"
+            " ORDER BY c.issued_at",
+            (now, self._drain_back_online()),
         ).fetchall()
         published = 0
         for row in rows:
@@ -287,23 +326,7 @@ class CommandDispatcher:
             if not info.is_published():
                 log.warning("command %s not acknowledged by the broker; will retry", row["id"])
                 continue
-            with conn.transaction():
-                conn.execute(
-                    "UPDATE commands SET published_at = %s, updated_at = now() WHERE id = %s",
-                    (now, row["id"]),
-                )
-                if row["alert_id"]:
-                    record_action(
-                        conn,
-                        row["alert_id"],
-                        now,
-                        "system",
-                        "command_published",
-                        {
-                            "text": f"{row['name']} published to {row['device_id']}",
-                            "command_id": row["id"],
-                        },
-                    )
+            _record_published(conn, row, now)
             published += 1
         return published
 
@@ -325,6 +348,26 @@ class CommandDispatcher:
             recorded += _record_ack(conn, parsed.device_id, ack)
 
 
+def _record_published(conn: Conn, row: Any, now: datetime) -> None:
+    again = row["published_at"] is not None
+    with conn.transaction():
+        conn.execute(
+            "UPDATE commands SET published_at = %s, updated_at = now() WHERE id = %s",
+            (now, row["id"]),
+        )
+        if row["alert_id"]:
+            text = (
+                f"{row['name']} sent again to {row['device_id']}, back online"
+                if again
+                else f"{row['name']} published to {row['device_id']}"
+            )
+            action = "command_resent" if again else "command_published"
+            record_action(
+                conn, row["alert_id"], now, "system", action,
+                {"text": text, "command_id": row["id"]},
+            )  # fmt: skip
+
+
 def _ack_detail(ack: CommandAckV1) -> str | None:
     """The device's words, led by its security reason when it refused (e.g. bad_signature)."""
     if ack.reason is None:
@@ -333,6 +376,11 @@ def _ack_detail(ack: CommandAckV1) -> str | None:
 
 
 def _record_ack(conn: Conn, device_id: str, ack: CommandAckV1) -> int:
+    if ack.reason == "replayed":
+        # A copy of a command the device already had (a re-send, or a redelivery): it answered
+        # the first copy, and that answer is the command's.
+        log.info("command %s of %s: a second copy, already handled", ack.id, device_id)
+        return 0
     # A late "accepted" must not undo a "done"; only open commands move.
     allowed = ["pending"] if ack.status == "accepted" else list(_OPEN_STATES)
     with conn.transaction():

@@ -71,8 +71,9 @@ class ServiceRole:
 SERVICE_ROLES: dict[str, ServiceRole] = {
     # Stores telemetry (the contract's and SenML packs) and statuses; publishes nothing.
     "ingest": ServiceRole("ingest", read=("telemetry", "senml", "status")),
-    # Sends heating commands and hears their acks; reads no telemetry.
-    "alerts": ServiceRole("alerts", read=("commands/ack",), write=("commands",)),
+    # Sends heating commands and hears their acks, and devices' statuses so that a command
+    # sent while its device was offline goes again when it is back; reads no telemetry.
+    "alerts": ServiceRole("alerts", read=("commands/ack", "status"), write=("commands",)),
     # The simulator acts as a gateway (a LoRaWAN network server) for many devices: it speaks
     # for any device, but only as a device would. It cannot send commands.
     "sim": ServiceRole(

@@ -1,8 +1,11 @@
 """Simulated devices each on their own connection, as a real estate connects to the broker.
 
 The simulator's gateway mode (``device_sim.simulator``) speaks for every device over one
-connection; here each device holds its own MQTT v5 session over TLS with its own credentials,
-subscribed to its own ``commands``. What this models is how an estate comes back after a
+connection; here each device holds its own MQTT v5 connection over TLS with its own
+credentials, subscribed to its own ``commands``, as the contract asks of firmware: a clean
+session (nothing kept at the broker while it is away), the retained ``status`` ``online`` on
+every connect and ``offline`` as its last will; the platform sends an unanswered command again
+when a device's status says it is back. What this models is how an estate comes back after a
 broker restart (ETSI EN 303 645 5.9-3): a device that loses its connection, or is refused,
 waits a jittered exponential backoff before each attempt ("full jitter": uniform between 0
 and ``min(cap, base * 2**attempt)``), so thousands of devices do not return in one wave, and
@@ -30,15 +33,14 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from common.mqtt import MqttAuth
 from firmware_contracts import TopicLayout
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S = 3600
+ONLINE = json.dumps({"state": "online", "fw": "sim-1.0"})
+OFFLINE = json.dumps({"state": "offline"})
 LOOP_TIMEOUT_S = 0.5
 # TCP connect plus TLS handshake. paho's default (5 s) is shorter than a broker taking
 # thousands of devices back on a busy machine needs: every device giving up on a handshake
@@ -188,9 +190,13 @@ class _DeviceLink(threading.Thread):
         self.client.connect_timeout = CONNECT_TIMEOUT_S
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_: self.connected.clear()
+        self.client.will_set(fleet.layout.status(device_id), OFFLINE, qos=1, retain=True)
+        self._status_mids: set[int] = set()  # the device's own statuses, not the caller's
         if fleet.on_ack is not None:
             on_ack = fleet.on_ack
-            self.client.on_publish = lambda *_: on_ack()
+            self.client.on_publish = lambda _c, _u, mid, *_: (
+                self._status_mids.discard(mid) if mid in self._status_mids else on_ack()
+            )
         # Set, this keeps paho from writing a publish from the caller's thread: it queues
         # the packet and wakes this thread's loop, which writes it (see the module's doc).
         self.client.on_socket_register_write = lambda *_: None
@@ -203,6 +209,8 @@ class _DeviceLink(threading.Thread):
             return
         self.fleet.log.add(self.fleet.log.connects, self.device_id)
         client.subscribe(self.fleet.layout.commands(self.device_id), qos=1)
+        status = client.publish(self.fleet.layout.status(self.device_id), ONLINE, 1, retain=True)
+        self._status_mids.add(status.mid)
         self.connected.set()
 
     def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
@@ -210,15 +218,14 @@ class _DeviceLink(threading.Thread):
         self.client.publish(topic, payload, qos=1, retain=retain)
 
     def _connect(self, first: bool) -> bool:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.fleet.log.add(self.fleet.log.attempts, self.device_id)
         try:
             if first:
-                self.client.connect(
-                    self.fleet.host, self.fleet.port, keepalive=60, clean_start=False,
-                    properties=props,
-                )  # fmt: skip
+                # A clean session: the broker keeps nothing for an offline device (the
+                # contract's reason: Mosquitto 2.0 corrupts offline sessions on a password
+                # reload), and the platform sends an unanswered command again on `online`.
+                fleet = self.fleet
+                self.client.connect(fleet.host, fleet.port, keepalive=60, clean_start=True)
             else:
                 self.client.reconnect()
         except OSError as exc:  # refused, reset, TLS handshake cut short: the broker is not there

@@ -5,7 +5,8 @@ gateway does; or, given ``OwnConnections``, every device publishes on its own TL
 with its own credentials, as a device with its own modem does (``device_sim.connections``).
 Each device reports every ``interval`` of simulated time, at its own phase; the
 simulated clock runs ``speed`` times faster than the wall clock (history in minutes). Every
-message is published at QoS 1 on a persistent session, so a broker restart loses nothing the
+message is published at QoS 1 and kept by its client until the broker acknowledges it (sent
+again after a reconnect, whatever the session), so a broker restart loses nothing the
 simulator counted as sent.
 """
 
@@ -318,13 +319,14 @@ class Simulator:
         start = self._start
         self._open(stop)
         wall_start = time.monotonic()
-        for device in self.devices:
-            self._publish(
-                device,
-                self.layout.status(device.device_id),
-                json.dumps({"state": "online", "fw": "sim-1.0"}),
-                retain=True,
-            )
+        if self.fleet is None:  # a device on its own connection announces itself on connect
+            for device in self.devices:
+                self._publish(
+                    device,
+                    self.layout.status(device.device_id),
+                    json.dumps({"state": "online", "fw": "sim-1.0"}),
+                    retain=True,
+                )
         self._start = start
         late_queue: list[tuple[datetime, int, _Device, dict[str, Any]]] = []
         last_progress = wall_start

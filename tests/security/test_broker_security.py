@@ -52,11 +52,11 @@ class Device:
     def wait_connack(self) -> int:
         return self.connack.get(timeout=TIMEOUT_S)
 
-    def publish(self, topic: str, payload: str) -> int:
+    def publish(self, topic: str, payload: str, *, retain: bool = False) -> int:
         """QoS 1 publish; the broker's PUBACK reason code (0 accepted, 135 not authorised)."""
         codes: queue.Queue[int] = queue.Queue()
         self.client.on_publish = lambda _c, _u, _mid, rc, _p: codes.put(rc.value)
-        self.client.publish(topic, payload, qos=1).wait_for_publish(TIMEOUT_S)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(TIMEOUT_S)
         return codes.get(timeout=TIMEOUT_S)
 
     def subscribe(self, *topics: str) -> None:

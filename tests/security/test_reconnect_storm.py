@@ -95,7 +95,7 @@ def test_devices_come_back_after_a_broker_restart_spread_out(database_url, tmp_p
         f"{WINDOW_S}s window: {share_first:.0%} of first tries, {share_all:.0%} of all; "
         f"waits after the loss {waits[0]:.2f}-{waits[-1]:.2f}s, middle half {middle_half:.2f}s"
     )
-    assert reconnected == set(passwords)  # every device back, each with its own session
+    assert reconnected == set(passwords)  # every device back, each on its own connection
     assert len(first_tries) == DEVICES
     assert len(waits) == DEVICES
     # Uniform over [0, base]: the middle half spans base / 2; one common delay spans ~0.
