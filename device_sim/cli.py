@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from device_sim.connections import OwnConnections
     from device_sim.wire_faults import FaultRun
+
+
+@dataclass(frozen=True, slots=True)
+class _SimRun:
+    """What a run publishes and where: the same for one process or several."""
+
+    config: Any  # device_sim.simulator.SimConfig
+    estate: list[dict[str, str]]
+    host: str
+    port: int
+    auth: Any  # the gateway's account; None when devices log in on their own
+    own: OwnConnections | None
+    faults: FaultRun | None
+
 
 REACH_TIMEOUT_S = 5.0  # the devices' listener must accept a TCP connection within this
 WIRE_FAULT_GAP_MAX_S = 5.0  # faults spread over the run, but never further apart than this
@@ -180,10 +196,11 @@ def run(args: argparse.Namespace) -> int:
             faults = _wire_faults(args, config, host, port, auth, estate[0]["device_id"])
     if faults is not None:
         faults.start()
+    sim_run = _SimRun(config, estate, host, port, auth, own, faults)
     try:
         if args.processes != 1:
-            return _run_fleet(args, config, estate, host, port, auth, own, faults)
-        return _run_one(args, settings, config, estate, host, port, auth, own, faults)
+            return _run_fleet(args, sim_run)
+        return _run_one(args, settings, sim_run)
     finally:
         if faults is not None and faults.is_alive():
             faults.finish()
@@ -235,21 +252,10 @@ def _estate(args: argparse.Namespace) -> list[dict[str, str]]:
     return generate_estate(args.bins, args.homes, seed=args.seed)
 
 
-def _run_one(
-    args: argparse.Namespace,
-    settings: Any,
-    config: Any,
-    estate: list[dict[str, str]],
-    host: str,
-    port: int,
-    auth: Any,
-    own: OwnConnections | None,
-    faults: FaultRun | None,
-) -> int:
+def _run_one(args: argparse.Namespace, settings: Any, run: _SimRun) -> int:
     from common.errors import CliError
     from device_sim.connections import FleetConnectError
     from device_sim.simulator import SimReport, Simulator
-    from firmware_contracts import format_rfc3339
 
     def progress(report: SimReport, done: float) -> None:
         print(
@@ -260,32 +266,42 @@ def _run_one(
 
     try:
         sim = Simulator(
-            config, estate, host=host, port=port, progress=progress, auth=auth,
-            own_connections=own,
+            run.config, run.estate, host=run.host, port=run.port, progress=progress,
+            auth=run.auth, own_connections=run.own,
         )  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     if args.truth:
-        from device_sim.truth import write_labels
-
-        with args.truth.open("w", encoding="utf-8") as out:
-            count = write_labels(sim.labels, out)
-        print(f"truth: {count} labels -> {args.truth}", file=sys.stderr)
+        _write_truth(args.truth, sim.labels)
     started = datetime.now(UTC)
     try:
         report = sim.run().as_dict()
     except FleetConnectError as exc:
         raise CliError(_refused_hint(exc)) from exc
-    if faults is not None:
-        report["wire_faults"] = faults.finish()
-    _keep_last_run(settings.data_dir, started, config, report)
+    if run.faults is not None:
+        report["wire_faults"] = run.faults.finish()
+    _keep_last_run(settings.data_dir, started, run.config, report)
     if args.round_sheet:
-        sheet = sim.round_sheet(args.unrecorded_pct)
-        with args.round_sheet.open("w", encoding="utf-8", newline="") as out:
-            out.write("device_id,ts,crew\n")
-            out.writelines(f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in sheet)
-        print(f"round sheet: {len(sheet)} collections -> {args.round_sheet}", file=sys.stderr)
+        _write_round_sheet(args.round_sheet, sim.round_sheet(args.unrecorded_pct))
     return _summary(report)
+
+
+def _write_truth(path: Path, labels: Any) -> None:
+    from device_sim.truth import write_labels
+
+    with path.open("w", encoding="utf-8") as out:
+        count = write_labels(labels, out)
+    print(f"truth: {count} labels -> {path}", file=sys.stderr)
+
+
+def _write_round_sheet(path: Path, sheet: Iterable[tuple[str, datetime, str]]) -> None:
+    from firmware_contracts import format_rfc3339
+
+    rows = [f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in sheet]
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("device_id,ts,crew\n")
+        out.writelines(rows)
+    print(f"round sheet: {len(rows)} collections -> {path}", file=sys.stderr)
 
 
 def _credentials_hint(problem: str) -> str:
@@ -346,14 +362,9 @@ def _check_per_device(
     from common.errors import CliError
     from device_sim.connections import MAX_DEVICES_PER_PROCESS
 
-    missing = [r["device_id"] for r in estate if r["device_id"] not in own.passwords]
-    if missing:
-        raise CliError(
-            _credentials_hint(
-                f"no credentials for {len(missing)} of the {len(estate)} simulated devices "
-                f"(e.g. {', '.join(missing[:3])})"
-            )
-        )
+    lacking = own.lacking(r["device_id"] for r in estate)
+    if lacking:
+        raise CliError(_credentials_hint(lacking))
     needed = -(-len(estate) // MAX_DEVICES_PER_PROCESS)
     if args.processes < needed:
         raise CliError(
@@ -435,54 +446,32 @@ def _summary(report: dict[str, Any]) -> int:
     return 0 if report["acked"] >= report["published"] else 1
 
 
-def _run_fleet(
-    args: argparse.Namespace,
-    config: Any,
-    estate: list[dict[str, str]],
-    host: str,
-    port: int,
-    auth: Any,
-    own: OwnConnections | None,
-    faults: FaultRun | None,
-) -> int:
+def _run_fleet(args: argparse.Namespace, run: _SimRun) -> int:
     """Several processes, the estate dealt out among them; per-device, each process's devices
     on their own connections; the wire faults go from this process meanwhile."""
     from common.errors import CliError
     from device_sim.processes import run_fleet
-    from firmware_contracts import format_rfc3339
 
     try:
         result = run_fleet(
-            config,
-            estate,
+            run.config,
+            run.estate,
             args.processes,
-            host=host,
-            port=port,
-            auth=auth,
+            host=run.host,
+            port=run.port,
+            auth=run.auth,
             unrecorded_pct=args.unrecorded_pct if args.round_sheet else None,
-            own_connections=own,
+            own_connections=run.own,
         )
     except ValueError as exc:
         raise CliError(f"--processes: {exc}") from exc
     except RuntimeError as exc:
         raise CliError(f"a simulator process failed: {exc}") from exc
     if args.truth:
-        from device_sim.truth import write_labels
-
-        with args.truth.open("w", encoding="utf-8") as out:
-            count = write_labels(result.labels, out)
-        print(f"truth: {count} labels -> {args.truth}", file=sys.stderr)
+        _write_truth(args.truth, result.labels)
     if args.round_sheet:
-        with args.round_sheet.open("w", encoding="utf-8", newline="") as out:
-            out.write("device_id,ts,crew\n")
-            out.writelines(
-                f"{d},{format_rfc3339(ts)},{crew}\n" for d, ts, crew in result.round_sheet
-            )
-        print(
-            f"round sheet: {len(result.round_sheet)} collections -> {args.round_sheet}",
-            file=sys.stderr,
-        )
+        _write_round_sheet(args.round_sheet, result.round_sheet)
     report = {**result.report.as_dict(), "processes": result.processes}
-    if faults is not None:
-        report["wire_faults"] = faults.finish()
+    if run.faults is not None:
+        report["wire_faults"] = run.faults.finish()
     return _summary(report)

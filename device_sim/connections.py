@@ -87,6 +87,17 @@ class OwnConnections:
         """How ``device_id`` logs in (``KeyError`` when it has no credentials here)."""
         return MqttAuth(device_id, self.passwords[device_id], self.ca_file)
 
+    def lacking(self, device_ids: Iterable[str]) -> str | None:
+        """What is wrong when some of these devices have no credentials here, else None."""
+        wanted = list(device_ids)
+        missing = sorted(d for d in wanted if d not in self.passwords)
+        if not missing:
+            return None
+        return (
+            f"no credentials for {len(missing)} of the {len(wanted)} simulated devices "
+            f"(e.g. {', '.join(missing[:3])})"
+        )
+
     def share(self, device_ids: Iterable[str]) -> OwnConnections:
         """Only these devices' passwords (a process's share of the estate)."""
         return OwnConnections({d: self.passwords[d] for d in device_ids}, self.ca_file)

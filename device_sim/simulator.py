@@ -223,12 +223,9 @@ class Simulator:
     def _device_fleet(self, own: OwnConnections) -> DeviceFleet:
         if self.config.mqtt_version != "5":
             raise ValueError("devices on their own connections speak MQTT 5 only")
-        missing = sorted(d.device_id for d in self.devices if d.device_id not in own.passwords)
-        if missing:
-            raise ValueError(
-                f"no credentials for {len(missing)} of the {len(self.devices)} simulated "
-                f"devices (e.g. {', '.join(missing[:3])})"
-            )
+        lacking = own.lacking(d.device_id for d in self.devices)
+        if lacking:
+            raise ValueError(lacking)
         return DeviceFleet(
             {d.device_id: own.passwords[d.device_id] for d in self.devices},
             self._host,

@@ -89,3 +89,29 @@ def test_three_simulator_processes_publish_every_device_once_with_the_sim_accoun
 def test_more_processes_than_devices_is_refused_clearly(civic_env, capsys) -> None:
     assert main(["sim", "--bins", "2", "--homes", "0", "--processes", "3"]) == 2
     assert "--processes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_truth_file_and_round_sheet_are_written_from_one_process_or_several(
+    civic_env, tmp_path, capsys, processes
+) -> None:
+    """``--truth`` labels devices of the simulated estate only; ``--round-sheet`` lists the
+    collections of its bins (crews empty bins, not homes) in the sheet's columns."""
+    _url, mqtt = civic_env
+    truth, sheet = tmp_path / "truth.jsonl", tmp_path / "rounds.csv"
+    estate = generate_estate(8, 40, seed=1)
+    argv = ["sim", "--bins", "8", "--homes", "40", "--interval", "6h", "--duration", "15d"]
+    argv += ["--speed", "10000000", "--processes", str(processes), "--client-id", mqtt.prefix]
+    capsys.readouterr()
+    assert main([*argv, "--truth", str(truth), "--round-sheet", str(sheet)]) == 0
+    err = capsys.readouterr().err
+    labels = [json.loads(line) for line in truth.read_text().splitlines()]
+    rows = sheet.read_text().splitlines()
+    assert f"truth: {len(labels)} labels -> {truth}" in err
+    assert f"round sheet: {len(rows) - 1} collections -> {sheet}" in err
+    devices = {row["device_id"]: row["kind"] for row in estate}
+    assert labels, "forty homes over a fortnight carry some label (e.g. a week away)"
+    assert {label["device_id"] for label in labels} <= set(devices)
+    assert rows[0] == "device_id,ts,crew"
+    assert len(rows) > 8, "two weeks of weekly rounds empty each bin at least once"
+    assert {devices[row.split(",")[0]] for row in rows[1:]} == {"bin"}
