@@ -11,10 +11,8 @@ history, are outnumbered by the ordinary days before them (an upper quartile of 
 the leak's own first day). Leaking water saturates the air of a room that cools at night, so
 the vapour cannot rise the full ``rise_hpa`` then: near saturation a smaller rise counts.
 Warm weather also brings wetter air in (a summer spell lifts the outdoor dew point by degrees),
-but it warms the rooms too; escaping water does not. So the warmer the room than usual, the
-larger the rise must be: ``weather_hpa_per_c`` for each degree, when that is more than
-``rise_hpa``. (Not calling anything in a warm spell a leak, as before, missed a fifth of the
-simulated summer's leaks: they came in one, and a leak adds far more than the weather.)
+but it warms the rooms too; escaping water does not. So a rise that comes with the room
+``weather_warming_c`` warmer than usual is not called a leak.
 """
 
 from __future__ import annotations
@@ -59,13 +57,8 @@ class SuspectedLeakSettings:
     """Which of the daily medians is the normal: the median, so that the first days of a leak,
     counted in the history, do not become the normal it is judged against."""
     """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
-    weather_hpa_per_c: float = 3.0
-    """How much more vapour warmer weather can bring in, per degree the room is warmer than its
-    usual median: at room temperatures saturation vapour pressure rises 1.4-1.6 hPa a degree,
-    and the outdoor dew point climbs faster than the rooms warm. A humid spell 4 °C warmer
-    (rooms at 68 % where they were at 50 %) lifts the vapour by 8.6 hPa, under the 12 this
-    allows; a leak adds about 10 hPa whatever the weather (*default*: on the simulated estate
-    any value from 2.5 to 4 raised no false leak and found the same leaks)."""
+    weather_warming_c: float = 1.5
+    """A room this much warmer than its usual median: the extra vapour came in with the weather."""
     comparable_temp_c: float = 4.0
     """The normal is taken over past days whose median temperature was within this of the last
     ``persist``'s: a week away with the heating off (cold rooms, nobody adding moisture) is not
@@ -79,8 +72,6 @@ class SuspectedLeakSettings:
         check_positive("persist", self.persist)
         if not 0 < self.clear_hpa < self.rise_hpa:
             raise ValueError("need 0 < clear_hpa < rise_hpa")
-        if self.weather_hpa_per_c < 0:
-            raise ValueError("weather_hpa_per_c must not be negative")
         if not 0.5 <= self.persist_share <= 1.0:
             raise ValueError("persist_share must be in [0.5, 1]")
         if self.comparable_temp_c <= 0:
@@ -140,13 +131,11 @@ class SuspectedLeakRule(Rule):
         normal = self._normal(statistics.median(self._temp))
         if normal is None:
             return []
-        # Warmer rooms than usual: warmer, wetter air came in, and only more than it counts.
-        weather_hpa = s.weather_hpa_per_c * (statistics.median(self._temp) - self._usual_temp())
-        wet = [
-            self._wet(v, rh, normal, weather_hpa) for v, rh in zip(self._vp, self._rh, strict=True)
-        ]
+        wet = [self._wet(v, rh, normal) for v, rh in zip(self._vp, self._rh, strict=True)]
         if sum(wet) < s.persist_share * len(wet):
             return []
+        if statistics.median(self._temp) >= self._usual_temp() + s.weather_warming_c:
+            return []  # warmer air holding more water: the weather, not a pipe
         self._normal_hpa = normal
         first = next(t for t, w in zip(self._ts, wet, strict=True) if w)
         median_hpa = statistics.median(self._vp)
@@ -162,10 +151,10 @@ class SuspectedLeakRule(Rule):
             )
         ]
 
-    def _wet(self, vp: float, rh_pct: float, normal: float, weather_hpa: float) -> bool:
+    def _wet(self, vp: float, rh_pct: float, normal: float) -> bool:
         s = self.settings
         rise = s.saturated_rise_hpa if rh_pct >= s.saturated_rh_pct else s.rise_hpa
-        return vp >= normal + max(rise, weather_hpa)
+        return vp >= normal + rise
 
     def _add_to_day(self, day: int, vp: float, temp_c: float) -> None:
         if self._day is not None and day != self._day:
