@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from alerts import Detector, Home, HomeRuleSettings, Severity, Transition
-from alerts.rules import Adf2006Settings, Adf2010Settings
+from alerts.rules import Adf2006Settings, Adf2010Settings, SuspectedLeakSettings
 from tests.alerts.helpers import HOME_DEVICE, T0, ons, series, transitions
 
 OCCUPIED = Home(uprn="100000000010")
@@ -202,6 +202,31 @@ def test_a_warm_humid_spell_is_not_a_leak():
     # Four days warmer by 4 °C with wetter outdoor air: more vapour, and warmer rooms.
     spell = _normal_days(4) + [{"temp_c": 24.0, "rh_pct": 68.0}] * 48
     assert "suspected_leak" not in ons(run(OCCUPIED, spell, step=hour))
+
+
+def test_a_leak_in_a_warm_spell_is_found():
+    hour = timedelta(hours=1)
+    # Four days at 20 °C (11.7 hPa), two warm days at 24 °C and 55 % (16.4 hPa: the weather),
+    # then a leak at 24 °C and 85 % (25.4 hPa). The warm room may hold 6.5 hPa more than the
+    # normal for the weather; the leak is 7 hPa more again.
+    warm = [{"temp_c": 24.0, "rh_pct": 85.0 if h % 24 == 7 else 55.0} for h in range(48)]
+    leak = [{"temp_c": 24.0, "rh_pct": 85.0}] * 24
+    assert "suspected_leak" not in ons(run(OCCUPIED, _normal_days(4) + warm, step=hour))
+    events = [
+        e
+        for e in run(OCCUPIED, _normal_days(4) + warm + leak, step=hour)
+        if e.condition == "suspected_leak"
+    ]
+    assert [e.transition for e in events] == [Transition.ON]
+    evidence = events[0].evidence_map
+    assert evidence["usual_vapour_hpa"] == pytest.approx(11.7, abs=0.1)
+    assert evidence["warm_weather_allowance_hpa"] == pytest.approx(6.5, abs=0.2)
+    assert "C warmer than on those days" in events[0].reason
+
+
+def test_leak_settings_are_validated():
+    with pytest.raises(ValueError, match="warm_weather_allowance"):
+        SuspectedLeakSettings(warm_weather_allowance=-1.0)
 
 
 def test_coming_home_after_a_week_away_is_not_a_leak():
