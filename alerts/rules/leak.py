@@ -11,8 +11,10 @@ history, are outnumbered by the ordinary days before them (an upper quartile of 
 the leak's own first day). Leaking water saturates the air of a room that cools at night, so
 the vapour cannot rise the full ``rise_hpa`` then: near saturation a smaller rise counts.
 Warm weather also brings wetter air in (a summer spell lifts the outdoor dew point by degrees),
-but it warms the rooms too; escaping water does not. So a rise that comes with the room
-``weather_warming_c`` warmer than usual is not called a leak.
+but it warms the rooms too; escaping water does not. So when the room is warmer than on the
+days its normal was taken from, the normal is raised by what the warmer air brings: the vapour
+the room would hold at the same RH as on those days, times ``warm_weather_allowance`` (muggy
+spells bring air wetter than that). A leak adds far more, and is still found in a warm spell.
 """
 
 from __future__ import annotations
@@ -57,8 +59,13 @@ class SuspectedLeakSettings:
     """Which of the daily medians is the normal: the median, so that the first days of a leak,
     counted in the history, do not become the normal it is judged against."""
     """Days of history (with at least ``MIN_READINGS_PER_DAY`` readings) before judging."""
-    weather_warming_c: float = 1.5
-    """A room this much warmer than its usual median: the extra vapour came in with the weather."""
+    warm_weather_allowance: float = 2.0
+    """How much of a warm spell's vapour the normal allows for, as a multiple of the rise that
+    keeps the room at the RH of its normal days: 1 allows the same RH at the warmer temperature,
+    2 (*default*) also a muggier spell's. The vapour a room holds at a steady RH rises about
+    6-7 % a degree; a leak adds 5-10 hPa whatever the weather. (A room warmer than its usual by
+    1.5 °C used to count as weather and no leak at all: on the simulated estate a third of
+    summer leaks came during warm spells and were missed, with no ordinary home needing it.)"""
     comparable_temp_c: float = 4.0
     """The normal is taken over past days whose median temperature was within this of the last
     ``persist``'s: a week away with the heating off (cold rooms, nobody adding moisture) is not
@@ -76,6 +83,8 @@ class SuspectedLeakSettings:
             raise ValueError("persist_share must be in [0.5, 1]")
         if self.comparable_temp_c <= 0:
             raise ValueError("comparable_temp_c must be positive")
+        if self.warm_weather_allowance < 0:
+            raise ValueError("warm_weather_allowance must not be negative")
         if not 1 <= self.min_normal_days <= self.normal_days:
             raise ValueError("need 1 <= min_normal_days <= normal_days")
 
@@ -103,7 +112,8 @@ class SuspectedLeakRule(Rule):
         self._daily: list[tuple[int, float, float]] = []
         """(day, median vapour pressure, median temperature) of each past day."""
         self._normal_hpa: float | None = None
-        """Frozen while the condition is on."""
+        """Frozen while the condition is on, with the temperature of the days it came from."""
+        self._normal_temp_c = 0.0
 
     def on_item(self, item: Item) -> list[ConditionEvent]:
         if not isinstance(item, Reading) or item.rh_pct is None or item.temp_c is None:
@@ -128,17 +138,26 @@ class SuspectedLeakRule(Rule):
             return self._maybe_clear(item.ts)
         if now - self._ts[0] < 0.9 * s.persist.total_seconds():
             return []
-        normal = self._normal(statistics.median(self._temp))
-        if normal is None:
+        temp_c = statistics.median(self._temp)
+        found = self._normal(temp_c)
+        if found is None:
             return []
-        wet = [self._wet(v, rh, normal) for v, rh in zip(self._vp, self._rh, strict=True)]
+        normal, normal_temp_c = found
+        weather_hpa = self._weather_allowance(normal, normal_temp_c, temp_c)
+        expected = normal + weather_hpa
+        wet = [self._wet(v, rh, expected) for v, rh in zip(self._vp, self._rh, strict=True)]
         if sum(wet) < s.persist_share * len(wet):
             return []
-        if statistics.median(self._temp) >= self._usual_temp() + s.weather_warming_c:
-            return []  # warmer air holding more water: the weather, not a pipe
         self._normal_hpa = normal
+        self._normal_temp_c = normal_temp_c
         first = next(t for t, w in zip(self._ts, wet, strict=True) if w)
         median_hpa = statistics.median(self._vp)
+        weather = (
+            f" (+{weather_hpa:.1f} hPa allowed for a room {temp_c - normal_temp_c:.1f} C warmer "
+            "than on those days)"
+            if weather_hpa > 0
+            else ""
+        )
         return [
             self._turn_on(
                 at=item.ts,
@@ -146,10 +165,19 @@ class SuspectedLeakRule(Rule):
                 severity=s.severity,
                 reason=f"water vapour {median_hpa:.1f} hPa for "
                 f"{s.persist.total_seconds() / 3600:g} h against this home's usual "
-                f"{normal:.1f} hPa: water is getting into the air all the time",
-                evidence=self._evidence(item, normal, median_hpa),
+                f"{normal:.1f} hPa{weather}: water is getting into the air all the time",
+                evidence=self._evidence(item, normal, median_hpa, weather_hpa),
             )
         ]
+
+    def _weather_allowance(self, normal: float, normal_temp_c: float, temp_c: float) -> float:
+        """Extra vapour a room ``temp_c`` warm may hold, against days ``normal_temp_c`` warm."""
+        if temp_c <= normal_temp_c:
+            return 0.0  # a cooler room holds no more vapour for it
+        ratio = saturation_vapour_pressure_hpa(temp_c) / saturation_vapour_pressure_hpa(
+            normal_temp_c
+        )
+        return self.settings.warm_weather_allowance * normal * (ratio - 1.0)
 
     def _wet(self, vp: float, rh_pct: float, normal: float) -> bool:
         s = self.settings
@@ -169,40 +197,50 @@ class SuspectedLeakRule(Rule):
         self._today.append(vp)
         self._today_temp.append(temp_c)
 
-    def _usual_temp(self) -> float:
-        return statistics.median(t for _, _, t in self._daily)
-
-    def _normal(self, temp_c: float) -> float | None:
-        """The usual vapour pressure of past days at about ``temp_c``; None while too few."""
+    def _normal(self, temp_c: float) -> tuple[float, float] | None:
+        """The usual vapour pressure of past days at about ``temp_c`` and those days' median
+        temperature; None while too few."""
         s = self.settings
-        medians = sorted(m for _, m, t in self._daily if abs(t - temp_c) <= s.comparable_temp_c)
-        if len(medians) < s.min_normal_days:
+        days = [(m, t) for _, m, t in self._daily if abs(t - temp_c) <= s.comparable_temp_c]
+        if len(days) < s.min_normal_days:
             return None
-        return medians[min(len(medians) - 1, int(self.settings.normal_quantile * len(medians)))]
+        medians = sorted(m for m, _ in days)
+        normal = medians[min(len(medians) - 1, int(s.normal_quantile * len(medians)))]
+        return normal, statistics.median(t for _, t in days)
 
     def _maybe_clear(self, at: datetime) -> list[ConditionEvent]:
         s = self.settings
         normal = self._normal_hpa
         assert normal is not None
         median_hpa = statistics.median(self._vp)
-        if median_hpa > normal + s.clear_hpa:
+        weather_hpa = self._weather_allowance(
+            normal, self._normal_temp_c, statistics.median(self._temp)
+        )
+        if median_hpa > normal + weather_hpa + s.clear_hpa:
             return []
         self._normal_hpa = None
         return [
             self._turn_off(
                 at=at,
                 reason=f"water vapour back within {s.clear_hpa:g} hPa of the usual "
-                f"{normal:.1f} hPa for {s.persist.total_seconds() / 3600:g} h",
-                evidence={"median_vapour_hpa": round(median_hpa, 2)},
+                f"{normal + weather_hpa:.1f} hPa for {s.persist.total_seconds() / 3600:g} h",
+                evidence={
+                    "median_vapour_hpa": round(median_hpa, 2),
+                    "warm_weather_allowance_hpa": round(weather_hpa, 2),
+                },
             )
         ]
 
-    def _evidence(self, item: Reading, normal: float, median: float) -> dict[str, EvidenceValue]:
+    def _evidence(
+        self, item: Reading, normal: float, median: float, weather_hpa: float
+    ) -> dict[str, EvidenceValue]:
         return {
             "rh_pct": item.rh_pct,
             "temp_c": item.temp_c,
             "median_vapour_hpa": round(median, 2),
             "usual_vapour_hpa": round(normal, 2),
+            "usual_temp_c": round(self._normal_temp_c, 2),
+            "warm_weather_allowance_hpa": round(weather_hpa, 2),
             "rise_hpa": self.settings.rise_hpa,
             "persist_hours": self.settings.persist.total_seconds() / 3600,
         }
