@@ -332,10 +332,12 @@ def _workload(
         for a in home_alerts
         if (a["max_severity"] or 0) >= ACTED_ON and a["subject_id"] not in hazardous
     }
-    examples = sorted(
-        f"{a['subject_id']}:{a['alert_type']}:{SEVERITIES[a['max_severity'] or 0]}"
-        for a in home_alerts
-        if a["subject_id"] in above_watch and (a["max_severity"] or 0) >= ACTED_ON
+    examples = sorted(  # a home alerted twice for the same thing is one example
+        {
+            f"{a['subject_id']}:{a['alert_type']}:{SEVERITIES[a['max_severity'] or 0]}"
+            for a in home_alerts
+            if a["subject_id"] in above_watch and (a["max_severity"] or 0) >= ACTED_ON
+        }
     )[:8]
     return {
         "clocks": len(clocks),
