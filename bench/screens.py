@@ -6,7 +6,7 @@ waste map shows one stream's, about half).
 
 On the project-local PostgreSQL (under .civic/bench, database ``bench_screens``): the demo
 estate's registry, 36 hours of simulated readings written straight to the store (the hourly
-aggregates then refreshed as their policies would have), the alerts the real evaluator raises
+rollup then refreshed as its policy would have), the alerts the real evaluator raises
 from them, a planned day, and a user per role. ``civic api``'s app runs in this process
 (uvicorn on a thread). "First meaningful render" is the time from navigation start to the
 first frame with the screen's main content: the queue's rows, the property page's charts, the
@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from store.aggregates import refresh_hourly_aggregates
+from store.aggregates import refresh_hourly_rollup
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench_screens"
@@ -179,16 +179,16 @@ def build_demo(
     return Demo(url, north_void, south["uprn"], plan.plan_id, day.isoformat())
 
 
-# TimescaleDB's refresh policies for the hourly aggregates (store/migrations 002 and 011):
-# every 15 minutes, up to an hour ago. History written in one go is materialised by nobody
-# until the policy's next run, so every query over it would aggregate raw readings; a live
-# estate's aggregates hold all but the last hour or two.
+# TimescaleDB's refresh policy for the hourly rollup (store/migrations/011): every 15 minutes,
+# up to an hour ago. History written in one go is materialised by nobody until the policy's
+# next run, so every query over it would aggregate raw readings; a live estate's rollup holds
+# all but the last hour or two.
 _POLICY_END = "date_trunc('hour', now()) - interval '1 hour'"
 
 
 def _refresh_rollups(conn: Any) -> None:
-    """Refresh the hourly aggregates as their policies would have by now."""
-    refresh_hourly_aggregates(conn, until_sql=_POLICY_END)
+    """Refresh the hourly rollup as its policy would have by now."""
+    refresh_hourly_rollup(conn, until_sql=_POLICY_END)
 
 
 def _home_with_alerts(conn: Any, patch: str, *, void: bool) -> str:

@@ -337,9 +337,9 @@ def _show_store(demo: _Demo) -> None:
             " WHERE d.kind = 'bin' AND last.fill_pct >= d.threshold_pct"
         ).fetchone()
         damp = conn.execute(
-            "SELECT count(*) AS n FROM (SELECT device_id FROM readings_hourly"
-            " WHERE bucket > now() - interval '1 day' AND rh_pct_avg IS NOT NULL"
-            " GROUP BY device_id HAVING avg(rh_pct_avg) > 70) damp"
+            "SELECT count(*) AS n FROM (SELECT device_id FROM readings_rollup_hourly"
+            " WHERE bucket > now() - interval '1 day' AND rh_pct_n > 0"
+            " GROUP BY device_id HAVING sum(rh_pct_sum) / sum(rh_pct_n) > 70) damp"
         ).fetchone()
     print(f"bins at or over their collection threshold now: {full['n'] if full else 0}")
     print(f"homes averaging above 70 % RH over the last day: {damp['n'] if damp else 0}")

@@ -195,8 +195,8 @@ def info(url: str) -> dict[str, object]:
                 " WHERE hypertable_name = 'readings'"
             ).fetchone()
             jobs = conn.execute(
-                "SELECT proc_name FROM timescaledb_information.jobs"
-                " WHERE hypertable_name IN ('readings', 'readings_hourly') ORDER BY proc_name"
+                "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name"
+                " IN ('readings', 'readings_rollup_hourly') ORDER BY proc_name"
             ).fetchall()
             result["timescaledb"] = ext["extversion"] if ext else None
             result["chunks"] = chunks["n"] if chunks else 0

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from store.aggregates import refresh_hourly_aggregates
+from store.aggregates import refresh_hourly_rollup
 from store.db import connect
 from store.registry import Device, upsert_devices
 
@@ -34,4 +34,4 @@ def refresh_rollup(url: str) -> None:
     covers only the hours after the last one): run that refresh now, as the policy would.
     Native partitioning keeps the rollup with triggers, so there is nothing to do."""
     with connect(url) as conn:
-        refresh_hourly_aggregates(conn, views=("readings_rollup_hourly",))
+        refresh_hourly_rollup(conn)

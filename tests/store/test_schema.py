@@ -14,7 +14,7 @@ from firmware_contracts import Reading
 from store.db import StoreMode, connect, current_mode, info, migrate
 from store.readings import PartitionGuard, prepare_session, write_batch
 
-from .helpers import register_devices
+from .helpers import refresh_rollup, register_devices
 
 
 def _reading(device_id: str, ts: datetime, **metrics: float) -> Reading:
@@ -62,15 +62,12 @@ def test_same_query_surface_in_both_modes(any_mode_database_url: str) -> None:
         first = write_batch(conn, readings, [], partitions=PartitionGuard())
         again = write_batch(conn, readings[:3], [], partitions=PartitionGuard())
         hourly = conn.execute(
-            "SELECT bucket, n, fill_pct_avg, fill_pct_max FROM readings_hourly"
-            " WHERE device_id = 'bin-1' ORDER BY bucket"
+            "SELECT bucket, n, fill_pct_sum / fill_pct_n AS fill_pct_avg"
+            " FROM readings_rollup_hourly WHERE device_id = 'bin-1' ORDER BY bucket"
         ).fetchall()
     assert (first.stored, first.duplicates) == (9, 0)
     assert (again.stored, again.duplicates) == (0, 3)
-    assert [(r["n"], r["fill_pct_avg"], r["fill_pct_max"]) for r in hourly] == [
-        (4, 11.5, 13.0),
-        (4, 15.5, 17.0),
-    ]
+    assert [(r["n"], r["fill_pct_avg"]) for r in hourly] == [(4, 11.5), (4, 15.5)]
     assert hourly[0]["bucket"] == base
 
 
@@ -96,6 +93,27 @@ def test_native_partitions_are_created_for_any_week(native_database_url: str) ->
     assert left["n"] == 0
 
 
+def test_retention_removes_the_hourly_rollup_of_the_readings_it_removes(
+    any_mode_database_url: str,
+) -> None:
+    """A week's partition or a chunk dropped past the retention takes its hours out of the
+    rollup: neither a dropped partition nor a dropped chunk tells the rollup by itself."""
+    url = any_mode_database_url
+    register_devices(url, ["env-1"])
+    old, recent = datetime(2019, 6, 5, 10, tzinfo=UTC), datetime(2025, 3, 4, 10, tzinfo=UTC)
+    with connect(url) as conn:
+        prepare_session(conn)
+        readings = [_reading("env-1", ts, rh_pct=60.0) for ts in (old, recent)]
+        write_batch(conn, readings, [], partitions=PartitionGuard())
+    refresh_rollup(url)  # TimescaleDB: the old hour materialised, as its policy would have
+    with connect(url) as conn:
+        conn.execute("SELECT civic_drop_partitions_before('2020-01-01')")
+        hours = conn.execute(
+            "SELECT bucket FROM readings_rollup_hourly WHERE device_id = 'env-1' ORDER BY 1"
+        ).fetchall()
+    assert [h["bucket"] for h in hours] == [recent]
+
+
 @pytest.mark.timescaledb
 def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> None:
     with connect(timescale_database_url) as conn:
@@ -107,12 +125,12 @@ def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> No
             r["proc_name"]
             for r in conn.execute(
                 "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN"
-                " ('readings', 'readings_hourly')"
+                " ('readings', 'readings_rollup_hourly')"
             )
         }
         cagg = conn.execute(
             "SELECT materialized_only FROM timescaledb_information.continuous_aggregates"
-            " WHERE view_name = 'readings_hourly'"
+            " WHERE view_name = 'readings_rollup_hourly'"
         ).fetchone()
     assert hypertable is not None
     assert hypertable["compression_enabled"]
