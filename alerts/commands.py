@@ -237,7 +237,10 @@ class CommandDispatcher:
         self.host, self.port = host, port
         self.connected = threading.Event()
         self._acks: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._back_online: queue.Queue[str] = queue.Queue()  # device ids, from their status
+        # Devices whose status said online since their unanswered commands were last sent
+        # (at most one entry per device, however many statuses come before a step).
+        self._back_online: set[str] = set()
+        self._back_online_lock = threading.Lock()
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"civic-alerts-{uuid.uuid4().hex[:8]}",
@@ -271,7 +274,8 @@ class CommandDispatcher:
         except ValidationError:
             return  # ingest dead-letters a malformed status; here it only says nothing
         if status.state == "online":
-            self._back_online.put(device_id)
+            with self._back_online_lock:
+                self._back_online.add(device_id)
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.client.connect(self.host, self.port, keepalive=30)
@@ -284,30 +288,25 @@ class CommandDispatcher:
         self.client.loop_stop()
 
     def step(self, conn: Conn, now: datetime) -> None:
-        """Service step: publish, record acks, expire."""
-        self.publish_pending(conn, now)
+        """Service step: record acks (so nothing answered is sent again), publish, expire."""
         self.record_acks(conn)
+        self.publish_pending(conn, now)
         expire_commands(conn, now)
 
-    def _drain_back_online(self) -> list[str]:
-        devices: set[str] = set()
-        while True:
-            try:
-                devices.add(self._back_online.get_nowait())
-            except queue.Empty:
-                return sorted(devices)
-
     def publish_pending(self, conn: Conn, now: datetime) -> int:
-        """Publish new commands, and again those still unanswered whose device came online."""
+        """Publish new commands, and again those still unanswered whose device came online.
+        A device stays due for its re-send until every one of its commands went out."""
+        with self._back_online_lock:
+            back_online = set(self._back_online)
         rows = conn.execute(
             "SELECT c.*, k.key_version FROM commands c"
             " LEFT JOIN device_credentials k USING (device_id)"
             " WHERE c.state = 'pending' AND c.expires_at > %s"
             " AND (c.published_at IS NULL OR c.device_id = ANY(%s))"
             " ORDER BY c.issued_at",
-            (now, self._drain_back_online()),
+            (now, sorted(back_online)),
         ).fetchall()
-        published = 0
+        published, failed = 0, set()
         for row in rows:
             command = CommandV1(
                 id=row["id"],
@@ -325,9 +324,12 @@ class CommandDispatcher:
             info.wait_for_publish(PUBLISH_TIMEOUT_S)
             if not info.is_published():
                 log.warning("command %s not acknowledged by the broker; will retry", row["id"])
+                failed.add(row["device_id"])
                 continue
             _record_published(conn, row, now)
             published += 1
+        with self._back_online_lock:
+            self._back_online -= back_online - failed
         return published
 
     def record_acks(self, conn: Conn) -> int:
@@ -349,15 +351,18 @@ class CommandDispatcher:
 
 
 def _record_published(conn: Conn, row: Any, now: datetime) -> None:
+    """``published_at`` stays the first publish (the evidence of when the platform acted); a
+    copy sent again is an audit entry of its own."""
     again = row["published_at"] is not None
     with conn.transaction():
         conn.execute(
-            "UPDATE commands SET published_at = %s, updated_at = now() WHERE id = %s",
+            "UPDATE commands SET published_at = coalesce(published_at, %s), updated_at = now()"
+            " WHERE id = %s",
             (now, row["id"]),
         )
         if row["alert_id"]:
             text = (
-                f"{row['name']} sent again to {row['device_id']}, back online"
+                f"{row['name']} sent again to {row['device_id']}: its status says online"
                 if again
                 else f"{row['name']} published to {row['device_id']}"
             )

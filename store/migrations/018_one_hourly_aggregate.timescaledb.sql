@@ -8,6 +8,10 @@ DROP MATERIALIZED VIEW IF EXISTS readings_hourly;
 -- retention that drops readings drops the rollup's hours of the same span, as native
 -- partitioning does since 011: on a policy of the same age as the readings' (002), and in
 -- `civic db maintain`.
+-- Its chunks span a week, as the readings' do (a continuous aggregate's default is ten times
+-- the raw interval): retention drops whole chunks, so with ten-week chunks a home's hours would
+-- outlive its readings by up to ten weeks. Chunks made before this keep their span.
+SELECT set_chunk_time_interval('readings_rollup_hourly', interval '7 days');
 SELECT add_retention_policy('readings_rollup_hourly', interval '730 days', if_not_exists => true);
 
 CREATE OR REPLACE FUNCTION civic_drop_partitions_before(cutoff timestamptz)

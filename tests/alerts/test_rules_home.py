@@ -312,6 +312,7 @@ def test_a_cool_home_drying_laundry_on_three_days_of_a_week_stays_a_watch():
     assert all(e.severity is Severity.WATCH for e in damp)
     assert [e.transition for e in damp][:1] == [Transition.ON]
     assert Transition.UPDATE not in [e.transition for e in damp]
+    assert Transition.OFF not in [e.transition for e in damp]  # one watch, not flapping
 
 
 def test_adf2010_persistence_is_counted_within_a_span_at_least_as_long():

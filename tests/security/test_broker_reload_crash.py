@@ -18,6 +18,7 @@ Each runs its own broker in the foreground, so its exit status is seen.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -102,7 +103,13 @@ def _rotate_and_reconnect(tmp_path: Path, connect: Connect) -> None:
             passwords = {d: f"password-{d}-{rotation}" for d in ids}
             local.write_device_passwords({d: password_hash(p) for d, p in passwords.items()})
             time.sleep(0.3)
-            connect(local, tls_port, passwords)
+            try:
+                connect(local, tls_port, passwords)
+            except OSError:  # refused: was the broker gone, or is this the test's own error?
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    broker.wait(5)
+                if broker.poll() is None:
+                    raise
             assert broker.poll() is None, f"broker died in rotation {rotation}: {broker.returncode}"
         broker.terminate()
         assert broker.wait(20) == 0  # a clean shutdown, not a crash while saving sessions
@@ -116,6 +123,7 @@ def test_rotating_passwords_of_devices_on_clean_sessions_leaves_the_broker_runni
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,  # the broker died (not a TLS or connect error of the test's own)
     reason="Mosquitto 2.0 crashes after reloads that change the passwords of devices with "
     "offline persistent sessions (docs/SECURITY.md)",
 )

@@ -181,3 +181,27 @@ def test_a_device_hears_neither_anothers_commands_nor_the_estates_telemetry(
     finally:
         for client in (spy, other, platform):
             client.close()
+
+
+def test_the_alerts_account_hears_statuses_and_acks_but_no_telemetry(provisioned, mqtt) -> None:
+    """The command dispatcher's account reads devices' statuses (to send an unanswered command
+    again) and acks; the estate's readings stay out of its reach."""
+    (a, cred_a) = next(iter(provisioned.items()))
+    root = f"{mqtt.prefix}/v1/devices"
+    device = _device(mqtt, cred_a)
+    platform = Device(mqtt.host, mqtt.port, mqtt.auth("alerts"))
+    try:
+        assert device.wait_connack() == platform.wait_connack() == 0
+        platform.subscribe(f"{root}/+/telemetry", f"{root}/+/senml", f"{root}/+/status", "#")
+        assert device.publish(f"{root}/{a}/telemetry", _reading(a)) == 0
+        assert device.publish(f"{root}/{a}/status", '{"state":"online"}') == 0
+        heard = [platform.messages.get(timeout=TIMEOUT_S)]
+        while True:
+            try:
+                heard.append(platform.messages.get(timeout=2))
+            except queue.Empty:
+                break
+        assert {t for t, _ in heard} == {f"{root}/{a}/status"}
+    finally:
+        device.close()
+        platform.close()

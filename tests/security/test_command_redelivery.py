@@ -43,10 +43,15 @@ def offline_home(civic_env, capsys):
     dispatcher.stop()
 
 
-def _state(url: str, command_id: str) -> str:
+def _row(url: str, command_id: str) -> dict:
     with connect(url) as conn:
-        row = conn.execute("SELECT state FROM commands WHERE id = %s", (command_id,)).fetchone()
-    return str(row["state"])
+        row = conn.execute("SELECT * FROM commands WHERE id = %s", (command_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def _state(url: str, command_id: str) -> str:
+    return str(_row(url, command_id)["state"])
 
 
 def _come_online(mqtt, cred: dict) -> tuple[Device, str]:
@@ -75,10 +80,16 @@ def test_a_command_sent_while_the_device_was_offline_is_sent_again_when_it_is_ba
     offline_home,
 ) -> None:
     url, mqtt, cred, dispatcher, command_id = offline_home
+    first_published = _row(url, command_id)["published_at"]
     device, root = _come_online(mqtt, cred)
     try:
         command = _step_until_command(url, dispatcher, device)
         assert command.id == command_id
+        for _ in range(3):  # still online, nothing new said: no second copy
+            with connect(url) as conn:
+                dispatcher.step(conn, datetime.now(UTC))
+        with pytest.raises(queue.Empty):
+            device.messages.get(timeout=0.5)
         ack = CommandAckV1(id=command.id, status="done", ts=datetime.now(UTC))
         assert device.publish(f"{root}/commands/ack", ack.model_dump_json()) == 0
         deadline = datetime.now(UTC) + timedelta(seconds=TIMEOUT_S)
@@ -86,6 +97,8 @@ def test_a_command_sent_while_the_device_was_offline_is_sent_again_when_it_is_ba
             assert datetime.now(UTC) < deadline, "the device's ack was not recorded"
             with connect(url) as conn:
                 dispatcher.step(conn, datetime.now(UTC))
+        # The first publish stays the command's (the evidence of when the platform acted).
+        assert _row(url, command_id)["published_at"] == first_published
     finally:
         device.close()
 

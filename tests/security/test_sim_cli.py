@@ -2,10 +2,10 @@
 against a real Mosquitto with the project's accounts, ACL and devices' TLS listener, and a
 real ingest worker storing into PostgreSQL.
 
-The per-device runs get a broker of their own: their devices leave persistent sessions, and
-Mosquitto 2.0.11 has crashed after a password reload (the next test's ``civic devices
-credentials``) changed the passwords of devices holding such sessions
-(test_broker_reload_crash.py), which would take the suite's shared broker down with it."""
+The per-device runs get a broker of their own, so that what their thousands of logins and
+wire faults leave behind (retained statuses, a reloaded password file) stays out of the
+suite's shared broker. (They once had to: devices then kept persistent sessions, and a later
+test's password reload crashed Mosquitto 2.0; test_broker_reload_crash.py.)"""
 
 from __future__ import annotations
 

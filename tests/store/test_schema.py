@@ -100,17 +100,21 @@ def test_retention_removes_the_hourly_rollup_of_the_readings_it_removes(
     rollup: neither a dropped partition nor a dropped chunk tells the rollup by itself."""
     url = any_mode_database_url
     register_devices(url, ["env-1"])
-    old, recent = datetime(2019, 6, 5, 10, tzinfo=UTC), datetime(2025, 3, 4, 10, tzinfo=UTC)
+    cutoff = datetime(2020, 1, 1, tzinfo=UTC)
+    # Ten days before the cutoff (in a week the retention drops whole), and after it.
+    old, recent = cutoff - timedelta(days=10), cutoff + timedelta(days=400)
     with connect(url) as conn:
         prepare_session(conn)
         readings = [_reading("env-1", ts, rh_pct=60.0) for ts in (old, recent)]
         write_batch(conn, readings, [], partitions=PartitionGuard())
     refresh_rollup(url)  # TimescaleDB: the old hour materialised, as its policy would have
     with connect(url) as conn:
-        conn.execute("SELECT civic_drop_partitions_before('2020-01-01')")
+        conn.execute("SELECT civic_drop_partitions_before(%s)", (cutoff,))
+        left = conn.execute("SELECT ts FROM readings WHERE device_id = 'env-1'").fetchall()
         hours = conn.execute(
             "SELECT bucket FROM readings_rollup_hourly WHERE device_id = 'env-1' ORDER BY 1"
         ).fetchall()
+    assert [r["ts"] for r in left] == [recent]
     assert [h["bucket"] for h in hours] == [recent]
 
 
@@ -122,10 +126,10 @@ def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> No
             " WHERE hypertable_name = 'readings'"
         ).fetchone()
         jobs = {
-            r["proc_name"]
+            (r["hypertable_name"], r["proc_name"])
             for r in conn.execute(
-                "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IN"
-                " ('readings', 'readings_rollup_hourly')"
+                "SELECT hypertable_name, proc_name FROM timescaledb_information.jobs"
+                " WHERE hypertable_name IN ('readings', 'readings_rollup_hourly')"
             )
         }
         cagg = conn.execute(
@@ -134,7 +138,12 @@ def test_timescaledb_hypertable_with_policies(timescale_database_url: str) -> No
         ).fetchone()
     assert hypertable is not None
     assert hypertable["compression_enabled"]
-    assert jobs == {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"}
+    assert jobs == {
+        ("readings", "policy_compression"),
+        ("readings", "policy_retention"),
+        ("readings_rollup_hourly", "policy_refresh_continuous_aggregate"),
+        ("readings_rollup_hourly", "policy_retention"),
+    }
     assert cagg is not None
     assert cagg["materialized_only"] is False
 
