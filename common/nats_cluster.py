@@ -44,6 +44,7 @@ ACCOUNT = "CIVIC"
 NODES = 3
 REPLICAS = 3  # every stream and consumer on all three nodes: one may die, two keep quorum
 START_TIMEOUT_S = 60.0
+START_ATTEMPTS = 3  # a port found free can be taken by another process before a node binds it
 # What NATS names the stream that holds every QoS 1 message an MQTT client published
 # (``$MQTT.msgs.<subject>``), and the only one the ingest account may read. A QoS 1 PUBLISH is
 # acknowledged to the device only once this stream has stored it on a quorum.
@@ -157,15 +158,23 @@ class NatsNode:
         return f"nats://127.0.0.1:{self.client_port}"
 
 
+def _pick_ports(nodes: int) -> list[NatsNode]:
+    """Four distinct free ports per node (client, cluster, MQTT, monitor)."""
+    ports: list[int] = []
+    while len(ports) < 4 * nodes:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return [NatsNode(i, *ports[4 * i : 4 * i + 4]) for i in range(nodes)]
+
+
 class NatsCluster:
     """Three ``nats-server`` processes under ``data_dir``; stop or kill any one and start it
     again (same ports, same JetStream store)."""
 
     def __init__(self, data_dir: Path, *, nodes: int = NODES) -> None:
         self.data_dir = data_dir.resolve()
-        self.nodes = [
-            NatsNode(i, free_port(), free_port(), free_port(), free_port()) for i in range(nodes)
-        ]
+        self.nodes = _pick_ports(nodes)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._route_secret = new_secret()
         self._devices: dict[str, str] = {}  # device id -> bcrypt hash
@@ -275,10 +284,23 @@ class NatsCluster:
 
     # --- lifecycle -----------------------------------------------------------------------
     def up(self) -> None:
-        self._write_configs()
-        for node in self.nodes:
-            self.start_node(node.index, wait=False)
-        self.wait_ready()
+        """Start every node. One that exits at once (a port picked as free was taken by
+        another process first) has the cluster start again on newly picked ports."""
+        for attempt in range(START_ATTEMPTS):
+            self._write_configs()
+            for node in self.nodes:
+                self.start_node(node.index, wait=False)
+            try:
+                self.wait_ready()
+                break
+            except NatsClusterError:
+                exited = any(proc.poll() is not None for proc in self._procs.values())
+                if not exited or attempt == START_ATTEMPTS - 1:
+                    raise
+                self.down()
+                for node in self.nodes:  # a fresh cluster: no half-made store to rejoin
+                    shutil.rmtree(self.data_dir / node.name, ignore_errors=True)
+                self.nodes = _pick_ports(len(self.nodes))
         self._create_mqtt_streams()
 
     def start_node(self, index: int, *, wait: bool = True) -> None:
@@ -305,6 +327,10 @@ class NatsCluster:
         pending = set(self._procs)
         while pending:
             for index in list(pending):
+                if self._procs[index].poll() is not None:
+                    raise NatsClusterError(
+                        f"NATS node {self.nodes[index].name} exited; see {self.data_dir}"
+                    )
                 if self._healthy(self.nodes[index]):
                     pending.discard(index)
             if not pending:
