@@ -65,6 +65,15 @@ class Device:
         self.client.subscribe([(t, 1) for t in topics])
         assert done.wait(TIMEOUT_S), "no SUBACK"
 
+    def heard(self) -> list[tuple[str, bytes]]:
+        """The first message (waiting for it), then all that follow within 2 s of each other."""
+        heard = [self.messages.get(timeout=TIMEOUT_S)]
+        while True:
+            try:
+                heard.append(self.messages.get(timeout=2))
+            except queue.Empty:
+                return heard
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -169,13 +178,7 @@ def test_a_device_hears_neither_anothers_commands_nor_the_estates_telemetry(
         assert platform.publish(f"{root}/{b}/commands", '{"for":"b"}') == 0
         assert other.publish(f"{root}/{b}/telemetry", _reading(b)) == 0
         assert platform.publish(f"{root}/{a}/commands", '{"for":"a"}') == 0  # its own
-        topic, payload = spy.messages.get(timeout=TIMEOUT_S)
-        heard = [(topic, payload)]
-        while True:
-            try:
-                heard.append(spy.messages.get(timeout=2))
-            except queue.Empty:
-                break
+        heard = spy.heard()
         assert {t for t, _ in heard} == {f"{root}/{a}/commands"}
         assert {p for _, p in heard} == {b'{"for":"a"}'}
     finally:
@@ -196,13 +199,7 @@ def test_the_alerts_account_hears_statuses_and_acks_but_no_telemetry(provisioned
         platform.subscribe(f"{root}/+/telemetry", f"{root}/+/senml", f"{mqtt.prefix}/#")
         assert device.publish(f"{root}/{a}/telemetry", _reading(a)) == 0
         assert device.publish(f"{root}/{a}/status", '{"state":"online"}') == 0
-        heard = [platform.messages.get(timeout=TIMEOUT_S)]
-        while True:
-            try:
-                heard.append(platform.messages.get(timeout=2))
-            except queue.Empty:
-                break
-        assert {t for t, _ in heard} == {f"{root}/{a}/status"}
+        assert {t for t, _ in platform.heard()} == {f"{root}/{a}/status"}
     finally:
         device.close()
         platform.close()
