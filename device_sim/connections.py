@@ -39,6 +39,7 @@ from firmware_contracts import TopicLayout
 
 log = logging.getLogger(__name__)
 
+# A simulated device's retained status (the contract's ``status``): on connect, and as its will.
 ONLINE = json.dumps({"state": "online", "fw": "sim-1.0"})
 OFFLINE = json.dumps({"state": "offline"})
 LOOP_TIMEOUT_S = 0.5

@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.mqtt import MqttAuth, apply_auth
-from device_sim.connections import DeviceFleet, OwnConnections
+from device_sim.connections import OFFLINE, ONLINE, DeviceFleet, OwnConnections
 from device_sim.models import BinModel, HomeModel
 from device_sim.population import populate
 from device_sim.truth import BinFaults
@@ -321,7 +321,7 @@ class Simulator:
                 self._publish(
                     device,
                     self.layout.status(device.device_id),
-                    json.dumps({"state": "online", "fw": "sim-1.0"}),
+                    ONLINE,
                     retain=True,
                 )
         self._start = start
@@ -412,9 +412,7 @@ class Simulator:
         ):
             device.outage_at_s = None
             device.offline_until = ts + timedelta(seconds=device.outage_s)
-            self._publish(
-                device, self.layout.status(device.device_id), '{"state":"offline"}', retain=True
-            )
+            self._publish(device, self.layout.status(device.device_id), OFFLINE, retain=True)
         if device.offline_until is not None:
             device.buffer.append(item)
             if ts >= device.offline_until or len(device.buffer) >= MAX_BATCH_READINGS:
@@ -439,7 +437,7 @@ class Simulator:
         self._publish(
             device,
             self.layout.status(device.device_id),
-            json.dumps({"state": "online", "fw": "sim-1.0"}),
+            ONLINE,
             retain=True,
         )
 
