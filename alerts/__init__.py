@@ -48,7 +48,15 @@ from alerts.lifecycle import (
 )
 from alerts.mould import MouldSettings, MouldState, MouldStep, SensitivityClass, mould_step
 from alerts.psychrometrics import condensation_margin_c, dew_point_c, surface_rh_pct
-from alerts.readings import Bin, CollectionRecord, FillForecast, Home, Item, PeerChange
+from alerts.readings import (
+    Bin,
+    CollectionRecord,
+    FillForecast,
+    Home,
+    Item,
+    PeerChange,
+    PeerMoisture,
+)
 from firmware_contracts import Reading, WasteStream
 
 __all__ = [
@@ -87,6 +95,7 @@ __all__ = [
     "OutOfOrderError",
     "Outcome",
     "PeerChange",
+    "PeerMoisture",
     "Reading",
     "SensitivityClass",
     "Severity",

@@ -39,6 +39,8 @@ from alerts.rules import (
     FrozenReadingsSettings,
     KnockedOverRule,
     KnockedOverSettings,
+    MoistureExcessRule,
+    MoistureExcessSettings,
     MouldIndexRule,
     MouldIndexSettings,
     OfflineRule,
@@ -91,6 +93,7 @@ class HomeRuleSettings:
     adf2006: Adf2006Settings = field(default_factory=Adf2006Settings)
     adf2010: Adf2010Settings = field(default_factory=Adf2010Settings)
     mould: MouldIndexSettings = field(default_factory=MouldIndexSettings)
+    moisture_excess: MoistureExcessSettings = field(default_factory=MoistureExcessSettings)
     condensation: CondensationSettings = field(default_factory=CondensationSettings)
     cold_home: ColdHomeSettings = field(default_factory=ColdHomeSettings)
     void_heating_off: VoidHeatingOffSettings = field(default_factory=VoidHeatingOffSettings)
@@ -165,12 +168,16 @@ def home_rules(home: Home, device_id: str, settings: HomeRuleSettings | None = N
         Co2Rule(context(Co2Rule), s.co2),
     ]
     if home.void:
+        # No household adds moisture to an empty home (and it is nobody's peer).
         rules += [
             VoidHeatingOffRule(context(VoidHeatingOffRule), s.void_heating_off),
             VoidFrostRule(context(VoidFrostRule), s.void_frost),
         ]
     else:
-        rules.append(ColdHomeRule(context(ColdHomeRule), s.cold_home))
+        rules += [
+            ColdHomeRule(context(ColdHomeRule), s.cold_home),
+            MoistureExcessRule(context(MoistureExcessRule), s.moisture_excess),
+        ]
     rules += _device_rules(home.subject_id, device_id, s.device)
     return [rule for rule in rules if rule.condition not in s.disabled]
 

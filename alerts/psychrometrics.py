@@ -1,4 +1,5 @@
-"""Moist-air arithmetic: saturation vapour pressure, dew point, condensation margin.
+"""Moist-air arithmetic: saturation vapour pressure, dew point, condensation margin, absolute
+humidity.
 
 The Magnus form with a = 17.625, b = 243.04 °C and c = 6.1094 hPa is the Alduchov and
 Eskridge (1996) fit, accurate to about ±0.35 °C in dew point for -40..50 °C over water.
@@ -9,9 +10,12 @@ from __future__ import annotations
 import math
 
 __all__ = [
+    "GAS_CONSTANT_FACTOR",
     "MAGNUS_A",
     "MAGNUS_B_C",
     "MAGNUS_C_HPA",
+    "ZERO_C_K",
+    "absolute_humidity_g_m3",
     "condensation_margin_c",
     "dew_point_c",
     "saturation_vapour_pressure_hpa",
@@ -21,6 +25,9 @@ __all__ = [
 MAGNUS_A = 17.625
 MAGNUS_B_C = 243.04
 MAGNUS_C_HPA = 6.1094
+GAS_CONSTANT_FACTOR = 216.7
+"""g K / (m³ hPa): 100 Pa/hPa × 1000 g/kg / 461.5 J/(kg K), water vapour's gas constant."""
+ZERO_C_K = 273.15
 
 
 def _check_rh(rh_pct: float) -> None:
@@ -31,6 +38,16 @@ def _check_rh(rh_pct: float) -> None:
 def saturation_vapour_pressure_hpa(temp_c: float) -> float:
     """Saturation vapour pressure over water, hPa: c * exp(a T / (b + T))."""
     return MAGNUS_C_HPA * math.exp(MAGNUS_A * temp_c / (MAGNUS_B_C + temp_c))
+
+
+def absolute_humidity_g_m3(temp_c: float, rh_pct: float) -> float:
+    """Water vapour in the air, g/m³: the ideal gas law on the vapour pressure.
+
+    Unlike RH it does not change when the room warms or cools, so it compares the moisture of
+    homes heated to different temperatures, and of the same home on different days.
+    """
+    vapour_hpa = rh_pct / 100.0 * saturation_vapour_pressure_hpa(temp_c)
+    return GAS_CONSTANT_FACTOR * vapour_hpa / (ZERO_C_K + temp_c)
 
 
 def dew_point_c(temp_c: float, rh_pct: float) -> float:

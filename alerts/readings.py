@@ -1,4 +1,5 @@
-"""Domain values the rules consume: subjects, and the side inputs bins need besides readings.
+"""Domain values the rules consume: subjects, and the side inputs bins and homes need besides
+readings.
 
 Readings are the contract's :class:`firmware_contracts.Reading`, the one type every stage uses.
 
@@ -22,6 +23,7 @@ __all__ = [
     "Home",
     "Item",
     "PeerChange",
+    "PeerMoisture",
 ]
 
 _UPRN = re.compile(r"^[0-9]{1,12}$")
@@ -90,6 +92,38 @@ class PeerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerMoisture:
+    """A home's mean absolute humidity over ``window`` up to ``ts``, beside the same figure's
+    quartiles over the other occupied homes of the estate (:mod:`alerts.peers`).
+
+    Every home breathes the same outdoor air, so the difference is the moisture the home adds
+    or keeps beyond its neighbours', on the same days, whatever the weather.
+    """
+
+    device_id: str
+    ts: datetime
+    window: timedelta
+    home_g_m3: float
+    peer_q1_g_m3: float
+    peer_median_g_m3: float
+    peer_q3_g_m3: float
+    peer_count: int
+
+    def __post_init__(self) -> None:
+        _require_device_id(self.device_id)
+        _require_utc("ts", self.ts)
+        if self.window <= timedelta(0):
+            raise ValueError("window must be positive")
+        values = (self.home_g_m3, self.peer_q1_g_m3, self.peer_median_g_m3, self.peer_q3_g_m3)
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"absolute humidities must be non-negative numbers, got {values}")
+        if not self.peer_q1_g_m3 <= self.peer_median_g_m3 <= self.peer_q3_g_m3:
+            raise ValueError("need peer_q1_g_m3 <= peer_median_g_m3 <= peer_q3_g_m3")
+        if self.peer_count < 1:
+            raise ValueError("peer_count must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionRecord:
     """A crew's record that a bin was emptied at ``ts`` (from the round sheet or in-cab app)."""
 
@@ -102,8 +136,8 @@ class CollectionRecord:
         _require_utc("ts", self.ts)
 
 
-Item = Reading | FillForecast | PeerChange | CollectionRecord
-"""Anything a detector consumes, in time order: readings plus the bin side inputs."""
+Item = Reading | FillForecast | PeerChange | PeerMoisture | CollectionRecord
+"""Anything a detector consumes, in time order: readings plus the side inputs."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ Detectors live in memory between cycles. Each is written to ``alert_checkpoints`
 per ``checkpoint_every`` of data time (and all of them when the evaluator closes): pickling
 every detector every cycle would cost more than evaluating. After a crash a device restarts
 from its last copy and re-reads what came after; the events it produces again are recognised
-and dropped. Bins also consume inputs besides readings (:class:`BinInputs`).
+and dropped. Bins and homes also consume inputs besides readings (:class:`SideInputs`).
 
 Late data
 ---------
@@ -58,7 +58,7 @@ from alerts.detector import BinRuleSettings, Detector, HomeRuleSettings
 from alerts.errors import AlertsError
 from alerts.events import AlertType, ConditionEvent
 from alerts.lifecycle import Alert, AlertBook, AuditEvent, LifecycleSettings, Outcome
-from alerts.peers import on_grid, peer_changes, summary_times
+from alerts.peers import on_grid, peer_changes, peer_moisture, summary_times
 from alerts.readings import CollectionRecord, FillForecast, Item
 from alerts.rule_config import RuleConfig
 from alerts.shards import (
@@ -85,6 +85,7 @@ from alerts.store import (
     load_subjects,
     lock_book,
     lock_fill_forecasts,
+    moisture_means,
     read_readings,
     save_alerts,
     save_checkpoints,
@@ -471,7 +472,7 @@ class Evaluator:
         assert self._detectors is not None
         cfg = self.config
         bin_rules = cfg.rules.bin if cfg.rules else cfg.bin_rules or BinRuleSettings()
-        bin_inputs = BinInputs(
+        side_inputs = SideInputs(
             self.conn,
             everyone,
             bin_rules.stuck.stuck_after,
@@ -479,7 +480,7 @@ class Evaluator:
             records_after=min((c.horizon for c in self._detectors.values()), default=evaluate_from),
             own=subjects.keys(),
         )
-        return _CycleRun(subjects, self._detectors, cutoff, evaluate_from, bin_inputs, report)
+        return _CycleRun(subjects, self._detectors, cutoff, evaluate_from, side_inputs, report)
 
     def _replay_late(
         self, run: _CycleRun, late_by_device: dict[str, datetime]
@@ -502,7 +503,7 @@ class Evaluator:
             old = set(events_after(self.conn, device_id, restart.horizon))
             run.detectors[device_id] = restart
             replayed = self._feed(
-                restart, self.conn, run.cutoff, run.evaluate_from, run.report, run.bin_inputs
+                restart, self.conn, run.cutoff, run.evaluate_from, run.report, run.side_inputs
             )
             superseded |= old - {event_key(e) for e in replayed}
             run.events += replayed
@@ -542,7 +543,7 @@ class Evaluator:
             inputs_after = first - _JUST_BEFORE
         else:
             inputs_after = checkpoint.horizon
-        items = run.bin_inputs.merge(device_id, readings, inputs_after, run.cutoff)
+        items = run.side_inputs.merge(device_id, readings, inputs_after, run.cutoff)
         fed = checkpoint.detector.feed(items)
         fed += checkpoint.detector.advance(run.cutoff)
         checkpoint.horizon = run.cutoff
@@ -593,14 +594,14 @@ class Evaluator:
         cutoff: datetime,
         evaluate_from: datetime | None,
         report: CycleReport,
-        bin_inputs: BinInputs,
+        side_inputs: SideInputs,
     ) -> list[ConditionEvent]:
         device_id = checkpoint.device_id
         stream = read_readings(
             conn, [device_id], {device_id: checkpoint.fed_through}, cutoff, since=evaluate_from
         )
         readings = dict(stream).get(device_id, [])
-        items = bin_inputs.merge(device_id, readings, checkpoint.horizon, cutoff)
+        items = side_inputs.merge(device_id, readings, checkpoint.horizon, cutoff)
         events = checkpoint.detector.feed(items)
         events += checkpoint.detector.advance(cutoff)
         checkpoint.horizon = cutoff
@@ -638,7 +639,7 @@ class _CycleRun:
     detectors: dict[str, Checkpoint]
     cutoff: datetime
     evaluate_from: datetime | None
-    bin_inputs: BinInputs
+    side_inputs: SideInputs
     report: CycleReport
     events: list[ConditionEvent] = field(default_factory=list)
     to_save: dict[str, Checkpoint] = field(default_factory=dict)
@@ -651,20 +652,28 @@ of readings, see the routing forecast benchmark): once a day at 00:00 UTC, for t
 ``forecast_horizon``, not at every peer-summary instant."""
 
 
-class BinInputs:
-    """What bin rules need besides readings, merged into each bin's items in time order.
+MOISTURE_WINDOW = timedelta(days=1)
+"""Homes' moisture is compared as a day's mean: a shower or a pan of pasta is an hour, a home
+that holds more water than its neighbours does so all day."""
+MOISTURE_MIN_SPAN = 0.75
+"""A home's readings must span this share of the window for its mean to stand for the day."""
+
+
+class SideInputs:
+    """What rules need besides readings, merged into each device's items in time order.
 
     At fixed instants of data time (:func:`alerts.peers.summary_times`), computed from the
-    store on first use in a cycle: peer summaries (:mod:`alerts.peers`) and, once a day
-    (:data:`FORECAST_EVERY`), the fill forecast for the next ``forecast_horizon`` (routing's
-    model, fitted on the readings before the instant). Fixed instants, not cycle times,
-    keep a live run and a backfill equal. And the crews' collection records at their own
-    times (one read per cycle, from ``records_after``: roughly where the cycle's bins start).
+    store on first use in a cycle: peer summaries (:mod:`alerts.peers`: bins' fill changes,
+    occupied homes' moisture) and, once a day (:data:`FORECAST_EVERY`), bins' fill forecast for
+    the next ``forecast_horizon`` (routing's model, fitted on the readings before the instant).
+    Fixed instants, not cycle times, keep a live run and a backfill equal. And the crews'
+    collection records at their own times (one read per cycle, from ``records_after``: roughly
+    where the cycle's bins start).
 
     ``subjects`` is the whole estate and ``own`` the devices this evaluator's shards hold:
-    inputs are made for its own bins only, but a peer summary reads every bin of the group
-    (whichever shard it is in), and the forecast pools each waste stream across the estate
-    as routing does, so each bin's inputs are the same however the estate is sharded.
+    inputs are made for its own devices only, but a peer summary reads every peer (whichever
+    shard it is in), and the forecast pools each waste stream across the estate as routing
+    does, so each device's inputs are the same however the estate is sharded.
     """
 
     def __init__(
@@ -675,18 +684,23 @@ class BinInputs:
         forecast_horizon: timedelta,
         records_after: datetime | None = None,
         own: Iterable[str] | None = None,
+        moisture_window: timedelta = MOISTURE_WINDOW,
     ) -> None:
         self.conn = conn
         self.records_after = records_after
         self.window = window
         self.forecast_horizon = forecast_horizon
+        self.moisture_window = moisture_window
         every_bin = [d for d, s in subjects.items() if s.kind == "bin"]
         self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in every_bin}
         mine = set(subjects if own is None else own)
         self.bins = sorted(d for d in every_bin if d in mine)
         own_groups = {self.group_of[d] for d in self.bins}
         self.peers = sorted(d for d in every_bin if self.group_of[d] in own_groups)
-        self._own = frozenset(self.bins)
+        occupied = sorted(d for d, s in subjects.items() if s.kind == "home" and not s.void)
+        own_homes = [d for d in occupied if d in mine]
+        self.homes = occupied if own_homes else []
+        self._own = frozenset(self.bins) | frozenset(own_homes)
         self._at: dict[datetime, dict[str, list[Item]]] = {}
         self._records: dict[str, list[CollectionRecord]] = {}
         self._records_span: tuple[datetime, datetime] | None = None
@@ -694,7 +708,7 @@ class BinInputs:
     def merge(
         self, device_id: str, readings: list[Reading], after: datetime, until: datetime
     ) -> Sequence[Item]:
-        """``readings`` with this bin's inputs for instants in ``(after, until]``."""
+        """``readings`` with this device's inputs for instants in ``(after, until]``."""
         if device_id not in self._own:
             return readings
         extra: list[Item] = []
@@ -711,6 +725,8 @@ class BinInputs:
     def _records_for(
         self, device_id: str, after: datetime, until: datetime
     ) -> list[CollectionRecord]:
+        if not self.bins:
+            return []
         # One query per cycle for every bin; again only if a device reaches further back.
         span = self._records_span
         if span is None or after < span[0] or until > span[1]:
@@ -721,6 +737,9 @@ class BinInputs:
 
     def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
         out: dict[str, list[Item]] = {}
+        self._add_home_inputs(at, out)
+        if not self.bins:
+            return out
         ranges = fill_ranges(self.conn, self.peers, at - self.window, at)
         for device_id, change in peer_changes(
             ranges, self.group_of, at=at, window=self.window
@@ -732,6 +751,15 @@ class BinInputs:
         for device_id, forecast in self._forecasts_at(at).items():
             out.setdefault(device_id, []).append(forecast)
         return out
+
+    def _add_home_inputs(self, at: datetime, out: dict[str, list[Item]]) -> None:
+        if not self.homes:
+            return
+        window = self.moisture_window
+        means = moisture_means(self.conn, self.homes, at - window, at, window * MOISTURE_MIN_SPAN)
+        for device_id, summary in peer_moisture(means, at=at, window=window).items():
+            if device_id in self._own:
+                out.setdefault(device_id, []).append(summary)
 
     def _forecasts_at(self, at: datetime) -> dict[str, FillForecast]:
         """This evaluator's bins' forecasts for the instant ``at``: fitted once for the whole

@@ -32,6 +32,7 @@ STATE_MODULES = (
     "alerts.rules.damp",
     "alerts.rules.device",
     "alerts.rules.leak",
+    "alerts.rules.moisture",
     "alerts.rules.temperature",
 )
 """The modules whose classes a detector's state is made of (the rules, their settings and

@@ -27,6 +27,13 @@ from alerts.detector import BinRuleSettings, Detector, DeviceRuleSettings, HomeR
 from alerts.errors import CheckpointFormatError
 from alerts.events import AlertType, ConditionEvent, Hazard, Severity
 from alerts.lifecycle import Alert, AlertBook, AlertStatus, AuditEvent, LifecycleSettings
+from alerts.psychrometrics import (
+    GAS_CONSTANT_FACTOR,
+    MAGNUS_A,
+    MAGNUS_B_C,
+    MAGNUS_C_HPA,
+    ZERO_C_K,
+)
 from alerts.readings import Bin, CollectionRecord, FillForecast, Home
 from alerts.shards import ALL_SHARDS, shard_of
 from alerts.state_format import state_format
@@ -50,6 +57,7 @@ __all__ = [
     "lock_alert",
     "lock_book",
     "lock_fill_forecasts",
+    "moisture_means",
     "read_readings",
     "save_alerts",
     "save_checkpoints",
@@ -219,6 +227,41 @@ def fill_ranges(
         (list(device_ids), after, until),
     ).fetchall()
     return {r["device_id"]: float(r["range_pct"]) for r in rows}
+
+
+def moisture_means(
+    conn: Conn, device_ids: Sequence[str], after: datetime, until: datetime, min_span: timedelta
+) -> dict[str, float]:
+    """Each home's mean absolute humidity (g/m³) over readings with ``after < ts <= until``;
+    only homes whose readings span at least ``min_span`` of it (a sensor that was silent half
+    the day does not stand for the day).
+
+    The formula is :func:`alerts.psychrometrics.absolute_humidity_g_m3`, computed in the
+    database with the same constants so a day of an estate's readings never leaves it."""
+    if not device_ids:
+        return {}
+    rows = conn.execute(
+        """SELECT device_id,
+                  avg(%(g)s * rh_pct / 100.0 * %(c)s * exp(%(a)s * temp_c / (%(b)s + temp_c))
+                      / (%(k)s + temp_c)) AS mean_g_m3
+           FROM readings
+           WHERE device_id = ANY(%(ids)s) AND ts > %(after)s AND ts <= %(until)s
+             AND temp_c IS NOT NULL AND rh_pct IS NOT NULL
+           GROUP BY device_id
+           HAVING max(ts) - min(ts) >= %(span)s""",
+        {
+            "g": GAS_CONSTANT_FACTOR,
+            "c": MAGNUS_C_HPA,
+            "a": MAGNUS_A,
+            "b": MAGNUS_B_C,
+            "k": ZERO_C_K,
+            "ids": list(device_ids),
+            "after": after,
+            "until": until,
+            "span": min_span,
+        },
+    ).fetchall()
+    return {r["device_id"]: float(r["mean_g_m3"]) for r in rows}
 
 
 def lock_fill_forecasts(conn: Conn) -> None:

@@ -37,6 +37,7 @@ from alerts.rules.device import (
     SequenceGapSettings,
 )
 from alerts.rules.leak import SuspectedLeakRule, SuspectedLeakSettings
+from alerts.rules.moisture import MoistureExcessRule, MoistureExcessSettings
 from alerts.rules.temperature import (
     ColdHomeRule,
     ColdHomeSettings,
@@ -66,6 +67,8 @@ __all__ = [
     "FrozenReadingsSettings",
     "KnockedOverRule",
     "KnockedOverSettings",
+    "MoistureExcessRule",
+    "MoistureExcessSettings",
     "MouldIndexRule",
     "MouldIndexSettings",
     "OfflineRule",

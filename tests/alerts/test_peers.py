@@ -1,11 +1,12 @@
-"""Peer summaries for the stuck-sensor rule: fixed instants, medians of the other bins."""
+"""Peer summaries: fixed instants, medians of the other bins, quartiles of the other homes."""
 
 import itertools
+import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.peers import PEER_EVERY, on_grid, peer_changes, summary_times
+from alerts.peers import PEER_EVERY, on_grid, peer_changes, peer_moisture, summary_times
 
 T = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
@@ -43,3 +44,24 @@ def test_a_bin_with_no_readings_in_the_window_is_nobodys_peer():
     group = dict.fromkeys("abcd", ("n", "general"))
     out = peer_changes({"a": 0.0, "b": 50.0, "c": 50.0}, group, at=T, window=timedelta(days=1))
     assert out == {}  # only two others for each
+
+
+def test_each_home_gets_the_quartiles_of_the_other_homes():
+    means = {f"home-{n}": 6.0 + 0.1 * n for n in range(25)} | {"home-wet": 11.0}
+    out = peer_moisture(means, at=T, window=timedelta(days=1), min_peers=20)
+    assert set(out) == set(means)
+    for device_id, summary in out.items():
+        others = [v for d, v in means.items() if d != device_id]
+        q1, median, q3 = statistics.quantiles(others, n=4, method="inclusive")
+        got = (summary.peer_q1_g_m3, summary.peer_median_g_m3, summary.peer_q3_g_m3)
+        assert got == pytest.approx((q1, median, q3), abs=1e-3)
+        assert summary.home_g_m3 == pytest.approx(means[device_id], abs=1e-3)
+        assert summary.peer_count == 25
+    # The wet home is not its own peer: the others' quartiles ignore it.
+    assert out["home-wet"].peer_q3_g_m3 == pytest.approx(6.0 + 0.1 * 18, abs=1e-3)
+
+
+def test_too_few_homes_get_no_moisture_summary():
+    means = {f"home-{n}": 6.0 for n in range(20)}
+    assert peer_moisture(means, at=T, window=timedelta(days=1), min_peers=20) == {}
+    assert len(peer_moisture(means | {"one-more": 6.0}, at=T, window=timedelta(days=1))) == 21

@@ -3,6 +3,7 @@ import math
 import pytest
 
 from alerts.psychrometrics import (
+    absolute_humidity_g_m3,
     condensation_margin_c,
     dew_point_c,
     saturation_vapour_pressure_hpa,
@@ -47,3 +48,15 @@ def test_surface_rh_rises_at_cold_surfaces_and_caps_at_100():
 def test_rejects_impossible_humidity(rh_pct):
     with pytest.raises(ValueError, match="rh_pct"):
         dew_point_c(20.0, rh_pct)
+
+
+def test_absolute_humidity_matches_published_table_values():
+    # Saturated air holds 17.3 g/m3 at 20 C and 4.8 g/m3 at 0 C (psychrometric tables).
+    assert absolute_humidity_g_m3(20.0, 100.0) == pytest.approx(17.3, abs=0.1)
+    assert absolute_humidity_g_m3(0.0, 100.0) == pytest.approx(4.85, abs=0.05)
+    # The same air warmed from 15 to 21 C: RH falls, the water in it does not.
+    warm_rh = 80.0 * saturation_vapour_pressure_hpa(15.0) / saturation_vapour_pressure_hpa(21.0)
+    assert warm_rh < 60.0
+    assert absolute_humidity_g_m3(21.0, warm_rh) == pytest.approx(
+        absolute_humidity_g_m3(15.0, 80.0), rel=0.03
+    )

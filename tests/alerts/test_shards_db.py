@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 
 from alerts.readings import FillForecast
-from alerts.service import BinInputs, Evaluator, EvaluatorBusyError, fit_fill_forecasts, run_service
+from alerts.service import (
+    Evaluator,
+    EvaluatorBusyError,
+    SideInputs,
+    fit_fill_forecasts,
+    run_service,
+)
 from alerts.shards import ALL_SHARDS, SHARD_LOCK, SHARDS, SharedShards, fair_share, plan, shard_of
 from alerts.store import load_subjects
 from civic.cli import main
@@ -323,7 +329,7 @@ def test_the_daily_fill_forecast_is_fitted_once_and_read_by_every_evaluator(
     assert set(expected) == set(BINS)
     conns = [connect(database_url), connect(database_url)]
     inputs = [
-        BinInputs(c, subjects, timedelta(hours=48), horizon, own=half)
+        SideInputs(c, subjects, timedelta(hours=48), horizon, own=half)
         for c, half in zip(conns, halves, strict=True)
     ]
     got: dict[str, Any] = {}
