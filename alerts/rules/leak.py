@@ -139,7 +139,8 @@ class SuspectedLeakRule(Rule):
         if now - self._ts[0] < 0.9 * s.persist.total_seconds():
             return []
         temp_c = statistics.median(self._temp)
-        found = self._normal(temp_c)
+        lived_at_c = statistics.quantiles(self._temp, n=4, method="inclusive")[2]
+        found = self._normal(temp_c, lived_at_c)
         if found is None:
             return []
         normal, normal_temp_c = found
@@ -197,11 +198,22 @@ class SuspectedLeakRule(Rule):
         self._today.append(vp)
         self._today_temp.append(temp_c)
 
-    def _normal(self, temp_c: float) -> tuple[float, float] | None:
+    def _normal(self, temp_c: float, lived_at_c: float) -> tuple[float, float] | None:
         """The usual vapour pressure of past days at about ``temp_c`` and those days' median
-        temperature; None while too few."""
+        temperature; None while too few.
+
+        The days must also be comparable with ``lived_at_c``, the window's upper quartile:
+        the first night home after a winter week away is spent in rooms at 6-7 °C with the
+        household's moisture (saturated air), and the heating is on the next day. With most
+        of the window cold, its median picks the empty home's days, against which every
+        lived-in hour is wet; the upper quartile, the heated part, rules them out. In a home
+        whose temperature is steady the two are the same."""
         s = self.settings
-        days = [(m, t) for _, m, t in self._daily if abs(t - temp_c) <= s.comparable_temp_c]
+        days = [
+            (m, t)
+            for _, m, t in self._daily
+            if abs(t - temp_c) <= s.comparable_temp_c and abs(t - lived_at_c) <= s.comparable_temp_c
+        ]
         if len(days) < s.min_normal_days:
             return None
         medians = sorted(m for m, _ in days)
