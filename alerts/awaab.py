@@ -285,18 +285,13 @@ class ClockPolicy:
     min_severity: Severity = Severity.ACT
     """Only evidence at this severity or above starts a clock: ``watch`` is advice (a single
     exceedance of a design criterion), ``act`` is persistence over days."""
-    indirect: frozenset[str] = frozenset({"damp_moisture_excess"})
-    """Conditions that say where to look rather than that a hazard is there (a home far more
-    humid than its neighbours, :mod:`alerts.rules.moisture`): ``act``, a visit, but no clock
-    unless ``overrides`` says so. The surface evidence (mould index, ADF 2010's week) starts
-    it."""
 
     def starts_clock(self, condition: str, hazard: Hazard, *, void: bool) -> bool:
         if void and not self.void_homes:
             return False
         if condition in self.overrides:
             return self.overrides[condition]
-        return hazard in self.hazards and condition not in self.indirect
+        return hazard in self.hazards
 
 
 def alert_deadlines(

@@ -213,17 +213,19 @@ class Adf2010Settings:
     max_hold: timedelta = timedelta(hours=1)
     day_severity: Severity = Severity.WATCH
     week_severity: Severity = Severity.ACT
-    week_persist: timedelta = timedelta(days=4)
+    week_persist: timedelta = timedelta(days=8)
     """How long the week's mean must have been over its limit, in all, within the last
-    ``week_persist_within``, before it is ``week_severity``. One cold week with laundry drying
-    indoors lifts an ordinary home's mean just over 75 % for a day or two; a damp home is over
-    it most of the time for weeks (*default*)."""
+    ``week_persist_within``, before it is ``week_severity``: most of those days. One cold week
+    with laundry drying indoors lifts an ordinary home's mean just over 75 % for a day or two,
+    a cool home drying laundry on most days for up to a week; a damp home is over it most of
+    the time for weeks (*default*). This rung starts Awaab's Law clocks, so it asks for more
+    than the moisture rule (:mod:`alerts.rules.moisture`), which finds damp homes sooner and
+    starts none."""
     week_persist_within: timedelta = timedelta(days=10)
     """The trailing span ``week_persist`` is counted in. The time is a total, not one
     unbroken stretch: a damp home whose weekly mean hovers at 74-77 % (a warm, well-aired
     summer) dips under 75 % for hours at a time, and a stretch that restarted at every dip
-    would never reach four days (*default*: a little over a week, so the four days are most of
-    the days a single week's mean can be over the limit)."""
+    would never reach eight days (*default*: a little over a week)."""
     # A month's mean over 65 % is the document's design target for a healthy room; a heated
     # home in a wet winter month can sit just above it. Advice, not a hazard on its own: the
     # week's 75 % and the mould index are the persistence that is.

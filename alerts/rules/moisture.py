@@ -15,9 +15,10 @@ rest", which scales with how much homes differ in each season) on most days of a
 `act`. Laundry days, a leak of two or three days or a crowded weekend lift an ordinary home
 above the fence for a day or two, not five days of seven.
 
-What this is not: evidence of mould at a surface. By default it starts no Awaab's Law clock
-(:class:`alerts.awaab.ClockPolicy` ``indirect``): it says where to look; the mould index and
-ADF 2010's week say a hazard is there.
+Five days of seven is the persistence DOMAIN.md asks of a damp hazard, so by default the rule
+starts the Awaab's Law clock like ADF 2010's week and the mould index (the investigation it
+starts is what tells a crowded but well-aired home from a damp one); a council that wants
+surface evidence first sets ``[home.clock_policy.overrides] damp_moisture_excess = false``.
 """
 
 from __future__ import annotations

@@ -74,16 +74,14 @@ def test_a_bad_file_fails_on_load_naming_the_key(tmp_path, text, message):
     assert message in str(caught.value)
 
 
-def test_a_council_can_make_moisture_evidence_start_the_clock(tmp_path):
+def test_a_council_can_tune_the_moisture_rule_and_keep_it_from_the_clock(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(
         '[home.moisture_excess]\nfence_iqr = 2.0\nmin_time_over = "4d"\n'
-        "[home.clock_policy]\nindirect = []\n"
+        "[home.clock_policy.overrides]\ndamp_moisture_excess = false\n"
     )
     home = load_rule_config(path).for_home("100000000009", None, "env-9")
     assert home.moisture_excess.fence_iqr == 2.0
     assert home.moisture_excess.min_time_over == timedelta(days=4)
-    assert home.clock_policy.indirect == frozenset()
-    assert home.clock_policy.starts_clock("damp_moisture_excess", Hazard.DAMP_MOULD, void=False)
-    assert not ClockPolicy().starts_clock("damp_moisture_excess", Hazard.DAMP_MOULD, void=False)
-    assert ClockPolicy().starts_clock("damp_adf2010", Hazard.DAMP_MOULD, void=False)
+    assert not home.clock_policy.starts_clock("damp_moisture_excess", Hazard.DAMP_MOULD, void=False)
+    assert ClockPolicy().starts_clock("damp_moisture_excess", Hazard.DAMP_MOULD, void=False)

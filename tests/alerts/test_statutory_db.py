@@ -14,8 +14,8 @@ from store.db import connect
 from tests.alerts.test_service_db import insert, register, trace
 
 # A Monday, after the damp alert's investigation was due (its clock starts on the week's
-# mean RH, 18 November: 10 working days -> 2 December).
-ENDED = "2025-12-08T10:00:00Z"
+# mean RH, 26 November: 10 working days -> 10 December).
+ENDED = "2025-12-15T10:00:00Z"
 
 
 def _cli_json(capsys, *argv: str):
@@ -72,9 +72,9 @@ def test_investigated_sets_later_due_dates_and_clears_overdue_when_all_done(
         "--format",
         "json",
     )
-    # Monday 8 December: 3 working days -> Thursday 11th, 5 -> Monday 15th (ends of UK days).
-    assert recorded["summary_due_at"] == "2025-12-12T00:00:00Z"
-    assert recorded["safety_work_due_at"] == "2025-12-16T00:00:00Z"
+    # Monday 15 December: 3 working days -> Thursday 18th, 5 -> Monday 22nd (ends of UK days).
+    assert recorded["summary_due_at"] == "2025-12-19T00:00:00Z"
+    assert recorded["safety_work_due_at"] == "2025-12-23T00:00:00Z"
     milestones = {d["milestone"] for d in recorded["deadlines"]}
     assert {"investigate", "written_summary", "safety_work"} <= milestones
 
@@ -112,7 +112,7 @@ def test_investigated_sets_later_due_dates_and_clears_overdue_when_all_done(
         "preventative_work_physical_start",
     ):
         assert (
-            main(["alerts", "milestone", alert["id"], step, "--by", "jo", "--at", "2025-12-10"])
+            main(["alerts", "milestone", alert["id"], step, "--by", "jo", "--at", "2025-12-17"])
             == 0
         )
     assert _overdue_ids(capsys) == []
