@@ -699,7 +699,7 @@ class SideInputs:
         self.peers = sorted(d for d in every_bin if self.group_of[d] in own_groups)
         occupied = sorted(d for d, s in subjects.items() if s.kind == "home" and not s.void)
         own_homes = [d for d in occupied if d in mine]
-        self.homes = occupied if own_homes else []
+        self.home_peers = occupied if own_homes else []
         self._own = frozenset(self.bins) | frozenset(own_homes)
         self._at: dict[datetime, dict[str, list[Item]]] = {}
         self._records: dict[str, list[CollectionRecord]] = {}
@@ -753,10 +753,12 @@ class SideInputs:
         return out
 
     def _add_home_inputs(self, at: datetime, out: dict[str, list[Item]]) -> None:
-        if not self.homes:
+        if not self.home_peers:
             return
         window = self.moisture_window
-        means = moisture_means(self.conn, self.homes, at - window, at, window * MOISTURE_MIN_SPAN)
+        means = moisture_means(
+            self.conn, self.home_peers, at - window, at, window * MOISTURE_MIN_SPAN
+        )
         for device_id, summary in peer_moisture(means, at=at, window=window).items():
             if device_id in self._own:
                 out.setdefault(device_id, []).append(summary)
