@@ -43,6 +43,15 @@ def _require_device_id(value: str) -> None:
         raise ValueError(f"device_id {value!r} must match {_DEVICE_ID.pattern}")
 
 
+def _require_peer_summary(device_id: str, ts: datetime, window: timedelta, peers: int) -> None:
+    _require_device_id(device_id)
+    _require_utc("ts", ts)
+    if window <= timedelta(0):
+        raise ValueError("window must be positive")
+    if peers < 1:
+        raise ValueError("peer_count must be at least 1")
+
+
 @dataclass(frozen=True, slots=True)
 class FillForecast:
     """A caller's forecast for one bin: ``fill_pct`` expected at ``target_ts``, made at ``ts``.
@@ -81,14 +90,9 @@ class PeerChange:
     peer_count: int
 
     def __post_init__(self) -> None:
-        _require_device_id(self.device_id)
-        _require_utc("ts", self.ts)
-        if self.window <= timedelta(0):
-            raise ValueError("window must be positive")
+        _require_peer_summary(self.device_id, self.ts, self.window, self.peer_count)
         if not math.isfinite(self.change_pct) or self.change_pct < 0:
             raise ValueError(f"change_pct must be a non-negative number, got {self.change_pct!r}")
-        if self.peer_count < 1:
-            raise ValueError("peer_count must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +114,12 @@ class PeerMoisture:
     peer_count: int
 
     def __post_init__(self) -> None:
-        _require_device_id(self.device_id)
-        _require_utc("ts", self.ts)
-        if self.window <= timedelta(0):
-            raise ValueError("window must be positive")
+        _require_peer_summary(self.device_id, self.ts, self.window, self.peer_count)
         values = (self.home_g_m3, self.peer_q1_g_m3, self.peer_median_g_m3, self.peer_q3_g_m3)
         if not all(math.isfinite(v) and v >= 0 for v in values):
             raise ValueError(f"absolute humidities must be non-negative numbers, got {values}")
         if not self.peer_q1_g_m3 <= self.peer_median_g_m3 <= self.peer_q3_g_m3:
             raise ValueError("need peer_q1_g_m3 <= peer_median_g_m3 <= peer_q3_g_m3")
-        if self.peer_count < 1:
-            raise ValueError("peer_count must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
