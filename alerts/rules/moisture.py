@@ -15,10 +15,11 @@ rest", which scales with how much homes differ in each season) on most days of a
 `act`. Laundry days, a leak of two or three days or a crowded weekend lift an ordinary home
 above the fence for a day or two, not five days of seven.
 
-Five days of seven is the persistence DOMAIN.md asks of a damp hazard, so by default the rule
-starts the Awaab's Law clock like ADF 2010's week and the mould index (the investigation it
-starts is what tells a crowded but well-aired home from a damp one); a council that wants
-surface evidence first sets ``[home.clock_policy.overrides] damp_moisture_excess = false``.
+Five days of seven is the persistence a damp hazard needs (most days of a week), so by default
+the rule starts the Awaab's Law clock like ADF 2010's week and the mould index (the
+investigation it starts is what tells a crowded but well-aired home from a damp one); a council
+that wants surface evidence first sets ``[home.clock_policy.overrides] damp_moisture_excess =
+false``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class MoistureExcessSettings:
     lookback: timedelta = timedelta(days=7)
     min_time_over: timedelta = timedelta(days=5)
     """Time above the fence, in all, within ``lookback`` before the rule is on: most days of
-    a week, as DOMAIN.md's persistence asks (*default*)."""
+    a week: persistence, not one wet spell (*default*)."""
     clear_time_over: timedelta = timedelta(days=2)
     """Clears when the time above the fence within ``lookback`` falls to this (hysteresis)."""
     min_coverage: float = 0.75
