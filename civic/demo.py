@@ -10,6 +10,7 @@ around Leicester with straight-line travel estimates.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -394,16 +395,32 @@ def _print_alert_summary(demo: _Demo, active: list[dict[str, Any]], history_s: f
         )
 
 
+def route_day(fleet: Path | None, now: dt.datetime | None = None) -> str:
+    """The next shift the crews have not finished: today's until it ends, else the next
+    working day's (a demo run in the evening or at a weekend plans the coming round)."""
+    from routing.fleet import load_fleet
+
+    config = load_fleet(fleet)
+    now = now or dt.datetime.now(dt.UTC)
+    day = now.astimezone(config.zone).date()
+    if (
+        day.weekday() not in config.working_days
+        or config.local_time(day, config.shift.end_s) <= now
+    ):
+        day = config.next_working_day(day)
+    return day.isoformat()
+
+
 def _show_routes(demo: _Demo, seconds: float, fleet: Path | None) -> None:
     on = "on the roads, " if fleet else ""
-    _step(f"today's general-waste routes ({on}up to {seconds:.0f} s of search)")
-    today = time.strftime("%Y-%m-%d", time.gmtime())
+    day = route_day(fleet)
+    _step(f"general-waste routes for {day}, the next shift ({on}up to {seconds:.0f} s of search)")
     routes = _civic(
         demo.env,
         "routes",
         "plan",
         "--date",
-        today,
+        day,
         "--stream",
         "general",
         "--seconds",
