@@ -684,13 +684,11 @@ class SideInputs:
         forecast_horizon: timedelta,
         records_after: datetime | None = None,
         own: Iterable[str] | None = None,
-        moisture_window: timedelta = MOISTURE_WINDOW,
     ) -> None:
         self.conn = conn
         self.records_after = records_after
         self.window = window
         self.forecast_horizon = forecast_horizon
-        self.moisture_window = moisture_window
         every_bin = [d for d, s in subjects.items() if s.kind == "bin"]
         self.group_of = {d: (subjects[d].patch, subjects[d].waste_stream) for d in every_bin}
         mine = set(subjects if own is None else own)
@@ -700,8 +698,12 @@ class SideInputs:
         occupied = sorted(d for d, s in subjects.items() if s.kind == "home" and not s.void)
         own_homes = [d for d in occupied if d in mine]
         self.home_peers = occupied if own_homes else []
-        self._own = frozenset(self.bins) | frozenset(own_homes)
-        self._at: dict[datetime, dict[str, list[Item]]] = {}
+        self._own_bins = frozenset(self.bins)
+        self._own_homes = frozenset(own_homes)
+        # Per kind, so a home never makes the bins' forecasts fitted (nor a bin the homes'
+        # summaries) at an instant only the other kind reaches.
+        self._bins_at: dict[datetime, dict[str, list[Item]]] = {}
+        self._homes_at: dict[datetime, dict[str, list[Item]]] = {}
         self._records: dict[str, list[CollectionRecord]] = {}
         self._records_span: tuple[datetime, datetime] | None = None
 
@@ -709,24 +711,36 @@ class SideInputs:
         self, device_id: str, readings: list[Reading], after: datetime, until: datetime
     ) -> Sequence[Item]:
         """``readings`` with this device's inputs for instants in ``(after, until]``."""
-        if device_id not in self._own:
+        if device_id in self._own_bins:
+            extra = self._summaries(device_id, after, until, self._bins_at, self._bin_inputs_at)
+            extra += [r for r in self._records_for(device_id, after, until) if r.ts > after]
+        elif device_id in self._own_homes:
+            extra = self._summaries(device_id, after, until, self._homes_at, self._home_inputs_at)
+        else:
             return readings
-        extra: list[Item] = []
-        for at in summary_times(after, until):
-            if at not in self._at:
-                self._at[at] = self._inputs_at(at)
-            extra += self._at[at].get(device_id, [])
-        extra += [r for r in self._records_for(device_id, after, until) if r.ts > after]
         if not extra:
             return readings
         # Inputs at the same instant as a reading come after it: they are taken from it.
         return sorted([*readings, *extra], key=lambda i: (i.ts, not isinstance(i, Reading)))
 
+    @staticmethod
+    def _summaries(
+        device_id: str,
+        after: datetime,
+        until: datetime,
+        cache: dict[datetime, dict[str, list[Item]]],
+        inputs_at: Callable[[datetime], dict[str, list[Item]]],
+    ) -> list[Item]:
+        extra: list[Item] = []
+        for at in summary_times(after, until):
+            if at not in cache:
+                cache[at] = inputs_at(at)
+            extra += cache[at].get(device_id, [])
+        return extra
+
     def _records_for(
         self, device_id: str, after: datetime, until: datetime
     ) -> list[CollectionRecord]:
-        if not self.bins:
-            return []
         # One query per cycle for every bin; again only if a device reaches further back.
         span = self._records_span
         if span is None or after < span[0] or until > span[1]:
@@ -735,16 +749,13 @@ class SideInputs:
             self._records_span = (start, until)
         return [r for r in self._records.get(device_id, []) if r.ts <= until]
 
-    def _inputs_at(self, at: datetime) -> dict[str, list[Item]]:
+    def _bin_inputs_at(self, at: datetime) -> dict[str, list[Item]]:
         out: dict[str, list[Item]] = {}
-        self._add_home_inputs(at, out)
-        if not self.bins:
-            return out
         ranges = fill_ranges(self.conn, self.peers, at - self.window, at)
         for device_id, change in peer_changes(
             ranges, self.group_of, at=at, window=self.window
         ).items():
-            if device_id in self._own:
+            if device_id in self._own_bins:
                 out.setdefault(device_id, []).append(change)
         if not on_grid(at, FORECAST_EVERY):
             return out
@@ -752,16 +763,16 @@ class SideInputs:
             out.setdefault(device_id, []).append(forecast)
         return out
 
-    def _add_home_inputs(self, at: datetime, out: dict[str, list[Item]]) -> None:
-        if not self.home_peers:
-            return
-        window = self.moisture_window
+    def _home_inputs_at(self, at: datetime) -> dict[str, list[Item]]:
+        window = MOISTURE_WINDOW
         means = moisture_means(
             self.conn, self.home_peers, at - window, at, window * MOISTURE_MIN_SPAN
         )
-        for device_id, summary in peer_moisture(means, at=at, window=window).items():
-            if device_id in self._own:
-                out.setdefault(device_id, []).append(summary)
+        return {
+            device_id: [summary]
+            for device_id, summary in peer_moisture(means, at=at, window=window).items()
+            if device_id in self._own_homes
+        }
 
     def _forecasts_at(self, at: datetime) -> dict[str, FillForecast]:
         """This evaluator's bins' forecasts for the instant ``at``: fitted once for the whole
@@ -770,8 +781,6 @@ class SideInputs:
 
         On a connection of its own, committed at once: the cycle's transaction may last a
         whole backfill, and another evaluator must not wait for it to read a forecast."""
-        if not self.bins:
-            return {}
         info = self.conn.info
         with (
             psycopg.connect(info.dsn, password=info.password, row_factory=dict_row) as side,
@@ -783,7 +792,7 @@ class SideInputs:
                 return stored
             every = fit_fill_forecasts(side, at, self.forecast_horizon)
             save_fill_forecasts(side, at, self.forecast_horizon, every)
-        return {f.device_id: f for f in every if f.device_id in self._own}
+        return {f.device_id: f for f in every if f.device_id in self._own_bins}
 
 
 def fit_fill_forecasts(conn: Conn, at: datetime, horizon: timedelta) -> list[FillForecast]:
